@@ -1,0 +1,88 @@
+"""Training of the demo suite's models: contrastive "pre-training" of a tiny CLIP and end-to-end fine-tuning.
+
+Both run on a CPU in about a minute. They exist so that the demo's zero-shot and fine-tuned models
+have the relationship the paper starts from; nothing here is part of DaWin itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .synth import Domain, Task, sample_split
+from ..models import ImageClassifier, preprocess
+
+
+def render_tensors(task: Task, domains: Sequence[Domain], n_per_domain: int, seed: int, split: str, transform):
+    """Images (N, 3, H, W) after ``transform``, labels and the style word of each image's domain."""
+    images, labels, styles = [], [], []
+    for dom in domains:
+        for img, y in sample_split(task, dom, n_per_domain, seed, split):
+            images.append(transform(img))
+            labels.append(y)
+            styles.append(dom.caption)
+    return torch.stack(images), torch.tensor(labels), styles
+
+
+def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int) -> None:
+    lr = base * (step + 1) / warmup if step < warmup else base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def pretrain_clip(model: torch.nn.Module, architecture: str, task: Task, domains: Sequence[Domain], *, n_per_domain: int,
+                  epochs: int, batch_size: int, lr: float, seed: int) -> torch.nn.Module:
+    """Contrastive (InfoNCE, both directions) training on images captioned "a {style} of a {class}."."""
+    torch.manual_seed(seed)
+    images, labels, styles = render_tensors(task, domains, n_per_domain, seed, "pretrain", preprocess(model))
+    # half the captions name only the object, so the loss cannot be lowered by matching the style alone
+    coin = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
+    captions = [f"a {s} of a {task.classes[y]}." if c else f"a {task.classes[y]}."
+                for s, y, c in zip(styles, labels.tolist(), coin.tolist())]
+    tokens = open_clip.get_tokenizer(architecture)(captions)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    steps, total = 0, epochs * math.ceil(len(images) / batch_size)
+    model.train()
+    for _ in tqdm(range(epochs), desc="pre-train tiny CLIP"):
+        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
+            _cosine_lr(opt, lr, steps, total, warmup=max(1, total // 20))
+            img = F.normalize(model.encode_image(images[idx]), dim=-1)
+            txt = F.normalize(model.encode_text(tokens[idx]), dim=-1)
+            logits = model.logit_scale.exp() * img @ txt.T
+            # identical captions in one batch are true positives: use soft targets over them
+            same = (tokens[idx][:, None, :] == tokens[idx][None, :, :]).all(-1).float()
+            target = same / same.sum(1, keepdim=True)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            steps += 1
+    return model.eval()
+
+
+def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                        batch_size: int, lr: float, seed: int) -> ImageClassifier:
+    """End-to-end fine-tuning (tower and head) with cross-entropy, AdamW and a cosine schedule."""
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    steps, total = 0, epochs * math.ceil(len(images) / batch_size)
+    clf.train()
+    for _ in tqdm(range(epochs), desc="fine-tune"):
+        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
+            _cosine_lr(opt, lr, steps, total, warmup=max(1, total // 20))
+            loss = F.cross_entropy(clf(images[idx]), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+    return clf.eval()

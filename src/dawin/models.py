@@ -1,0 +1,152 @@
+"""open_clip models from the config: CLIP creation, zero-shot heads, the image classifier, safetensors I/O.
+
+A *classifier* is an image tower plus a linear head on L2-normalised image features; both the zero-shot
+model (head = logit_scale.exp() * normalised class text embeddings) and the fine-tuned model have this
+form, so weight interpolation covers the tower **and** the head (SPEC section 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from open_clip.transform import PreprocessCfg, image_transform_v2
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(CONFIG_DIR)  # registers the demo's tiny architectures by name
+
+CLASSIFIER_FORMAT = "dawin-classifier/1"
+CLIP_FORMAT = "dawin-clip/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, of the wrong architecture or of the wrong format."""
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path} (fetch it or fix the path in the config)")
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {keys[:3]}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong))
+            if keys
+        )
+        raise CheckpointError(f"{path} is not a {arch} checkpoint ({detail})")
+    module.load_state_dict(state)
+
+
+def create_clip(architecture: str, pretrained: str | None = None, weights: str | Path | None = None) -> torch.nn.Module:
+    """An open_clip CLIP by architecture name, with ``pretrained=`` tag weights or a safetensors file."""
+    if architecture not in open_clip.list_models():
+        raise CheckpointError(f"unknown architecture {architecture!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14")
+    model = open_clip.create_model(architecture, pretrained=pretrained)
+    if weights is not None:
+        path = Path(weights)
+        meta = _metadata(path)
+        if meta.get("architecture", architecture) != architecture:
+            raise CheckpointError(f"{path} holds a {meta['architecture']} model, the config says {architecture}")
+        _load_strict(model, load_file(str(path)), path, architecture)
+    return model.eval()
+
+
+def save_clip(model: torch.nn.Module, architecture: str, path: str | Path) -> None:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"format": CLIP_FORMAT, "architecture": architecture})
+
+
+def preprocess(model_or_visual: torch.nn.Module):
+    """The evaluation transform of an open_clip image tower (resize, centre crop, normalise)."""
+    visual = getattr(model_or_visual, "visual", model_or_visual)
+    cfg = PreprocessCfg(**visual.preprocess_cfg)
+    return image_transform_v2(cfg, is_train=False)
+
+
+@torch.no_grad()
+def zeroshot_head(model: torch.nn.Module, architecture: str, classnames: Sequence[str], templates: Sequence[str],
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """Zero-shot head W (C, D): logit_scale.exp() * normalise(mean_t normalise(text(t(c)))).
+
+    Templates are ``str.format`` patterns with the field ``{c}`` for the class name.
+    """
+    if not classnames or not templates:
+        raise ValueError("a zero-shot head needs at least one class name and one template")
+    tokenizer = open_clip.get_tokenizer(architecture)
+    model = model.to(device)
+    rows = []
+    for c in classnames:
+        emb = model.encode_text(tokenizer([t.format(c=c) for t in templates]).to(device)).float()
+        emb = F.normalize(emb, dim=-1).mean(dim=0)
+        rows.append(F.normalize(emb, dim=0))
+    return (model.logit_scale.exp().float() * torch.stack(rows)).cpu()
+
+
+class ImageClassifier(torch.nn.Module):
+    """Image tower -> L2-normalised features -> linear head (weight (C, D), bias (C,))."""
+
+    def __init__(self, visual: torch.nn.Module, head: torch.nn.Linear, architecture: str):
+        super().__init__()
+        self.visual, self.head, self.architecture = visual, head, architecture
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(images), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+    @classmethod
+    def from_clip(cls, clip: torch.nn.Module, architecture: str, head_weight: torch.Tensor) -> "ImageClassifier":
+        head = torch.nn.Linear(head_weight.shape[1], head_weight.shape[0])
+        with torch.no_grad():
+            head.weight.copy_(head_weight)
+            head.bias.zero_()
+        return cls(clip.visual, head, architecture)
+
+    def save(self, path: str | Path, **metadata: str) -> None:
+        meta = {"format": CLASSIFIER_FORMAT, "architecture": self.architecture, **metadata}
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, architecture: str | None = None) -> "ImageClassifier":
+        """Load a classifier, refusing files of another format or architecture by name."""
+        path = Path(path)
+        meta = _metadata(path)
+        if meta.get("format") != CLASSIFIER_FORMAT:
+            raise CheckpointError(f"{path} is not a DaWin classifier file (format {meta.get('format')!r}); convert it first")
+        arch = meta["architecture"]
+        if architecture is not None and arch != architecture:
+            raise CheckpointError(f"{path} holds a {arch} classifier, the config expects {architecture}")
+        state = load_file(str(path))
+        visual = open_clip.create_model(arch).visual
+        n_cls, dim = state["head.weight"].shape
+        model = cls(visual, torch.nn.Linear(dim, n_cls), arch)
+        _load_strict(model, state, path, arch)
+        return model.eval()
+
+
+def classifier_metadata(path: str | Path) -> dict[str, str]:
+    return _metadata(Path(path))

@@ -1,0 +1,79 @@
+"""State-dict arithmetic: the one place where weights are combined.
+
+Used by WiSE-FT, DaWin's merged models and (later) task arithmetic and soups. State dicts map
+parameter names to tensors; all inputs of one operation must share keys and shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def _same_keys(*sds: StateDict) -> list[str]:
+    keys = list(sds[0].keys())
+    for sd in sds[1:]:
+        if set(sd.keys()) != set(keys):
+            missing = sorted(set(keys) ^ set(sd.keys()))
+            raise KeyError(f"state dicts differ in {len(missing)} keys, e.g. {missing[:3]}")
+        for k in keys:
+            if sd[k].shape != sds[0][k].shape:
+                raise ValueError(f"shape mismatch for {k}: {tuple(sds[0][k].shape)} vs {tuple(sd[k].shape)}")
+    return keys
+
+
+def _mergeable(t: torch.Tensor) -> bool:
+    return t.is_floating_point()
+
+
+def lerp(theta0: StateDict, theta1: StateDict, weight: float) -> dict[str, torch.Tensor]:
+    """theta(l) = (1 - l) * theta0 + l * theta1 for every floating-point entry (others from theta0)."""
+    return weighted_sum([theta0, theta1], [1.0 - weight, weight])
+
+
+def weighted_sum(state_dicts: Sequence[StateDict], coefficients: Sequence[float]) -> dict[str, torch.Tensor]:
+    """sum_j c_j * theta_j; integer buffers are copied from the first state dict."""
+    if len(state_dicts) != len(coefficients) or not state_dicts:
+        raise ValueError("need one coefficient per state dict")
+    keys = _same_keys(*state_dicts)
+    out: dict[str, torch.Tensor] = {}
+    for k in keys:
+        ref = state_dicts[0][k]
+        if not _mergeable(ref):
+            out[k] = ref.clone()
+            continue
+        acc = torch.zeros_like(ref, dtype=torch.float32 if ref.dtype in (torch.float16, torch.bfloat16) else ref.dtype)
+        for sd, c in zip(state_dicts, coefficients):
+            acc.add_(sd[k].to(acc.dtype), alpha=float(c))
+        out[k] = acc.to(ref.dtype)
+    return out
+
+
+def task_vector(theta: StateDict, theta0: StateDict) -> dict[str, torch.Tensor]:
+    """tau = theta - theta0 (floating-point entries only)."""
+    keys = _same_keys(theta, theta0)
+    return {k: theta[k] - theta0[k] for k in keys if _mergeable(theta0[k])}
+
+
+def add_task_vectors(theta0: StateDict, taus: Sequence[StateDict], coefficients: Sequence[float]) -> dict[str, torch.Tensor]:
+    """theta0 + sum_j c_j * tau_j; entries absent from the task vectors are copied from theta0."""
+    out = {k: v.clone() for k, v in theta0.items()}
+    for tau, c in zip(taus, coefficients):
+        for k, v in tau.items():
+            out[k] += float(c) * v.to(out[k].dtype)
+    return out
+
+
+def lerp_into(target: torch.nn.Module, theta0: StateDict, delta: StateDict, weight: float) -> None:
+    """Write theta0 + weight * delta into ``target``'s parameters in place (no new allocations).
+
+    With delta = theta1 - theta0 this is lerp(theta0, theta1, weight): the cheap form used when
+    many merged models of one pair are evaluated one after the other.
+    """
+    with torch.no_grad():
+        for name, p in target.state_dict(keep_vars=True).items():
+            if name in delta:
+                torch.add(theta0[name], delta[name], alpha=float(weight), out=p.data)
