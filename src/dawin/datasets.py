@@ -1,0 +1,126 @@
+"""The dataset protocol: class names, prompt templates, a test split on disk and a logit projection.
+
+Every dataset of every suite is stored the same way: ``<root>/<class folder>/<image>`` (ImageFolder
+layout), an ``index.csv`` (relative path, label) fixing the order that every cached array follows, and a
+``dataset.json`` with the class names, templates, image count and projection. Loaders of new datasets
+only have to write those two files; everything downstream reads them through :func:`load_dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+INDEX = "index.csv"
+META = "dataset.json"
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, partial or inconsistent."""
+
+
+# --- logit projections ---------------------------------------------------------------------------
+
+Projection = Callable[[torch.Tensor], torch.Tensor]
+
+
+def identity_projection() -> Projection:
+    return lambda logits: logits
+
+
+def subset_projection(columns: Sequence[int]) -> Projection:
+    """Keep the given columns (ImageNet-R / -A: their 200-class sublists)."""
+    idx = torch.as_tensor(list(columns), dtype=torch.long)
+    return lambda logits: logits.index_select(-1, idx.to(logits.device))
+
+
+def group_max_projection(groups: Sequence[Sequence[int]]) -> Projection:
+    """Class j's logit is the max over the source columns of ``groups[j]`` (ObjectNet's mapping).
+
+    Built once as a padded index tensor; the projection is a gather plus a masked max, no Python loop.
+    """
+    width = max(len(g) for g in groups)
+    idx = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups], dtype=torch.long)
+    return lambda logits: logits[..., idx.to(logits.device)].amax(dim=-1)
+
+
+PROJECTIONS: dict[str, Callable[..., Projection]] = {
+    "identity": identity_projection,
+    "subset": subset_projection,
+    "group_max": group_max_projection,
+}
+
+
+# --- datasets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """A test split on disk, in the order of its index file."""
+
+    name: str
+    root: Path
+    classnames: list[str]
+    templates: list[str]
+    paths: list[str]
+    labels: list[int]
+    projection_spec: dict = field(default_factory=lambda: {"kind": "identity"})
+    transform: Callable | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.root / self.paths[i]) as img:
+            img = img.convert("RGB")
+            x = self.transform(img) if self.transform else img
+        return x, self.labels[i]
+
+    @property
+    def projection(self) -> Projection:
+        spec = dict(self.projection_spec)
+        return PROJECTIONS[spec.pop("kind")](**spec)
+
+
+def write_dataset(root: str | Path, name: str, classnames: Sequence[str], templates: Sequence[str],
+                  items: Sequence[tuple[str, int]], projection: dict | None = None) -> None:
+    """Write ``index.csv`` and ``dataset.json`` for images already saved under ``root``."""
+    root = Path(root)
+    with open(root / INDEX, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows(items)
+    meta = {"name": name, "classnames": list(classnames), "templates": list(templates),
+            "n_images": len(items), "projection": projection or {"kind": "identity"}}
+    (root / META).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def load_dataset(root: str | Path, transform: Callable | None = None, check_files: bool = True) -> ImageFolderDataset:
+    """Read a dataset written by :func:`write_dataset`, counting what is really on disk."""
+    root = Path(root)
+    if not (root / META).exists() or not (root / INDEX).exists():
+        raise DatasetError(f"no dataset at {root}: expected {META} and {INDEX} there (run the dataset's rule first)")
+    meta = json.loads((root / META).read_text())
+    with open(root / INDEX, newline="") as f:
+        rows = list(csv.DictReader(f))
+    paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
+    if len(paths) != meta["n_images"]:
+        raise DatasetError(f"{root}: {INDEX} lists {len(paths)} images, {META} expects {meta['n_images']}")
+    if check_files:
+        missing = [p for p in paths if not (root / p).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{root} is partial: expected {len(paths)} images, found {len(paths) - len(missing)} "
+                f"(first missing: {missing[0]}); re-create or re-download it"
+            )
+    n_cls = len(meta["classnames"])
+    if labels and not 0 <= min(labels) <= max(labels) < n_cls:
+        raise DatasetError(f"{root}: labels outside 0..{n_cls - 1}")
+    return ImageFolderDataset(meta["name"], root, meta["classnames"], meta["templates"], paths, labels,
+                              meta.get("projection", {"kind": "identity"}), transform)

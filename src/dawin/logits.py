@@ -1,0 +1,68 @@
+"""Logit caching over a dataset: batched, in index order, CUDA + autocast when available.
+
+A cache file is safetensors with ``logits`` (N, C) after the dataset's projection and ``labels`` (N,),
+and metadata naming the checkpoint (with its sha256), the dataset and the image count, so that a cache
+can always be traced to, and checked against, what produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from .expertise import check_finite
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16/fp16 autocast on CUDA; a no-op on the CPU (the demo stays in fp32 there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def loader(dataset, batch_size: int, num_workers: int = 0, indices=None) -> torch.utils.data.DataLoader:
+    """A deterministic (unshuffled) loader over ``dataset`` or the subset ``indices`` of it."""
+    ds = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                       pin_memory=torch.cuda.is_available())
+
+
+@torch.no_grad()
+def compute_logits(model: torch.nn.Module, dataset, batch_size: int = 256, num_workers: int = 0,
+                   device: torch.device | None = None, use_autocast: bool = True, desc: str = "logits"):
+    """Projected logits (float32, N x C) and labels of ``dataset`` under ``model``, in index order."""
+    device = device or default_device()
+    model = model.to(device).eval()
+    project = dataset.projection
+    outs, labels = [], []
+    for x, y in tqdm(loader(dataset, batch_size, num_workers), desc=desc, leave=False):
+        with autocast(device, use_autocast):
+            z = model(x.to(device, non_blocking=True))
+        outs.append(project(z.float()).cpu())
+        labels.append(torch.as_tensor(y))
+    logits = torch.cat(outs)
+    check_finite(logits, f"logits of {desc}")
+    return logits, torch.cat(labels)
+
+
+def save_logits(path: str | Path, logits: torch.Tensor, labels: torch.Tensor, **metadata: str) -> None:
+    check_finite(logits, f"logits to be written to {path}")
+    save_file({"logits": logits.float().contiguous(), "labels": labels.long().contiguous()}, str(path),
+              metadata={k: str(v) for k, v in metadata.items()})
+
+
+def load_logits(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
+    """Read a cache file; NaN or infinite logits are an error naming the file."""
+    with safe_open(str(path), framework="pt") as f:
+        logits, labels, meta = f.get_tensor("logits"), f.get_tensor("labels"), f.metadata() or {}
+    check_finite(logits, f"cached logits in {path}")
+    return logits, labels, meta

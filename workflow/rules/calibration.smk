@@ -1,0 +1,15 @@
+# Temperature scaling of each model on the ID held-out split.
+
+
+rule temperatures:
+    output:
+        f"{RESULTS}/calibration/{{backbone}}.json",
+    input:
+        code=src("calibration.py"),
+        logits=lambda wc: [logits_file(wc.backbone, m, DS["id_val"]) for m in MODELS],
+    params:
+        models=MODELS,
+    log:
+        f"{RESULTS}/logs/temperatures/{{backbone}}.log",
+    script:
+        "../scripts/temperatures.py"

@@ -1,0 +1,58 @@
+# Config access, wildcard constraints and path helpers shared by every rule file.
+import re
+
+RESULTS = config["results"]
+SUITE = config["suite"]
+BACKBONES = sorted(config["backbones"])
+DS = config["datasets"]
+TEST_SETS = [DS["id_test"], *DS["ood"]]
+EVAL_SETS = [DS["id_val"], *TEST_SETS]
+MODELS = ["zeroshot", "finetuned"]
+MERGE_MODES = ["clustered", "per_sample"]
+
+
+def _check_datasets():
+    missing = sorted(set(EVAL_SETS) - set(DS["roots"]))
+    if missing:
+        raise ValueError(f"config: datasets.roots has no entry for {missing}; add their directories")
+
+
+_check_datasets()
+
+
+wildcard_constraints:
+    backbone="|".join(map(re.escape, BACKBONES)),
+    model="|".join(MODELS),
+    dataset="|".join(map(re.escape, sorted(DS["roots"]))),
+    mode="|".join(MERGE_MODES),
+
+
+def src(*modules):
+    """The package modules a rule's script uses: declared as inputs so code changes rerun the rule."""
+    return [workflow.source_path(f"../../src/dawin/{m}") for m in modules]
+
+
+def dataset_dir(wildcards):
+    return DS["roots"][wildcards.dataset]
+
+
+def backbone_cfg(wildcards):
+    return config["backbones"][wildcards.backbone]
+
+
+def model_file(backbone, model):
+    """The classifier file of (backbone, model): built zero-shot models, configured fine-tuned ones."""
+    if model == "zeroshot":
+        return f"{RESULTS}/models/{backbone}/zeroshot.safetensors"
+    return config["backbones"][backbone]["finetuned"]
+
+
+def logits_file(backbone, model, dataset):
+    return f"{RESULTS}/logits/{backbone}/{model}/{dataset}.safetensors"
+
+
+EVAL_PARAMS = dict(
+    batch_size=config["evaluation"]["batch_size"],
+    num_workers=config["evaluation"]["num_workers"],
+    autocast=config["evaluation"]["autocast"],
+)

@@ -1,0 +1,56 @@
+# The embedded demo suite: synthetic datasets and the tiny CLIP's pre-training and fine-tuning.
+# Only active when the config has a `demo` section; the paper suite gets these files elsewhere.
+if "demo" in config:
+    DEMO = config["demo"]
+
+    rule demo_dataset:
+        output:
+            directory(f"{DEMO['resources']}/data/{{dataset}}"),
+        params:
+            spec=lambda wc: DEMO["datasets"][wc.dataset],
+            seed=config["seed"],
+        log:
+            f"{DEMO['resources']}/logs/demo_dataset/{{dataset}}.log",
+        input:
+            src("demo/synth.py", "demo/world.py", "demo/build.py"),
+        script:
+            "../scripts/demo_dataset.py"
+
+    rule demo_pretrain:
+        output:
+            f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
+        input:
+            src("demo/synth.py", "demo/world.py", "demo/train.py", "models.py"),
+        params:
+            architecture=lambda wc: config["backbones"][wc.backbone]["architecture"],
+            train=DEMO["pretrain"],
+            seed=config["seed"],
+        threads: 2
+        resources:
+            mem_mb=3000,
+        log:
+            f"{DEMO['resources']}/logs/demo_pretrain/{{backbone}}.log",
+        benchmark:
+            f"{DEMO['resources']}/benchmarks/demo_pretrain/{{backbone}}.tsv"
+        script:
+            "../scripts/demo_pretrain.py"
+
+    rule demo_finetune:
+        output:
+            f"{DEMO['resources']}/checkpoints/{{backbone}}/finetuned.safetensors",
+        input:
+            code=src("demo/train.py", "models.py"),
+            zeroshot=f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
+            data=DS["roots"].get(DEMO["train_dataset"], f"{DEMO['resources']}/data/{DEMO['train_dataset']}"),
+        params:
+            train=DEMO["finetune"],
+            seed=config["seed"],
+        threads: 2
+        resources:
+            mem_mb=3000,
+        log:
+            f"{DEMO['resources']}/logs/demo_finetune/{{backbone}}.log",
+        benchmark:
+            f"{DEMO['resources']}/benchmarks/demo_finetune/{{backbone}}.tsv"
+        script:
+            "../scripts/demo_finetune.py"

@@ -1,0 +1,20 @@
+# Cached logits per (backbone, model, dataset); the file records the checkpoint's sha256.
+
+
+rule cache_logits:
+    output:
+        logits_file("{backbone}", "{model}", "{dataset}"),
+    input:
+        code=src("logits.py", "models.py", "datasets.py"),
+        model=lambda wc: model_file(wc.backbone, wc.model),
+        data=dataset_dir,
+    params:
+        **EVAL_PARAMS,
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/cache_logits/{{backbone}}/{{model}}/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cache_logits/{{backbone}}/{{model}}/{{dataset}}.tsv"
+    script:
+        "../scripts/cache_logits.py"

@@ -1,0 +1,15 @@
+import torch
+
+from dawin import datasets, models
+from dawin.demo import train
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+clf = models.ImageClassifier.load(snakemake.input.zeroshot)
+data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(clf.visual))
+images = torch.stack([data[i][0] for i in range(len(data))])
+labels = torch.tensor(data.labels)
+clf = train.finetune_classifier(clf, images, labels, seed=snakemake.params.seed, **snakemake.params.train)
+clf.save(snakemake.output[0], source="demo_finetune")
+log.info("fine-tuned on %d images of %s with %s", len(data), data.name, snakemake.params.train)

@@ -1,0 +1,12 @@
+from dawin.calibration import fit_temperature, nll
+from dawin.logits import load_logits
+from dawin.runtime import setup_logging, write_json
+
+log = setup_logging(snakemake.log[0])
+out = {}
+for model, path in zip(snakemake.params.models, snakemake.input.logits):
+    logits, labels, _ = load_logits(path)
+    t = fit_temperature(logits, labels)
+    out[model] = t
+    log.info("%s: T = %.4f (NLL %.4f -> %.4f)", model, t, nll(logits, labels, 1.0), nll(logits, labels, t))
+write_json(snakemake.output[0], out)
