@@ -28,10 +28,12 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[fl
     if logits.shape[0] != labels.shape[0] or logits.shape[0] == 0:
         raise ValueError(f"need matching, non-empty logits and labels, got {logits.shape[0]} and {labels.shape[0]}")
     z, y = logits.double(), labels.long()
+    if bool((z.amax(1) == z.amin(1)).all()):
+        raise ValueError("held-out logits are constant across classes: the NLL does not depend on T")
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
     res = minimize_scalar(lambda s: nll(z, y, math.exp(s)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     t = math.exp(res.x)
-    if min(abs(res.x - lo), abs(res.x - hi)) < 1e-3:
+    if min(abs(res.x - lo), abs(res.x - hi)) < 1e-2 or res.fun < 1e-12:
         raise ValueError(
             f"temperature search hit its bound ({t:.4g}); the held-out logits look degenerate "
             "(constant or perfectly separable) and cannot be calibrated"

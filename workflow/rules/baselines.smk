@@ -18,6 +18,8 @@ rule wise_ft_sweep:
         f"{RESULTS}/logs/wise_ft_sweep/{{backbone}}/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/wise_ft_sweep/{{backbone}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/wise_ft_sweep.py"
 
@@ -40,5 +42,7 @@ rule metrics:
         grid=config["grid"],
     log:
         f"{RESULTS}/logs/metrics/{{backbone}}.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/metrics.py"

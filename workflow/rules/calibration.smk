@@ -11,5 +11,7 @@ rule temperatures:
         models=MODELS,
     log:
         f"{RESULTS}/logs/temperatures/{{backbone}}.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/temperatures.py"

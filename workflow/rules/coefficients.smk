@@ -12,5 +12,7 @@ rule coefficients:
         offset_adjustment=config["coefficients"]["offset_adjustment"],
     log:
         f"{RESULTS}/logs/coefficients/{{backbone}}/{{dataset}}.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/coefficients.py"

@@ -47,6 +47,17 @@ def model_file(backbone, model):
     return config["backbones"][backbone]["finetuned"]
 
 
+def zeroshot_weights(wildcards):
+    zs = backbone_cfg(wildcards)["zeroshot"]
+    return [zs["weights"]] if "weights" in zs else []
+
+
+def merge_coefficients(wildcards):
+    if wildcards.mode == "clustered":
+        return f"{RESULTS}/mixtures/{wildcards.backbone}/{wildcards.dataset}.json"
+    return f"{RESULTS}/coefficients/{wildcards.backbone}/{wildcards.dataset}.safetensors"
+
+
 def logits_file(backbone, model, dataset):
     return f"{RESULTS}/logits/{backbone}/{model}/{dataset}.safetensors"
 

@@ -13,6 +13,8 @@ if "demo" in config:
             f"{DEMO['resources']}/logs/demo_dataset/{{dataset}}.log",
         input:
             src("demo/synth.py", "demo/world.py", "demo/build.py"),
+        conda:
+            "../../envs/dawin.yaml"
         script:
             "../scripts/demo_dataset.py"
 
@@ -32,6 +34,8 @@ if "demo" in config:
             f"{DEMO['resources']}/logs/demo_pretrain/{{backbone}}.log",
         benchmark:
             f"{DEMO['resources']}/benchmarks/demo_pretrain/{{backbone}}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
         script:
             "../scripts/demo_pretrain.py"
 
@@ -52,5 +56,7 @@ if "demo" in config:
             f"{DEMO['resources']}/logs/demo_finetune/{{backbone}}.log",
         benchmark:
             f"{DEMO['resources']}/benchmarks/demo_finetune/{{backbone}}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
         script:
             "../scripts/demo_finetune.py"

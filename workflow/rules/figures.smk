@@ -18,5 +18,7 @@ rule fig4_files:
         backbone=config["targets"]["fig4"],
     log:
         f"{RESULTS}/logs/fig4.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/fig4.py"

@@ -16,5 +16,7 @@ rule cache_logits:
         f"{RESULTS}/logs/cache_logits/{{backbone}}/{{model}}/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cache_logits/{{backbone}}/{{model}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/cache_logits.py"

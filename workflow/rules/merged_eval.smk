@@ -1,11 +1,6 @@
 # Merged-model evaluation: clustered (one merged model per mixture component) and per sample.
 
 
-def merge_coefficients(wildcards):
-    if wildcards.mode == "clustered":
-        return f"{RESULTS}/mixtures/{wildcards.backbone}/{wildcards.dataset}.json"
-    return f"{RESULTS}/coefficients/{wildcards.backbone}/{wildcards.dataset}.safetensors"
-
 
 rule merged_eval:
     output:
@@ -24,5 +19,7 @@ rule merged_eval:
         f"{RESULTS}/logs/merged_eval/{{backbone}}/{{mode}}/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/merged_eval/{{backbone}}/{{mode}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/merged_eval.py"

@@ -13,5 +13,7 @@ rule beta_mixture:
         **config["mixture"],
     log:
         f"{RESULTS}/logs/beta_mixture/{{backbone}}/{{dataset}}.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/beta_mixture.py"

@@ -1,10 +1,6 @@
 # Zero-shot models: the CLIP's image tower plus a head built from the ID test set's class names and templates.
 
 
-def zeroshot_weights(wildcards):
-    zs = backbone_cfg(wildcards)["zeroshot"]
-    return [zs["weights"]] if "weights" in zs else []
-
 
 rule zeroshot_model:
     output:
@@ -23,5 +19,7 @@ rule zeroshot_model:
         f"{RESULTS}/logs/zeroshot_model/{{backbone}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/zeroshot_model/{{backbone}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/zeroshot_model.py"

@@ -15,5 +15,7 @@ rule table2_files:
         datasets=[DS["id_test"], *DS["ood"], "ood_avg"],
     log:
         f"{RESULTS}/logs/table2.log",
+    conda:
+        "../../envs/dawin.yaml"
     script:
         "../scripts/table2.py"

@@ -1,0 +1,81 @@
+import math
+
+import pytest
+import torch
+
+from dawin.coefficients import (domain_coefficients, entropy_ratio_coefficients, multi_model_coefficients,
+                                offset_adjusted_coefficients)
+from dawin.expertise import confidence, cross_entropy, entropy, max_logit
+
+
+def test_entropy_hand_values():
+    z = torch.tensor([[0.0, 0.0, 0.0, 0.0], [math.log(3.0), 0.0, -1e9, -1e9]])
+    h = entropy(z)
+    assert h[0].item() == pytest.approx(math.log(4))
+    # p = (3/4, 1/4): H = -(0.75 ln 0.75 + 0.25 ln 0.25)
+    assert h[1].item() == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), abs=1e-6)
+
+
+def test_entropy_temperature_divides_logits():
+    z = torch.tensor([[2.0, 0.0]])
+    # T = 2 -> logits (1, 0): p1 = e / (e + 1)
+    p = math.e / (math.e + 1)
+    assert entropy(z, 2.0).item() == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+
+
+def test_cross_entropy_confidence_max_logit():
+    z = torch.tensor([[math.log(3.0), 0.0]])
+    assert cross_entropy(z, torch.tensor([1])).item() == pytest.approx(math.log(4))
+    assert confidence(z).item() == pytest.approx(0.75)
+    assert max_logit(z).item() == pytest.approx(math.log(3.0))
+
+
+def test_nan_logits_are_an_error():
+    z = torch.tensor([[0.0, float("nan")], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="1 non-finite values in 1 of 2 samples"):
+        entropy(z)
+
+
+def test_eq1_hand_values():
+    h0, h1 = torch.tensor([1.0, 0.2, 0.5]), torch.tensor([0.2, 1.0, 0.5])
+    lam = entropy_ratio_coefficients(h0, h1)
+    expected = [math.exp(-0.2) / (math.exp(-1.0) + math.exp(-0.2)), math.exp(-1.0) / (math.exp(-0.2) + math.exp(-1.0)), 0.5]
+    assert lam.tolist() == pytest.approx(expected)
+
+
+def test_eq2_hand_values():
+    h0, h1 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.5, 2.0])
+    mu0, sd0 = 2.0, 1.0  # unbiased std of (1, 2, 3)
+    mu1, sd1 = 1.0, math.sqrt(((0.5 - 1) ** 2 * 2 + 1.0) / 2)
+    offset = (sd0 / mu0 + sd1 / mu1) / 2
+    rel = (mu0 + mu1) / mu0
+    expected = [(math.exp(-b) + offset / rel) / (math.exp(-a) + math.exp(-b) + offset) for a, b in zip(h0.tolist(), h1.tolist())]
+    assert offset_adjusted_coefficients(h0, h1).tolist() == pytest.approx(expected, rel=1e-12)
+    assert domain_coefficients(h0, h1, offset_adjustment=False).tolist() == pytest.approx(entropy_ratio_coefficients(h0, h1).tolist())
+
+
+def test_eq2_degenerate_inputs_raise_clearly():
+    with pytest.raises(ValueError, match="mean entropy is 0"):
+        offset_adjusted_coefficients(torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        offset_adjusted_coefficients(torch.tensor([1.0, float("inf")]), torch.ones(2))
+    with pytest.raises(ValueError, match="no samples"):
+        entropy_ratio_coefficients(torch.zeros(0), torch.zeros(0))
+
+
+def test_multi_model_softmax_and_two_model_agreement():
+    h = torch.tensor([[1.0, 0.2, 0.7], [0.0, 0.0, 0.0]])
+    lam = multi_model_coefficients(h)
+    e = torch.exp(-h[0].double())
+    assert lam[0].tolist() == pytest.approx((e / e.sum()).tolist())
+    assert lam[1].tolist() == pytest.approx([1 / 3] * 3)
+    two = multi_model_coefficients(torch.stack([torch.tensor([1.0, 0.3]), torch.tensor([0.4, 0.9])], 1))
+    assert two[:, 1].tolist() == pytest.approx(entropy_ratio_coefficients(torch.tensor([1.0, 0.3]), torch.tensor([0.4, 0.9])).tolist())
+
+
+def test_oracle_prefers_the_model_that_is_right():
+    z0 = torch.tensor([[4.0, 0.0], [0.0, 4.0]])
+    z1 = torch.tensor([[0.0, 4.0], [0.0, 4.0]])
+    y = torch.tensor([0, 1])
+    lam = entropy_ratio_coefficients(cross_entropy(z0, y), cross_entropy(z1, y))
+    assert lam[0] < 0.05 and lam[1] == pytest.approx(0.5)

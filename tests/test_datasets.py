@@ -1,0 +1,45 @@
+import pytest
+import torch
+from PIL import Image
+
+from dawin import datasets
+
+
+def _make(root, n=6, n_cls=3):
+    items = []
+    for i in range(n):
+        y = i % n_cls
+        (root / f"c{y}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 10, 0, 0)).save(root / f"c{y}/{i}.png")
+        items.append((f"c{y}/{i}.png", y))
+    datasets.write_dataset(root, "toy", [f"class {c}" for c in range(n_cls)], ["a {c}."], items)
+    return items
+
+
+def test_roundtrip_keeps_index_order(tmp_path):
+    items = _make(tmp_path)
+    ds = datasets.load_dataset(tmp_path)
+    assert ds.paths == [p for p, _ in items] and ds.labels == [y for _, y in items]
+    img, y = ds[4]
+    assert img.getpixel((0, 0)) == (40, 0, 0) and y == 1
+
+
+def test_partial_dataset_counts_images(tmp_path):
+    _make(tmp_path)
+    (tmp_path / "c1/4.png").unlink()
+    with pytest.raises(datasets.DatasetError, match="partial: expected 6 images, found 5"):
+        datasets.load_dataset(tmp_path)
+
+
+def test_absent_dataset_says_what_to_do(tmp_path):
+    with pytest.raises(datasets.DatasetError, match="no dataset at .*run the dataset's rule first"):
+        datasets.load_dataset(tmp_path / "nope")
+
+
+def test_projections():
+    z = torch.arange(12.0).view(2, 6)
+    assert torch.equal(datasets.subset_projection([5, 0])(z), z[:, [5, 0]])
+    groups = [[0, 3], [1], [2, 4, 5]]
+    z2 = torch.randn(4, 6)
+    expected = torch.stack([z2[:, g].amax(1) for g in groups], 1)
+    assert torch.equal(datasets.group_max_projection(groups)(z2), expected)

@@ -1,0 +1,71 @@
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from dawin import models
+
+
+def test_zeroshot_head_matches_direct_computation(tiny_clip):
+    classes, templates = ["circle", "star"], ["a photo of a {c}.", "a {c}."]
+    head = models.zeroshot_head(tiny_clip, "dawin-tiny-vit", classes, templates)
+    tok = open_clip.get_tokenizer("dawin-tiny-vit")
+    with torch.no_grad():
+        rows = []
+        for c in classes:
+            e = F.normalize(tiny_clip.encode_text(tok([t.format(c=c) for t in templates])), dim=-1).mean(0)
+            rows.append(e / e.norm())
+        expected = tiny_clip.logit_scale.exp() * torch.stack(rows)
+    assert head.shape == (2, 64)
+    assert torch.allclose(head, expected, atol=1e-5)
+
+
+def test_classifier_is_normalised_features_through_head(tiny_pair):
+    m0, _ = tiny_pair
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        f = m0.visual(x)
+        expected = (f / f.norm(dim=-1, keepdim=True)) @ m0.head.weight.T + m0.head.bias
+        assert torch.allclose(m0(x), expected, atol=1e-5)
+
+
+def test_save_load_roundtrip(tmp_path, tiny_pair):
+    m0, _ = tiny_pair
+    m0.save(tmp_path / "m.safetensors", source="test")
+    back = models.ImageClassifier.load(tmp_path / "m.safetensors", "dawin-tiny-vit")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back(x), m0(x))
+    assert models.classifier_metadata(tmp_path / "m.safetensors")["source"] == "test"
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(models.CheckpointError, match="checkpoint not found: .*nothing.safetensors"):
+        models.ImageClassifier.load(tmp_path / "nothing.safetensors")
+
+
+def test_wrong_architecture_is_refused_by_name(tmp_path, tiny_pair):
+    m0, _ = tiny_pair
+    m0.save(tmp_path / "m.safetensors")
+    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-vit classifier, the config expects ViT-B-32"):
+        models.ImageClassifier.load(tmp_path / "m.safetensors", "ViT-B-32")
+    # a file that claims the right architecture but has other shapes
+    state = {k: v for k, v in m0.state_dict().items()}
+    state["visual.conv1.weight"] = torch.zeros(96, 3, 4, 4)
+    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"format": models.CLASSIFIER_FORMAT, "architecture": "dawin-tiny-vit"})
+    with pytest.raises(models.CheckpointError, match="is not a dawin-tiny-vit checkpoint .*shape mismatch"):
+        models.ImageClassifier.load(tmp_path / "bad.safetensors")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "raw.safetensors"))
+    with pytest.raises(models.CheckpointError, match="not a DaWin classifier file"):
+        models.ImageClassifier.load(tmp_path / "raw.safetensors")
+
+
+def test_clip_weights_roundtrip_and_architecture_check(tmp_path, tiny_clip):
+    models.save_clip(tiny_clip, "dawin-tiny-vit", tmp_path / "clip.safetensors")
+    back = models.create_clip("dawin-tiny-vit", weights=tmp_path / "clip.safetensors")
+    assert torch.equal(back.visual.conv1.weight, tiny_clip.visual.conv1.weight)
+    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-vit model, the config says ViT-B-32"):
+        models.create_clip("ViT-B-32", weights=tmp_path / "clip.safetensors")
+    with pytest.raises(models.CheckpointError, match="unknown architecture 'ViT-X'"):
+        models.create_clip("ViT-X")
