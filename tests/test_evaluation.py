@@ -56,3 +56,13 @@ def test_bad_coefficients_are_refused(tiny_pair):
         GroupedEvaluator().evaluate(m0, m1, TensorSet(torch.zeros(3, 3, 32, 32)), np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="1 non-finite"):
         PerSampleEvaluator().evaluate(m0, m1, TensorSet(torch.zeros(2, 3, 32, 32)), np.array([0.1, np.nan]))
+
+
+def test_weight_grid_matches_one_merge_per_weight(tiny_pair):
+    from dawin.evaluation import evaluate_grid
+
+    m0, m1 = tiny_pair
+    x = torch.randn(5, 3, 32, 32)
+    grid = evaluate_grid(m0, m1, TensorSet(x), [0.0, 0.4, 1.0], batch_size=2)
+    for w, z in grid.items():
+        assert torch.allclose(z, _direct(m0, m1, x, np.full(5, w)), atol=1e-5)

@@ -9,8 +9,8 @@ from dawin import models
 
 def test_zeroshot_head_matches_direct_computation(tiny_clip):
     classes, templates = ["circle", "star"], ["a photo of a {c}.", "a {c}."]
-    head = models.zeroshot_head(tiny_clip, "dawin-tiny-vit", classes, templates)
-    tok = open_clip.get_tokenizer("dawin-tiny-vit")
+    head = models.zeroshot_head(tiny_clip, "dawin-tiny-rn", classes, templates)
+    tok = open_clip.get_tokenizer("dawin-tiny-rn")
     with torch.no_grad():
         rows = []
         for c in classes:
@@ -33,7 +33,7 @@ def test_classifier_is_normalised_features_through_head(tiny_pair):
 def test_save_load_roundtrip(tmp_path, tiny_pair):
     m0, _ = tiny_pair
     m0.save(tmp_path / "m.safetensors", source="test")
-    back = models.ImageClassifier.load(tmp_path / "m.safetensors", "dawin-tiny-vit")
+    back = models.ImageClassifier.load(tmp_path / "m.safetensors", "dawin-tiny-rn")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(back(x), m0(x))
@@ -48,13 +48,13 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 def test_wrong_architecture_is_refused_by_name(tmp_path, tiny_pair):
     m0, _ = tiny_pair
     m0.save(tmp_path / "m.safetensors")
-    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-vit classifier, the config expects ViT-B-32"):
+    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-rn classifier, the config expects ViT-B-32"):
         models.ImageClassifier.load(tmp_path / "m.safetensors", "ViT-B-32")
     # a file that claims the right architecture but has other shapes
     state = {k: v for k, v in m0.state_dict().items()}
     state["visual.conv1.weight"] = torch.zeros(96, 3, 4, 4)
-    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"format": models.CLASSIFIER_FORMAT, "architecture": "dawin-tiny-vit"})
-    with pytest.raises(models.CheckpointError, match="is not a dawin-tiny-vit checkpoint .*shape mismatch"):
+    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"format": models.CLASSIFIER_FORMAT, "architecture": "dawin-tiny-rn"})
+    with pytest.raises(models.CheckpointError, match="is not a dawin-tiny-rn checkpoint .*shape mismatch"):
         models.ImageClassifier.load(tmp_path / "bad.safetensors")
     save_file({"x": torch.zeros(1)}, str(tmp_path / "raw.safetensors"))
     with pytest.raises(models.CheckpointError, match="not a DaWin classifier file"):
@@ -62,10 +62,10 @@ def test_wrong_architecture_is_refused_by_name(tmp_path, tiny_pair):
 
 
 def test_clip_weights_roundtrip_and_architecture_check(tmp_path, tiny_clip):
-    models.save_clip(tiny_clip, "dawin-tiny-vit", tmp_path / "clip.safetensors")
-    back = models.create_clip("dawin-tiny-vit", weights=tmp_path / "clip.safetensors")
+    models.save_clip(tiny_clip, "dawin-tiny-rn", tmp_path / "clip.safetensors")
+    back = models.create_clip("dawin-tiny-rn", weights=tmp_path / "clip.safetensors")
     assert torch.equal(back.visual.conv1.weight, tiny_clip.visual.conv1.weight)
-    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-vit model, the config says ViT-B-32"):
+    with pytest.raises(models.CheckpointError, match="holds a dawin-tiny-rn model, the config says ViT-B-32"):
         models.create_clip("ViT-B-32", weights=tmp_path / "clip.safetensors")
     with pytest.raises(models.CheckpointError, match="unknown architecture 'ViT-X'"):
         models.create_clip("ViT-X")

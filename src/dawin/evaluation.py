@@ -95,4 +95,27 @@ class PerSampleEvaluator:
         return torch.cat(outs)
 
 
+@torch.no_grad()
+def evaluate_grid(model0, model1, dataset, weights, batch_size: int = 256, num_workers: int = 0,
+                  device: torch.device | None = None, use_autocast: bool = True) -> dict[float, torch.Tensor]:
+    """Logits of every static interpolation theta(w), w in ``weights`` (the WiSE-FT sweep), in one data pass.
+
+    Each batch is loaded once; the work model's weights are rewritten in place for each w, which costs
+    one pass over the parameters, far less than re-reading and re-decoding the images per w.
+    """
+    device = device or default_device()
+    work = copy.deepcopy(model0).to(device).eval()
+    theta0 = {k: v.to(device) for k, v in model0.state_dict().items()}
+    delta = {k: v.to(device) for k, v in task_vector(model1.state_dict(), model0.state_dict()).items()}
+    project = dataset.projection
+    outs: dict[float, list[torch.Tensor]] = {float(w): [] for w in weights}
+    for x, _ in tqdm(loader(dataset, batch_size, num_workers), desc="weight grid", leave=False):
+        x = x.to(device)
+        for w in outs:
+            lerp_into(work, theta0, delta, w)
+            with autocast(device, use_autocast):
+                outs[w].append(project(work(x).float()).cpu())
+    return {w: torch.cat(z) for w, z in outs.items()}
+
+
 EVALUATORS: dict[str, type] = {"clustered": GroupedEvaluator, "per_sample": PerSampleEvaluator}

@@ -1,9 +1,8 @@
-import numpy as np
 import pandas as pd
 import torch
 
 from dawin import datasets, models
-from dawin.evaluation import GroupedEvaluator
+from dawin.evaluation import evaluate_grid
 from dawin.expertise import accuracy
 from dawin.runtime import setup_logging
 
@@ -13,10 +12,8 @@ model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model0.visual))
 labels = torch.as_tensor(data.labels)
-evaluator = GroupedEvaluator(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
-rows = []
-for alpha in p.alphas:
-    logits = evaluator.evaluate(model0, model1, data, np.full(len(data), alpha))
-    rows.append({"alpha": alpha, "accuracy": accuracy(logits, labels)})
-    log.info("alpha %.2f: %.2f", alpha, rows[-1]["accuracy"])
+logits = evaluate_grid(model0, model1, data, p.alphas, p.batch_size, p.num_workers, use_autocast=p.autocast)
+rows = [{"alpha": a, "accuracy": accuracy(z, labels)} for a, z in logits.items()]
+for r in rows:
+    log.info("alpha %.2f: %.2f", r["alpha"], r["accuracy"])
 pd.DataFrame(rows).to_csv(snakemake.output[0], index=False, float_format="%.6g")

@@ -162,7 +162,8 @@ def render(cls: str, index: int, n_classes: int, dom: Domain, rng: np.random.Gen
             fg = _rgb(fg_h, rng.uniform(0.3, 1.0), fg_v)
             yy, xx = np.mgrid[0:CANVAS, 0:CANVAS] / CANVAS
             f1, f2, ph = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 2 * math.pi)
-            texture = 0.08 * np.sin(2 * math.pi * (f1 * xx + f2 * yy) + ph)[..., None]
+            # faint stripes, well below the object/background value gap: the object's outline must stay the edge
+            texture = 0.04 * np.sin(2 * math.pi * (f1 * xx + f2 * yy) + ph)[..., None]
             shade = (1.0 + 0.25 * (yy - 0.5))[..., None]
             img = (bg + texture) * (1 - mask[..., None]) + fg * shade * mask[..., None]
         for _ in range(dom.clutter):
