@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .logits import autocast, default_device, loader
 from .models import ImageClassifier
-from .weights import lerp, lerp_into, task_vector
+from .weights import lerp_into, task_vector
 
 
 class MergedEvaluator(Protocol):
@@ -33,28 +33,37 @@ def _check(dataset, coefficients: torch.Tensor) -> np.ndarray:
     return c
 
 
-class GroupedEvaluator:
+class _Evaluator:
+    def __init__(self, batch_size: int = 256, num_workers: int = 0, device: torch.device | None = None,
+                 use_autocast: bool = True):
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.device, self.use_autocast = device or default_device(), use_autocast
+
+
+def _work_model(model0, model1, device):
+    """A private copy of model0 on ``device``, theta0 and delta = theta1 - theta0, for in-place merges."""
+    work = copy.deepcopy(model0).to(device).eval()
+    theta0 = {k: v.to(device) for k, v in model0.state_dict().items()}
+    delta = {k: v.to(device) for k, v in task_vector(model1.state_dict(), model0.state_dict()).items()}
+    return work, theta0, delta
+
+
+class GroupedEvaluator(_Evaluator):
     """Materialise one merged model per distinct coefficient and run it over that group's samples.
 
     This is DaWin's clustered evaluation (K mixture components -> K merged models for the whole
     domain, not per batch) and, with one constant coefficient, WiSE-FT. Original order is restored.
     """
 
-    def __init__(self, batch_size: int = 256, num_workers: int = 0, device: torch.device | None = None,
-                 use_autocast: bool = True):
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.device, self.use_autocast = device or default_device(), use_autocast
-
     @torch.no_grad()
     def evaluate(self, model0, model1, dataset, coefficients) -> torch.Tensor:
         c = _check(dataset, coefficients)
-        theta0, theta1 = model0.state_dict(), model1.state_dict()
-        work = copy.deepcopy(model0).to(self.device).eval()
+        work, theta0, delta = _work_model(model0, model1, self.device)
         project = dataset.projection
         out: torch.Tensor | None = None
         for value in np.unique(c):
             idx = np.flatnonzero(c == value)
-            work.load_state_dict(lerp(theta0, theta1, float(value)))
+            lerp_into(work, theta0, delta, float(value))
             parts = []
             for x, _ in loader(dataset, self.batch_size, self.num_workers, idx):
                 with autocast(self.device, self.use_autocast):
@@ -66,24 +75,17 @@ class GroupedEvaluator:
         return out
 
 
-class PerSampleEvaluator:
+class PerSampleEvaluator(_Evaluator):
     """Every sample with its own merged model (DaWin w/o mixture modelling): exact, O(N) merges.
 
     Streams the data once; for each sample the work model's weights are overwritten in place with
     theta0 + l * (theta1 - theta0) and the single image is classified.
     """
 
-    def __init__(self, batch_size: int = 256, num_workers: int = 0, device: torch.device | None = None,
-                 use_autocast: bool = True):
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.device, self.use_autocast = device or default_device(), use_autocast
-
     @torch.no_grad()
     def evaluate(self, model0, model1, dataset, coefficients) -> torch.Tensor:
         c = _check(dataset, coefficients)
-        work = copy.deepcopy(model0).to(self.device).eval()
-        theta0 = {k: v.to(self.device) for k, v in model0.state_dict().items()}
-        delta = {k: v.to(self.device) for k, v in task_vector(model1.state_dict(), model0.state_dict()).items()}
+        work, theta0, delta = _work_model(model0, model1, self.device)
         project = dataset.projection
         outs, i = [], 0
         for x, _ in tqdm(loader(dataset, self.batch_size, self.num_workers), desc="per-sample merge", leave=False):
@@ -104,9 +106,7 @@ def evaluate_grid(model0, model1, dataset, weights, batch_size: int = 256, num_w
     one pass over the parameters, far less than re-reading and re-decoding the images per w.
     """
     device = device or default_device()
-    work = copy.deepcopy(model0).to(device).eval()
-    theta0 = {k: v.to(device) for k, v in model0.state_dict().items()}
-    delta = {k: v.to(device) for k, v in task_vector(model1.state_dict(), model0.state_dict()).items()}
+    work, theta0, delta = _work_model(model0, model1, device)
     project = dataset.projection
     outs: dict[float, list[torch.Tensor]] = {float(w): [] for w in weights}
     for x, _ in tqdm(loader(dataset, batch_size, num_workers), desc="weight grid", leave=False):
