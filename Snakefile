@@ -39,3 +39,6 @@ rule all:
     input:
         rules.table2.input,
         rules.fig4.input,
+
+
+check_checkpoints()

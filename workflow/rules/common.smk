@@ -1,5 +1,8 @@
 # Config access, wildcard constraints and path helpers shared by every rule file.
 import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 
 RESULTS = config["results"]
 SUITE = config["suite"]
@@ -67,3 +70,18 @@ EVAL_PARAMS = dict(
     num_workers=config["evaluation"]["num_workers"],
     autocast=config["evaluation"]["autocast"],
 )
+
+
+def check_checkpoints():
+    """Configured checkpoint files must exist or be made by a rule of this workflow.
+
+    Snakemake itself only notices a missing input when a job has to run; a changed path to a missing
+    file must stop the workflow whatever is already built, naming the path.
+    """
+    for name, bb in sorted(config["backbones"].items()):
+        for path in (bb["finetuned"], bb["zeroshot"].get("weights")):
+            if path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules):
+                raise WorkflowError(
+                    f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
+                    "fetch or convert it first, or fix the path in the config"
+                )
