@@ -191,11 +191,39 @@ def _copy_stream(src, dst_path: Path) -> None:
         shutil.copyfileobj(src, out, CHUNK)
 
 
+class _LastBlock:
+    """A read-only file wrapper remembering the position and bytes of its last read."""
+
+    def __init__(self, f):
+        self._f, self.last_pos, self.last_data = f, -1, b""
+
+    def read(self, size: int = -1) -> bytes:
+        pos = self._f.tell()
+        data = self._f.read(size)
+        self.last_pos, self.last_data = pos, data
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _extract_tar(archive: Path, target: Path) -> int:
     with open(archive, "rb") as raw:
         magic = raw.read(6)
     opener = next((fn for sig, fn in _COMPRESSED.items() if magic.startswith(sig)), None)
-    stream = opener(archive, "rb") if opener else open(archive, "rb")
+    stream = _LastBlock(opener(archive, "rb") if opener else open(archive, "rb"))
     n = 0
     with stream, tarfile.open(fileobj=stream, mode="r:") as tf:
         for m in tf:
@@ -220,8 +248,11 @@ def _extract_tar(archive: Path, target: Path) -> int:
                     shutil.copy2(target / _safe_relpath(m.linkname, archive), out)
             # device files, fifos: skipped
         # A tar cut at a member boundary reads as a clean end of archive: require the zero end block.
-        stream.seek(tf.offset)
-        end = stream.read(512)
+        if stream.last_pos == tf.offset:
+            end = stream.last_data  # the block tarfile read last: no backward seek in a compressed stream
+        else:
+            stream.seek(tf.offset)
+            end = stream.read(512)
         if len(end) < 512 or end.strip(b"\0"):
             raise tarfile.ReadError("no end-of-archive marker")
         while stream.read(CHUNK):  # read compressed streams to their end: checks the CRC and the trailer
@@ -279,6 +310,9 @@ def extract(archive: str | Path, dest_dir: str | Path, *, overwrite: bool = Fals
     for stale in parent.glob(_temp_prefix(dest_dir) + "*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest_dir), dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the extracted tree should get ordinary permissions
     try:
         if kind == "zip":
             _extract_zip(archive, tmp)

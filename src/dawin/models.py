@@ -7,17 +7,17 @@ form, so weight interpolation covers the tower **and** the head (SPEC section 1)
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import open_clip
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers the demo's tiny architectures by name
@@ -28,14 +28,6 @@ CLIP_FORMAT = "dawin-clip/1"
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, of the wrong architecture or of the wrong format."""
-
-
-def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -1,0 +1,284 @@
+"""Normalisers of the paper's test sets, on tiny fakes in the real layouts, and the shipped class lists."""
+
+import csv
+import hashlib
+import http.server
+import json
+import tarfile
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from dawin import paper_datasets as pd
+from dawin.datasets import PROJECTIONS, DatasetError, load_dataset
+
+
+@pytest.fixture(scope="module")
+def lists():
+    return pd.load_class_lists()
+
+
+def img(path: Path, fmt: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (len(path.name) * 7 % 255, 30, 60)).save(path, fmt)
+
+
+def folders(base: Path, names, n=2, ext=".jpg") -> None:
+    for name in names:
+        for j in range(n):
+            img(base / str(name) / f"img{j}{ext}")
+
+
+def index(root: Path) -> list[tuple[str, int]]:
+    with open(root / "index.csv", newline="") as f:
+        return [(r["path"], int(r["label"])) for r in csv.DictReader(f)]
+
+
+def meta(root: Path, name="dataset.json") -> dict:
+    return json.loads((root / name).read_text())
+
+
+# --- shipped class lists ---------------------------------------------------------------------------
+
+
+def test_imagenet_lists_pinned(lists):
+    import open_clip.zero_shot_metadata as z
+
+    w = lists.imagenet_wnids
+    assert len(w) == 1000 and w[0] == "n01440764" and w[-1] == "n15075141" and list(w) == sorted(w)
+    assert list(lists.imagenet_classnames) == list(z.IMAGENET_CLASSNAMES)
+    assert list(lists.templates) == [t("{c}") for t in z.OPENAI_IMAGENET_TEMPLATES]
+    assert len(lists.templates) == 80 and lists.templates[0].format(c="dog") == "a bad photo of a dog."
+    assert lists.ilsvrc2012_id_wnids[0] == "n02119789" and lists.ilsvrc2012_id_wnids[489] == "n01751748"
+    assert sorted(lists.ilsvrc2012_id_wnids) == list(w)
+
+
+def test_sublists_pinned(lists):
+    r, a = lists.imagenet_r, lists.imagenet_a
+    assert len(r.wnids) == len(r.imagenet_indices) == 200 and len(a.wnids) == len(a.imagenet_indices) == 200
+    # WiSE-FT CLASS_SUBLIST starts / ends; hendrycks' imagenet_r_wnids / thousand_k_to_200 agree
+    assert r.imagenet_indices[:5] == (1, 2, 4, 6, 8) and r.imagenet_indices[-1] == 988
+    assert a.imagenet_indices[:5] == (6, 11, 13, 15, 17) and a.imagenet_indices[-1] == 988
+    assert r.wnids[:2] == ("n01443537", "n01484850") and a.wnids[0] == "n01498041"
+    assert r.wnids[-1] == a.wnids[-1] == "n12267677"
+    assert list(r.wnids) == sorted(r.wnids) and list(a.wnids) == sorted(a.wnids)
+
+
+def test_objectnet_mapping_pinned(lists):
+    on = lists.objectnet
+    assert len(on) == 113 and [c.folder for c in on] == sorted(c.folder for c in on)
+    by = {c.folder: (k, c) for k, c in enumerate(on)}
+    assert by["alarm_clock"][0] == 0 and by["alarm_clock"][1].imagenet_indices == (409, 530)  # analog/digital clock
+    assert by["banana"][1].imagenet_indices == (954,) and by["banana"][1].name == "banana"
+    assert by["bicycle"][1].imagenet_indices == (671, 444)  # mountain bike, tandem
+    assert by["wok"][0] == 112 and by["wok"][1].imagenet_indices == (909,)
+    flat = [i for c in on for i in c.imagenet_indices]
+    assert len(flat) == len(set(flat)) == 125
+
+
+def test_projections_from_specs(lists):
+    logits = torch.arange(2000, dtype=torch.float32).view(2, 1000)
+    cols = list(lists.imagenet_r.imagenet_indices)
+    out = PROJECTIONS["subset"](columns=cols)(logits)
+    assert out.shape == (2, 200) and torch.equal(out[1], logits[1, cols])
+    groups = [list(c.imagenet_indices) for c in lists.objectnet]
+    z = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0))
+    out = PROJECTIONS["group_max"](groups=groups)(z)
+    assert out.shape == (2, 113)
+    expect = torch.stack([z[:, g].amax(dim=1) for g in groups], dim=1)
+    assert torch.equal(out, expect)
+
+
+# --- downloadable sets -----------------------------------------------------------------------------
+
+
+def test_imagenet_r_labels_projection_and_records(tmp_path, lists):
+    raw = tmp_path / "raw"
+    sub = lists.imagenet_r
+    chosen = [sub.wnids[0], sub.wnids[57], sub.wnids[199]]
+    folders(raw / "imagenet-r", chosen, n=2)
+    (raw / "imagenet-r" / "README.txt").write_text("not an image")
+    root = tmp_path / "r"
+    rec = pd.build_imagenet_r(raw, root, expected_images=6, expected_classes=3)
+    rows = index(root)
+    assert [lab for _, lab in rows] == [0, 0, 57, 57, 199, 199]
+    assert rows[2][0] == f"images/{chosen[1]}/img0.jpg" and (root / "images").is_symlink()
+    m = meta(root)
+    assert m["projection"] == {"kind": "subset", "columns": list(sub.imagenet_indices)}
+    assert m["classnames"][57] == lists.imagenet_classnames[sub.imagenet_indices[57]]
+    assert len(m["templates"]) == 80 and m["n_images"] == 6
+    v = meta(root, "verify.json")
+    assert v == rec and v["n_images"] == 6 and v["n_classes"] == 200 and v["n_classes_present"] == 3
+    assert v["index_sha256"] == hashlib.sha256((root / "index.csv").read_bytes()).hexdigest()
+    ds = load_dataset(root)
+    assert len(ds) == 6 and ds[5][1] == 199 and ds.projection(torch.zeros(1, 1000)).shape == (1, 200)
+
+
+def test_imagenet_a_in_place_and_checks(tmp_path, lists):
+    sub = lists.imagenet_a
+    base = tmp_path / "imagenet-a"
+    folders(base, [sub.wnids[3], sub.wnids[100]], n=3)
+    rec = pd.build_imagenet_a(tmp_path, expected_images=6, expected_classes=2)  # root = the image folder
+    assert (base / "index.csv").exists() and rec["n_images"] == 6
+    assert index(base)[3] == (f"{sub.wnids[100]}/img0.jpg", 100)
+    assert load_dataset(base).labels == [3, 3, 3, 100, 100, 100]
+    with pytest.raises(DatasetError, match="expected 7 images, found 6"):
+        pd.build_imagenet_a(tmp_path, tmp_path / "a2", expected_images=7, expected_classes=2)
+    with pytest.raises(DatasetError, match="expected 200 class folders, found 2"):
+        pd.build_imagenet_a(tmp_path, tmp_path / "a3", expected_images=6)
+    folders(base, [lists.imagenet_wnids[0]], n=1)  # tench is not one of ImageNet-A's classes
+    with pytest.raises(DatasetError, match="not classes of this set.*n01440764"):
+        pd.build_imagenet_a(tmp_path, tmp_path / "a4", expected_images=None, expected_classes=None)
+    with pytest.raises(DatasetError, match="hendrycks/imagenet-a.tar"):
+        pd.build_imagenet_a(tmp_path / "nothing", tmp_path / "a5")
+
+
+def test_imagenetv2_folders_are_indices(tmp_path, lists):
+    base = tmp_path / "imagenetv2-matched-frequency-format-val"
+    folders(base, [0, 500, 999], n=2, ext=".jpeg")
+    rec = pd.build_imagenetv2(tmp_path, tmp_path / "v2", expected_images=6, expected_classes=3)
+    assert [lab for _, lab in index(tmp_path / "v2")] == [0, 0, 500, 500, 999, 999]
+    m = meta(tmp_path / "v2")
+    assert m["projection"] == {"kind": "identity"} and m["classnames"] == list(lists.imagenet_classnames)
+    assert rec["n_classes"] == 1000 and rec["n_classes_present"] == 3
+
+
+def test_imagenet_sketch(tmp_path, lists):
+    w = lists.imagenet_wnids
+    folders(tmp_path / "sketch", [w[0], w[999]], n=2, ext=".JPEG")
+    pd.build_imagenet_sketch(tmp_path, tmp_path / "sk", expected_images=4, expected_classes=2)
+    assert [lab for _, lab in index(tmp_path / "sk")] == [0, 0, 999, 999]
+    assert meta(tmp_path / "sk", "verify.json")["expected_images"] == 4
+    with pytest.raises(DatasetError, match="expected 50889 images, found 4"):
+        pd.build_imagenet_sketch(tmp_path, tmp_path / "sk2", expected_classes=2)
+
+
+def test_prepare_downloads_extracts_and_builds(tmp_path, lists):
+    www = tmp_path / "www"
+    stage = tmp_path / "stage"
+    folders(stage / "imagenet-r", lists.imagenet_r.wnids[:2], n=1)
+    www.mkdir()
+    with tarfile.open(www / "imagenet-r.tar", "w") as tf:
+        tf.add(stage / "imagenet-r", arcname="imagenet-r")
+    handler = partial(type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+                      directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        rec = pd.prepare("imagenet_r", tmp_path / "data" / "r", downloads=tmp_path / "dl",
+                         urls=[f"{base}/gone.tar", f"{base}/imagenet-r.tar"], progress=False,
+                         expected_images=2, expected_classes=2)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    root = tmp_path / "data" / "r"
+    assert rec["n_images"] == 2 and index(root)[1] == (f"raw/imagenet-r/{lists.imagenet_r.wnids[1]}/img0.jpg", 1)
+    assert len(load_dataset(root)) == 2
+    with pytest.raises(DatasetError, match="image-net.org"):
+        pd.prepare("imagenet_val", tmp_path / "iv")
+
+
+# --- manual sets -----------------------------------------------------------------------------------
+
+
+def test_imagenet_val_wnid_folders(tmp_path, lists):
+    w = lists.imagenet_wnids
+    folders(tmp_path / "imagenet" / "val", [w[1], w[65]], n=2, ext=".JPEG")
+    rec = pd.build_imagenet_val(tmp_path / "imagenet", tmp_path / "in", expected_images=4, expected_classes=2)
+    assert [lab for _, lab in index(tmp_path / "in")] == [1, 1, 65, 65] and rec["layout"] == "class folders"
+    with pytest.raises(DatasetError, match="partial: expected 5 images, found 4"):
+        pd.build_imagenet_val(tmp_path / "imagenet", tmp_path / "in2", expected_images=5, expected_classes=2)
+
+
+def test_imagenet_val_absent_gives_instructions(tmp_path):
+    with pytest.raises(DatasetError, match=r"image-net\.org.*<wnid>"):
+        pd.build_imagenet_val(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="ILSVRC2012_val_XXXXXXXX.JPEG"):
+        pd.build_imagenet_val(tmp_path / "empty")
+
+
+def _flat_val(folder: Path, n: int) -> None:
+    for k in range(1, n + 1):
+        img(folder / f"ILSVRC2012_val_{k:08d}.JPEG", "JPEG")
+
+
+def test_imagenet_val_flat_with_devkit_ground_truth(tmp_path, lists):
+    flat = tmp_path / "val"
+    _flat_val(flat, 3)
+    with pytest.raises(DatasetError, match="no ground truth"):
+        pd.build_imagenet_val(flat, tmp_path / "in", expected_images=3, expected_classes=None)
+    # devkit lines are ILSVRC2012_IDs: 490 = n01751748 (sea snake, index 65), 1 = n02119789 (kit fox, 278)
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("490\n1\n490\n")
+    rec = pd.build_imagenet_val(flat, tmp_path / "in", expected_images=3, expected_classes=2)
+    assert index(tmp_path / "in") == [("images/ILSVRC2012_val_00000001.JPEG", 65),
+                                      ("images/ILSVRC2012_val_00000003.JPEG", 65),
+                                      ("images/ILSVRC2012_val_00000002.JPEG", 278)]
+    assert lists.imagenet_classnames[65] == "sea snake" and lists.imagenet_classnames[278] == "kit fox"
+    assert rec["layout"] == "flat + ground truth"
+    with pytest.raises(DatasetError, match="expected 50000 images, found 3"):
+        pd.build_imagenet_val(flat, tmp_path / "in2")
+    # the devkit tarball itself works as well
+    gt_dir = tmp_path / "devkit" / "ILSVRC2012_devkit_t12" / "data"
+    gt_dir.mkdir(parents=True)
+    (gt_dir / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n1\n1\n")
+    with tarfile.open(tmp_path / "ILSVRC2012_devkit_t12.tar.gz", "w:gz") as tf:
+        tf.add(tmp_path / "devkit" / "ILSVRC2012_devkit_t12", arcname="ILSVRC2012_devkit_t12")
+    pd.build_imagenet_val(flat, tmp_path / "in3", expected_images=3, expected_classes=1,
+                          ground_truth=tmp_path / "ILSVRC2012_devkit_t12.tar.gz")
+    assert {lab for _, lab in index(tmp_path / "in3")} == {278}
+
+
+def test_imagenet_val_flat_with_kaggle_solution(tmp_path):
+    flat = tmp_path / "ILSVRC2012_img_val"
+    _flat_val(flat, 2)
+    (flat / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00000002,n01440764 1 2 3 4 n01440764 5 6 7 8\n"
+        "ILSVRC2012_val_00000001,n15075141 1 2 3 4\n")
+    pd.build_imagenet_val(tmp_path, expected_images=2, expected_classes=2)  # found below the parent, in place
+    assert index(flat) == [("ILSVRC2012_val_00000002.JPEG", 0), ("ILSVRC2012_val_00000001.JPEG", 999)]
+
+
+def test_objectnet_mapped_folders_only(tmp_path, lists):
+    images = tmp_path / "objectnet-1.0" / "images"
+    folders(images, ["alarm_clock", "banana", "wok"], n=2, ext=".png")
+    folders(images, ["squeegee"], n=3, ext=".png")  # one of the 200 unmapped folders: ignored
+    rec = pd.build_objectnet(tmp_path, tmp_path / "on", expected_images=6, expected_classes=3)
+    assert [lab for _, lab in index(tmp_path / "on")] == [0, 0, 2, 2, 112, 112]
+    m = meta(tmp_path / "on")
+    assert len(m["classnames"]) == 113 and m["classnames"][0] == "alarm clock"
+    assert m["projection"]["kind"] == "group_max"
+    assert m["projection"]["groups"] == [list(c.imagenet_indices) for c in lists.objectnet]
+    assert "preprocess" not in m and rec["border_crop"] == 0 and rec["n_folders_ignored"] == 1
+    ds = load_dataset(tmp_path / "on")
+    z = torch.zeros(1, 1000)
+    z[0, 530] = 5.0  # digital clock -> alarm clock
+    assert ds.projection(z).argmax(dim=1).item() == 0
+    with pytest.raises(DatasetError, match="expected 113 class folders, found 3.*backpack"):
+        pd.build_objectnet(tmp_path, tmp_path / "on2", expected_images=6)
+    with pytest.raises(DatasetError, match="partial: expected 18574 images, found 6"):
+        pd.build_objectnet(tmp_path, tmp_path / "on3", expected_classes=3)
+    pd.build_objectnet(tmp_path, tmp_path / "on4", expected_images=6, expected_classes=3, border_crop=2)
+    assert meta(tmp_path / "on4")["preprocess"] == {"border_crop": 2}
+    with Image.open(images / "banana" / "img0.png") as im:
+        assert pd.border_crop(1)(im).size == (2, 2)
+
+
+def test_objectnet_absent_gives_instructions(tmp_path):
+    with pytest.raises(DatasetError, match=r"objectnet\.dev"):
+        pd.build_objectnet(tmp_path / "nowhere")
+    (tmp_path / "objectnet-1.0" / "images" / "squeegee").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"objectnet\.dev"):
+        pd.build_objectnet(tmp_path)
+
+
+def test_registry():
+    assert set(pd.BUILDERS) == {"imagenet_val", "imagenetv2", "imagenet_r", "imagenet_a", "imagenet_sketch",
+                                "objectnet"}
+    assert set(pd.SOURCES) | set(pd.MANUAL) == set(pd.BUILDERS)
