@@ -279,6 +279,28 @@ def test_objectnet_absent_gives_instructions(tmp_path):
 
 
 def test_registry():
-    assert set(pd.BUILDERS) == {"imagenet_val", "imagenetv2", "imagenet_r", "imagenet_a", "imagenet_sketch",
+    assert set(pd.BUILDERS) == {"imagenet_heldout", "imagenet_val", "imagenetv2", "imagenet_r", "imagenet_a", "imagenet_sketch",
                                 "objectnet"}
     assert set(pd.SOURCES) | set(pd.MANUAL) == set(pd.BUILDERS)
+
+
+def test_heldout_split_is_seeded_per_class_and_explicit(tmp_path):
+    from PIL import Image
+
+    lists = pd.load_class_lists()
+    train = tmp_path / "train"
+    wnids = lists.imagenet_wnids[:3]
+    for w in wnids:
+        (train / w).mkdir(parents=True)
+        for i in range(50):
+            Image.new("RGB", (4, 4)).save(train / w / f"{w}_{i}.JPEG")
+    rec = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout", fraction=0.1, seed=3, expected_classes=3)
+    assert rec["n_images"] == 15
+    ds = load_dataset(tmp_path / "heldout")
+    assert sorted(set(ds.labels)) == [lists.wnid_index()[w] for w in wnids]
+    again = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout2", fraction=0.1, seed=3, expected_classes=3)
+    assert again["index_sha256"] == rec["index_sha256"]
+    other = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout3", fraction=0.1, seed=4, expected_classes=3)
+    assert other["index_sha256"] != rec["index_sha256"]
+    with pytest.raises(DatasetError, match="no ImageNet train class folders"):
+        pd.build_imagenet_heldout(tmp_path / "nothing", tmp_path / "h4")

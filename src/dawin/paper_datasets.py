@@ -88,6 +88,10 @@ SOURCES: dict[str, dict] = {
 }
 
 INSTRUCTIONS = {
+    "imagenet_heldout": (
+        "the ID held-out split is drawn from the ImageNet (ILSVRC2012) train set, which is licence-gated: put "
+        "its 1000 <wnid>/ folders (ILSVRC2012_img_train.tar, extracted per class) in place by hand and set "
+        "paper.manual.imagenet_train in the config to that folder"),
     "imagenet_val": (
         "ImageNet (ILSVRC2012) validation set is licence-gated and must be put in place by hand: download "
         "ILSVRC2012_img_val.tar (and ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org after accepting "
@@ -438,7 +442,42 @@ def build_objectnet(source: str | Path, root: str | Path | None = None, *,
                            preprocess={"border_crop": border_crop} if border_crop else None)
 
 
+TRAIN_DIRS = ("train", "ILSVRC2012_img_train")
+
+
+def build_imagenet_heldout(source: str | Path, root: str | Path, *, fraction: float = 0.02, seed: int = 0,
+                           expected_classes: int | None = 1000) -> dict:
+    """The ID held-out split (temperatures, grid searches): a seeded per-class sample of ImageNet train.
+
+    ``source`` holds the train set's ``<wnid>/`` folders (manual, like val). From each class's sorted file
+    list, ``max(1, round(fraction * n))`` files are drawn by ``numpy.random.default_rng([seed, class])``;
+    the choice is written to ``index.csv``, so the split is explicit and identical on every machine that
+    has the same train set. (model-soups' "ImageNet2p" is the same idea with another random draw.)
+    """
+    import numpy as np
+
+    lists = load_class_lists()
+    name, source = "imagenet_heldout", Path(source)
+    base = _descend(source, TRAIN_DIRS)
+    if not base.is_dir() or not any(WNID.match(d) for d in _subdirs(base)):
+        raise DatasetError(f"{name}: no ImageNet train class folders at {source}. {INSTRUCTIONS[name]}")
+    wnid_idx = lists.wnid_index()
+    present = [d for d in _subdirs(base) if d in wnid_idx]
+    _check_classes(name, base, present, list(wnid_idx), expected_classes)
+    root = Path(root)
+    prefix = _prefix(base, root)
+    items = []
+    for d in present:
+        files = _images_in(base / d)
+        k = max(1, round(fraction * len(files)))
+        chosen = np.random.default_rng([seed, wnid_idx[d]]).choice(len(files), size=k, replace=False)
+        items += [(f"{prefix}{d}/{files[i]}", wnid_idx[d]) for i in sorted(chosen)]
+    extra = {"layout": "class folders", "fraction": fraction, "seed": seed}
+    return _finish(name, root, base, lists.imagenet_classnames, items, {"kind": "identity"}, None, extra)
+
+
 BUILDERS: dict[str, Callable[..., dict]] = {
+    "imagenet_heldout": build_imagenet_heldout,
     "imagenet_val": build_imagenet_val,
     "imagenetv2": build_imagenetv2,
     "imagenet_r": build_imagenet_r,
@@ -446,7 +485,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "imagenet_sketch": build_imagenet_sketch,
     "objectnet": build_objectnet,
 }
-MANUAL = ("imagenet_val", "objectnet")
+MANUAL = ("imagenet_heldout", "imagenet_val", "objectnet")
 
 
 def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,

@@ -1,0 +1,87 @@
+"""Fetching upstream checkpoints for conversion, with sha256 pins and a lock file.
+
+A checkpoint source in the config is one of
+  ``{url: [primary, mirror, ...]}``            (GitHub release assets, any HTTPS host),
+  ``{gdrive_file: <id>}``                      (one Google Drive file, through gdown), or
+  ``{gdrive_folder: <id>, file: <name>}``      (one file of a Drive folder; ``file`` may be omitted when the
+                                               folder holds exactly one checkpoint),
+optionally with ``sha256``. Without a pinned sha256, the first fetch records the file's hash in a lock file
+and every later fetch must match it, so a silently replaced upstream file is an error, never a new number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .download import DownloadError, fetch, sha256_file
+
+
+class LockMismatch(DownloadError):
+    """A fetched file differs from the hash pinned in the config or recorded in the lock file."""
+
+
+def read_lock(lock: str | Path) -> dict[str, str]:
+    lock = Path(lock)
+    return json.loads(lock.read_text()) if lock.exists() else {}
+
+
+def enforce_lock(key: str, path: str | Path, lock: str | Path, pinned: str | None = None) -> str:
+    """Check ``path`` against the pinned hash, else against the lock file (recording it on first use)."""
+    actual = sha256_file(path)
+    recorded = read_lock(lock)
+    expected = pinned or recorded.get(key)
+    if expected and actual != expected:
+        where = "the config" if pinned else f"the lock file {lock}"
+        raise LockMismatch(f"{key}: {path} has sha256 {actual}, {where} expects {expected}; the upstream file "
+                           "changed or the download is corrupt. Delete it and fetch again, or update the pin "
+                           "if the change is intended")
+    if recorded.get(key) != actual:
+        recorded[key] = actual
+        tmp = Path(f"{lock}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, lock)
+    return actual
+
+
+def _gdrive(spec: Mapping, dest: Path) -> Path:
+    import gdown
+
+    staging = dest.with_name(dest.name + ".gdrive")
+    if "gdrive_file" in spec:
+        out = gdown.download(id=spec["gdrive_file"], output=str(staging), quiet=False)
+        if not out:
+            raise DownloadError(f"Google Drive file {spec['gdrive_file']} could not be downloaded (quota or permissions)")
+        os.replace(out, dest)
+        return dest
+    folder = spec["gdrive_folder"]
+    names = {Path(f).name: Path(f) for f in gdown.download_folder(id=folder, output=str(staging), quiet=False) or []}
+    wanted = spec.get("file")
+    if wanted is None:
+        ckpts = sorted(n for n in names if n.endswith((".pt", ".pth", ".bin", ".safetensors")))
+        if len(ckpts) != 1:
+            raise DownloadError(f"Google Drive folder {folder} holds {len(ckpts)} checkpoints "
+                                f"({', '.join(ckpts[:6])}); name one with `file:` in the config")
+        wanted = ckpts[0]
+    if wanted not in names:
+        raise DownloadError(f"Google Drive folder {folder} has no file {wanted!r} (it has {', '.join(sorted(names)[:6])})")
+    os.replace(names[wanted], dest)
+    return dest
+
+
+def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path) -> Path:
+    """Download one upstream checkpoint file to ``dest`` and enforce its hash (see the module docstring)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        if "url" in spec:
+            fetch(list(spec["url"]), dest, spec.get("sha256"))
+        elif "gdrive_file" in spec or "gdrive_folder" in spec:
+            _gdrive(spec, dest)
+        else:
+            raise DownloadError(f"{key}: a checkpoint source needs url, gdrive_file or gdrive_folder, got {sorted(spec)}")
+    enforce_lock(key, dest, lock, spec.get("sha256"))
+    return dest
