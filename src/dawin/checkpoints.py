@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,40 +48,57 @@ def enforce_lock(key: str, path: str | Path, lock: str | Path, pinned: str | Non
     return actual
 
 
-def _gdrive(spec: Mapping, dest: Path) -> Path:
+def _gdrive(spec: Mapping, dest: Path, cache: Path) -> None:
     import gdown
 
-    staging = dest.with_name(dest.name + ".gdrive")
     if "gdrive_file" in spec:
-        out = gdown.download(id=spec["gdrive_file"], output=str(staging), quiet=False)
-        if not out:
+        tmp = dest.with_name(dest.name + ".part")
+        if not gdown.download(id=spec["gdrive_file"], output=str(tmp), quiet=False):
             raise DownloadError(f"Google Drive file {spec['gdrive_file']} could not be downloaded (quota or permissions)")
-        os.replace(out, dest)
-        return dest
-    folder = spec["gdrive_folder"]
-    names = {Path(f).name: Path(f) for f in gdown.download_folder(id=folder, output=str(staging), quiet=False) or []}
+        os.replace(tmp, dest)
+        return
+    # a folder is downloaded once into the cache (marked complete at the end) and shared by every file of it
+    folder = cache / spec["gdrive_folder"]
+    if not (folder / ".complete").exists():
+        gdown.download_folder(id=spec["gdrive_folder"], output=str(folder), quiet=False)
+        (folder / ".complete").touch()
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != ".complete")
     wanted = spec.get("file")
     if wanted is None:
-        ckpts = sorted(n for n in names if n.endswith((".pt", ".pth", ".bin", ".safetensors")))
+        ckpts = [f for f in files if f.endswith((".pt", ".pth", ".bin", ".safetensors"))]
         if len(ckpts) != 1:
-            raise DownloadError(f"Google Drive folder {folder} holds {len(ckpts)} checkpoints "
+            raise DownloadError(f"Google Drive folder {spec['gdrive_folder']} holds {len(ckpts)} checkpoints "
                                 f"({', '.join(ckpts[:6])}); name one with `file:` in the config")
         wanted = ckpts[0]
-    if wanted not in names:
-        raise DownloadError(f"Google Drive folder {folder} has no file {wanted!r} (it has {', '.join(sorted(names)[:6])})")
-    os.replace(names[wanted], dest)
-    return dest
+    if wanted not in files:
+        raise DownloadError(f"Google Drive folder {spec['gdrive_folder']} has no file {wanted!r} "
+                            f"(it has {', '.join(files[:6])})")
+    shutil.copyfile(folder / wanted, dest.with_name(dest.name + ".part"))
+    os.replace(dest.with_name(dest.name + ".part"), dest)
 
 
-def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path) -> Path:
-    """Download one upstream checkpoint file to ``dest`` and enforce its hash (see the module docstring)."""
+def describe_source(spec: Mapping) -> str:
+    """Where a checkpoint source points, for sidecars and logs."""
+    if "url" in spec:
+        return " | ".join(spec["url"])
+    if "gdrive_file" in spec:
+        return f"gdrive:{spec['gdrive_file']}"
+    return f"gdrive-folder:{spec.get('gdrive_folder')}/{spec.get('file', '')}"
+
+
+def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path,
+                     cache: str | Path | None = None) -> Path:
+    """Download one upstream checkpoint file to ``dest`` and enforce its hash (see the module docstring).
+
+    ``cache`` keeps whole Google Drive folders (default: beside ``dest``).
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.exists():
         if "url" in spec:
             fetch(list(spec["url"]), dest, spec.get("sha256"))
         elif "gdrive_file" in spec or "gdrive_folder" in spec:
-            _gdrive(spec, dest)
+            _gdrive(spec, dest, Path(cache) if cache else dest.parent / ".gdrive")
         else:
             raise DownloadError(f"{key}: a checkpoint source needs url, gdrive_file or gdrive_folder, got {sorted(spec)}")
     enforce_lock(key, dest, lock, spec.get("sha256"))

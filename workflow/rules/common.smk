@@ -85,3 +85,9 @@ def check_checkpoints():
                     f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
                     "fetch or convert it first, or fix the path in the config"
                 )
+
+
+def checkpoint_sources(wildcards):
+    """The fetched upstream files of one paper checkpoint, named by their role (checkpoint, encoder, ...)."""
+    roles = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]
+    return {role: f"{config['paper']['resources']}/downloads/checkpoints/{wildcards.ckpt}/{role}" for role in sorted(roles)}
