@@ -69,3 +69,15 @@ def test_clip_weights_roundtrip_and_architecture_check(tmp_path, tiny_clip):
         models.create_clip("ViT-B-32", weights=tmp_path / "clip.safetensors")
     with pytest.raises(models.CheckpointError, match="unknown architecture 'ViT-X'"):
         models.create_clip("ViT-X")
+
+
+def test_head_cache_key_is_a_content_key(tmp_path):
+    k = models.head_cache_key("ViT-B-32-quickgelu", "open_clip:openai", ["cat", "dog"], ["a {c}."])
+    assert k == models.head_cache_key("ViT-B-32-quickgelu", "open_clip:openai", ["cat", "dog"], ["a {c}."])
+    for other in (models.head_cache_key("ViT-B-32-quickgelu", "open_clip:openai", ["cat", "dog"], ["a photo of a {c}."]),
+                  models.head_cache_key("ViT-B-32-quickgelu", "sha256:00", ["cat", "dog"], ["a {c}."]),
+                  models.head_cache_key("ViT-B-32-quickgelu", "open_clip:openai", ["dog", "cat"], ["a {c}."])):
+        assert other != k
+    models.save_head(torch.ones(2, 3), tmp_path / "h.safetensors", architecture="x", cache_key=k)
+    w, meta = models.load_head(tmp_path / "h.safetensors")
+    assert torch.equal(w, torch.ones(2, 3)) and meta["cache_key"] == k

@@ -7,6 +7,8 @@ form, so weight interpolation covers the tower **and** the head (SPEC section 1)
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,6 +97,21 @@ def zeroshot_head(model: torch.nn.Module, architecture: str, classnames: Sequenc
         emb = F.normalize(emb, dim=-1).mean(dim=0)
         rows.append(F.normalize(emb, dim=0))
     return (model.logit_scale.exp().float() * torch.stack(rows)).cpu()
+
+
+def head_cache_key(architecture: str, weights_id: str, classnames: Sequence[str], templates: Sequence[str]) -> str:
+    """Content key of a zero-shot head: the CLIP (architecture + weights) and the exact prompts."""
+    payload = json.dumps([architecture, weights_id, list(classnames), list(templates)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def save_head(weight: torch.Tensor, path: str | Path, **metadata: str) -> None:
+    save_file({"weight": weight.contiguous()}, str(path), metadata={k: str(v) for k, v in metadata.items()})
+
+
+def load_head(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor("weight"), f.metadata() or {}
 
 
 class ImageClassifier(torch.nn.Module):

@@ -1,24 +1,41 @@
-# Zero-shot models: the CLIP's image tower plus a head built from the ID test set's class names and templates.
+# Zero-shot heads per (backbone, dataset) from the dataset's class names and prompt templates, and the
+# zero-shot classifier: the CLIP's image tower plus the head of the ID test set.
 
 
-
-rule zeroshot_model:
+rule zeroshot_head:
     output:
-        head=f"{RESULTS}/heads/{{backbone}}.safetensors",
-        model=f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
+        f"{RESULTS}/heads/{{backbone}}/{{dataset}}.safetensors",
     input:
         code=src("models.py", "datasets.py"),
         weights=zeroshot_weights,
-        data=DS["roots"][DS["id_test"]],
+        data=dataset_dir,
     params:
         architecture=lambda wc: backbone_cfg(wc)["architecture"],
         pretrained=lambda wc: backbone_cfg(wc)["zeroshot"].get("pretrained"),
     resources:
         gpu=1,
     log:
-        f"{RESULTS}/logs/zeroshot_model/{{backbone}}.log",
+        f"{RESULTS}/logs/zeroshot_head/{{backbone}}/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/zeroshot_model/{{backbone}}.tsv"
+        f"{RESULTS}/benchmarks/zeroshot_head/{{backbone}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
+    script:
+        "../scripts/zeroshot_head.py"
+
+
+rule zeroshot_model:
+    output:
+        f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
+    input:
+        code=src("models.py"),
+        weights=zeroshot_weights,
+        head=f"{RESULTS}/heads/{{backbone}}/{DS['id_test']}.safetensors",
+    params:
+        architecture=lambda wc: backbone_cfg(wc)["architecture"],
+        pretrained=lambda wc: backbone_cfg(wc)["zeroshot"].get("pretrained"),
+    log:
+        f"{RESULTS}/logs/zeroshot_model/{{backbone}}.log",
     conda:
         "../../envs/dawin.yaml"
     script:

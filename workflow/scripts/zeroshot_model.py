@@ -1,17 +1,12 @@
-from safetensors.torch import save_file
-
-from dawin import datasets, models
-from dawin.logits import default_device
+from dawin import models
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
-arch = snakemake.params.architecture
+arch, pretrained = snakemake.params.architecture, snakemake.params.pretrained
 weights = snakemake.input.weights[0] if snakemake.input.weights else None
-clip = models.create_clip(arch, pretrained=snakemake.params.pretrained, weights=weights)
-data = datasets.load_dataset(snakemake.input.data, check_files=False)
-head = models.zeroshot_head(clip, arch, data.classnames, data.templates, device=default_device())
-source = weights or f"open_clip:{arch}:{snakemake.params.pretrained}"
-save_file({"weight": head.contiguous()}, snakemake.output.head,
-          metadata={"architecture": arch, "classnames": "\n".join(data.classnames), "templates": "\n".join(data.templates)})
-models.ImageClassifier.from_clip(clip.cpu(), arch, head).save(snakemake.output.model, source=source)
-log.info("zero-shot head %s from %d classes x %d templates", tuple(head.shape), len(data.classnames), len(data.templates))
+clip = models.create_clip(arch, pretrained=pretrained, weights=weights)
+head, meta = models.load_head(snakemake.input.head)
+if meta.get("architecture") != arch:
+    raise models.CheckpointError(f"{snakemake.input.head} is a head of {meta.get('architecture')}, not {arch}")
+models.ImageClassifier.from_clip(clip, arch, head).save(snakemake.output[0], source=meta["weights"], head_key=meta["cache_key"])
+log.info("zero-shot classifier %s with head %s", arch, meta["cache_key"][:12])

@@ -1,0 +1,15 @@
+from dawin import datasets, models
+from dawin.logits import default_device
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+arch, pretrained = snakemake.params.architecture, snakemake.params.pretrained
+weights = snakemake.input.weights[0] if snakemake.input.weights else None
+clip = models.create_clip(arch, pretrained=pretrained, weights=weights)
+data = datasets.load_dataset(snakemake.input.data, check_files=False)
+head = models.zeroshot_head(clip, arch, data.classnames, data.templates, device=default_device())
+weights_id = f"sha256:{models.sha256(weights)}" if weights else f"open_clip:{pretrained}"
+key = models.head_cache_key(arch, weights_id, data.classnames, data.templates)
+models.save_head(head, snakemake.output[0], architecture=arch, weights=weights_id, cache_key=key,
+                 classnames="\n".join(data.classnames), templates="\n".join(data.templates))
+log.info("zero-shot head %s for %s from %d templates (key %s)", tuple(head.shape), data.name, len(data.templates), key[:12])
