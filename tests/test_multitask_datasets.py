@@ -105,9 +105,10 @@ def test_class_names_and_templates_pinned():
     assert t["eurosat"].templates[0] == "a centered satellite photo of {c}."
     assert t["gtsrb"].templates[1].format(c="stop") == 'a centered photo of a "stop" traffic sign.'
     assert t["dtd"].templates[-1] == "a photo of the {c} object."
-    assert t["resisc45"].templates[0] == "satellite imagery of {c}." and t["sun397"].templates[1] == "a photo of the {c}."
+    assert t["resisc45"].templates[0] == "satellite imagery of {c}."
+    assert t["sun397"].templates[1] == "a photo of the {c}."
     for task in t.values():  # provenance with commits
-        assert re.search(r"@[0-9a-f]{40}:", task.sources["classnames"]) and re.search(r"@[0-9a-f]{40}:", task.sources["templates"])
+        assert all(re.search(r"@[0-9a-f]{40}:", task.sources[k]) for k in ("classnames", "templates"))
     assert {k: next(iter(v)) for k, v in mt.SOURCES.items()} == {
         "sun397": "hf", "stanford_cars": "hf", "resisc45": "hf", "eurosat": "hf", "svhn": "torchvision",
         "gtsrb": "hf", "mnist": "torchvision", "dtd": "hf"}

@@ -17,6 +17,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from filelock import FileLock
+
 from .download import DownloadError, fetch, sha256_file
 
 
@@ -57,11 +59,14 @@ def _gdrive(spec: Mapping, dest: Path, cache: Path) -> None:
             raise DownloadError(f"Google Drive file {spec['gdrive_file']} could not be downloaded (quota or permissions)")
         os.replace(tmp, dest)
         return
-    # a folder is downloaded once into the cache (marked complete at the end) and shared by every file of it
+    # a folder is downloaded once into the cache (marked complete at the end) and shared by every file of
+    # it; the lock serialises the parallel jobs that want files of the same folder
     folder = cache / spec["gdrive_folder"]
-    if not (folder / ".complete").exists():
-        gdown.download_folder(id=spec["gdrive_folder"], output=str(folder), quiet=False)
-        (folder / ".complete").touch()
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".complete").exists():
+            gdown.download_folder(id=spec["gdrive_folder"], output=str(folder), quiet=False)
+            (folder / ".complete").touch()
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != ".complete")
     wanted = spec.get("file")
     if wanted is None:

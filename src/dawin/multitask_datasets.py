@@ -459,7 +459,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise DatasetError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); delete it and re-download") from e
+        raise DatasetError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+                           "delete it and re-download") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path} is not an idx file of unsigned bytes")
     nd = data[3]

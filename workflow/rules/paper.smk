@@ -3,12 +3,13 @@
 if "paper" in config:
     PAPER = config["paper"]
     PRES = PAPER["resources"]
+    MULTITASK = PAPER["multitask"]
 
     rule paper_dataset:
         output:
             directory(f"{PRES}/data/{{dataset}}"),
         input:
-            src("paper_datasets.py", "download.py", "datasets.py"),
+            src("paper_datasets.py", "multitask_datasets.py", "download.py", "datasets.py"),
         params:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
@@ -63,3 +64,5 @@ if "paper" in config:
             expand(f"{PRES}/data/{{dataset}}", dataset=sorted(PAPER["datasets"])),
             expand(f"{PRES}/checkpoints/{{ckpt}}.safetensors", ckpt=sorted(PAPER["checkpoints"])),
             expand(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors", backbone=BACKBONES),
+            # zero-shot heads of the multi-task datasets (task_vectors templates), for the B/32 backbone
+            expand(f"{RESULTS}/heads/{MULTITASK['backbone']}/{{task}}.safetensors", task=MULTITASK["datasets"]),
