@@ -91,3 +91,14 @@ def checkpoint_sources(wildcards):
     """The fetched upstream files of one paper checkpoint, named by their role (checkpoint, encoder, ...)."""
     roles = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]
     return {role: f"{config['paper']['resources']}/downloads/checkpoints/{wildcards.ckpt}/{role}" for role in sorted(roles)}
+
+
+def expand_checkpoint_series(paper):
+    """Numbered runs (`checkpoint_series`) become ordinary `checkpoints` entries named <series>-<i>."""
+    for name, series in sorted(paper.get("checkpoint_series", {}).items()):
+        for i in range(series["count"]):
+            paper["checkpoints"][f"{name}-{i}"] = {
+                "format": series["format"],
+                "architecture": series["architecture"],
+                "sources": {"checkpoint": {"url": [series["url"].format(i=i)]}},
+            }

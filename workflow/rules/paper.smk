@@ -2,6 +2,7 @@
 # Only active when the config has a `paper` section (config/paper.yaml).
 if "paper" in config:
     PAPER = config["paper"]
+    expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
     MULTITASK = PAPER["multitask"]
 
