@@ -44,5 +44,17 @@ def test_pinned_hash_wins_over_the_lock(tmp_path):
 def test_a_source_without_location_is_refused(tmp_path):
     from dawin.download import DownloadError
 
-    with pytest.raises(DownloadError, match="needs url, gdrive_file or gdrive_folder"):
+    with pytest.raises(DownloadError, match="needs url, gdrive_file, gdrive_folder or hf_repo"):
         fetch_checkpoint("x", {"sha256": "0"}, tmp_path / "m.pt", tmp_path / "lock.json")
+
+
+def test_directory_sources_are_locked_by_their_file_digest(tmp_path):
+    d = tmp_path / "hf"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"w1")
+    first = enforce_lock("fb-svhn/model", d, tmp_path / "lock.json")
+    assert len(first) == 64 and first != hashlib.sha256(b"w1").hexdigest()
+    (d / "model.safetensors").write_bytes(b"w2")
+    with pytest.raises(LockMismatch, match="fb-svhn/model"):
+        enforce_lock("fb-svhn/model", d, tmp_path / "lock.json")

@@ -112,7 +112,7 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert job_counts(res.stdout) == {
-        "paper_dataset": 15, "fetch_checkpoint": 91, "convert_checkpoint": 83, "zeroshot_head": 11, "zeroshot_model": 3,
+        "paper_dataset": 15, "fetch_checkpoint": 91, "fetch_hf_model": 9, "convert_checkpoint": 91, "zeroshot_head": 11, "zeroshot_model": 3,
         "cache_logits": 14, "temperatures": 1, "coefficients": 6, "beta_mixture": 6, "merged_eval": 12,
         "wise_ft_sweep": 7, "metrics": 1, "table2_files": 1, "fig4_files": 1, "paper_inputs": 1, "all": 1,
     }

@@ -5,6 +5,8 @@ A checkpoint source in the config is one of
   ``{gdrive_file: <id>}``                      (one Google Drive file, through gdown), or
   ``{gdrive_folder: <id>, file: <name>}``      (one file of a Drive folder; ``file`` may be omitted when the
                                                folder holds exactly one checkpoint),
+  ``{hf_repo: <owner/name>}``                  (a Hugging Face model directory: config + safetensors weights),
+  ``{head: {backbone: .., dataset: ..}}``      (a zero-shot head built by this workflow: nothing to fetch),
 optionally with ``sha256``. Without a pinned sha256, the first fetch records the file's hash in a lock file
 and every later fetch must match it, so a silently replaced upstream file is an error, never a new number.
 """
@@ -31,9 +33,18 @@ def read_lock(lock: str | Path) -> dict[str, str]:
     return json.loads(lock.read_text()) if lock.exists() else {}
 
 
+def digest(path: str | Path) -> str:
+    """sha256 of a file; for an HF model directory the digest over its config and weight files."""
+    if Path(path).is_dir():
+        from .convert import source_digest  # torch-heavy: only for directories
+
+        return source_digest(path)[0]
+    return sha256_file(path)
+
+
 def enforce_lock(key: str, path: str | Path, lock: str | Path, pinned: str | None = None) -> str:
     """Check ``path`` against the pinned hash, else against the lock file (recording it on first use)."""
-    actual = sha256_file(path)
+    actual = digest(path)
     recorded = read_lock(lock)
     expected = pinned or recorded.get(key)
     if expected and actual != expected:
@@ -82,8 +93,22 @@ def _gdrive(spec: Mapping, dest: Path, cache: Path) -> None:
     os.replace(dest.with_name(dest.name + ".part"), dest)
 
 
+def _hf_repo(spec: Mapping, dest: Path) -> None:
+    from huggingface_hub import snapshot_download
+
+    tmp = dest.with_name(dest.name + ".part")
+    snapshot_download(repo_id=spec["hf_repo"], local_dir=str(tmp),
+                      allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"])
+    shutil.rmtree(tmp / ".cache", ignore_errors=True)
+    os.replace(tmp, dest)
+
+
 def describe_source(spec: Mapping) -> str:
     """Where a checkpoint source points, for sidecars and logs."""
+    if "hf_repo" in spec:
+        return f"hf:{spec['hf_repo']}"
+    if "head" in spec:
+        return f"workflow:zeroshot_head/{spec['head']['backbone']}/{spec['head']['dataset']}"
     if "url" in spec:
         return " | ".join(spec["url"])
     if "gdrive_file" in spec:
@@ -104,7 +129,10 @@ def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path
             fetch(list(spec["url"]), dest, spec.get("sha256"))
         elif "gdrive_file" in spec or "gdrive_folder" in spec:
             _gdrive(spec, dest, Path(cache) if cache else dest.parent / ".gdrive")
+        elif "hf_repo" in spec:
+            _hf_repo(spec, dest)
         else:
-            raise DownloadError(f"{key}: a checkpoint source needs url, gdrive_file or gdrive_folder, got {sorted(spec)}")
+            raise DownloadError(f"{key}: a checkpoint source needs url, gdrive_file, gdrive_folder or hf_repo, "
+                                f"got {sorted(spec)}")
     enforce_lock(key, dest, lock, spec.get("sha256"))
     return dest

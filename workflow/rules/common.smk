@@ -87,10 +87,24 @@ def check_checkpoints():
                 )
 
 
+def source_path(ckpt, role, spec):
+    """Where one source of a paper checkpoint lies once fetched (or built, for zero-shot heads)."""
+    pres = config["paper"]["resources"]
+    if "hf_repo" in spec:  # keyed by repository: shared by every checkpoint that uses it
+        return f"{pres}/downloads/hf/{spec['hf_repo']}"
+    if "head" in spec:
+        return f"{RESULTS}/heads/{spec['head']['backbone']}/{spec['head']['dataset']}.safetensors"
+    return f"{pres}/downloads/checkpoints/{ckpt}/{role}"
+
+
 def checkpoint_sources(wildcards):
-    """The fetched upstream files of one paper checkpoint, named by their role (checkpoint, encoder, ...)."""
-    roles = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]
-    return {role: f"{config['paper']['resources']}/downloads/checkpoints/{wildcards.ckpt}/{role}" for role in sorted(roles)}
+    """The sources of one paper checkpoint, named by their role (checkpoint, encoder, head, ...)."""
+    specs = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]
+    return {role: source_path(wildcards.ckpt, role, spec) for role, spec in sorted(specs.items())}
+
+
+def hf_repo_spec(wildcards):
+    return {"hf_repo": f"{wildcards.owner}/{wildcards.name}"}
 
 
 def expand_checkpoint_series(paper):

@@ -40,6 +40,22 @@ if "paper" in config:
         script:
             "../scripts/fetch_checkpoint.py"
 
+    rule fetch_hf_model:
+        output:
+            directory(f"{PRES}/downloads/hf/{{owner}}/{{name}}"),
+        input:
+            src("checkpoints.py", "convert.py"),
+        params:
+            spec=hf_repo_spec,
+            lock=PAPER["lock"],
+            cache=f"{PRES}/downloads/gdrive",
+        log:
+            f"{PRES}/logs/fetch_hf_model/{{owner}}/{{name}}.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/fetch_checkpoint.py"
+
     rule convert_checkpoint:
         output:
             model=f"{PRES}/checkpoints/{{ckpt}}.safetensors",
