@@ -7,7 +7,7 @@ from dawin.runtime import setup_logging
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 arch = snakemake.params.architecture
-clip = models.create_clip(arch)
+clip = train.seeded_clip(arch, snakemake.params.seed)
 clip = train.pretrain_clip(clip, arch, world.SHAPES, world.PRETRAIN_DOMAINS, seed=snakemake.params.seed, **snakemake.params.train)
 models.save_clip(clip, arch, snakemake.output[0])
 log.info("pre-trained %s with %s", arch, snakemake.params.train)

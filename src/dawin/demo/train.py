@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .synth import Domain, Task, sample_split
-from ..models import ImageClassifier, preprocess
+from ..models import ImageClassifier, create_clip, preprocess
 
 
 def render_tensors(task: Task, domains: Sequence[Domain], n_per_domain: int, seed: int, split: str, transform):
@@ -28,6 +28,12 @@ def render_tensors(task: Task, domains: Sequence[Domain], n_per_domain: int, see
             labels.append(y)
             styles.append(dom.caption)
     return torch.stack(images), torch.tensor(labels), styles
+
+
+def seeded_clip(architecture: str, seed: int) -> torch.nn.Module:
+    """A randomly initialised CLIP whose initial weights depend only on ``seed`` (not on prior RNG use)."""
+    torch.manual_seed(seed)
+    return create_clip(architecture)
 
 
 def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int) -> None:
