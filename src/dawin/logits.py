@@ -11,11 +11,10 @@ import contextlib
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .expertise import check_finite
+from .tensorio import load_tensors, save_tensors
 
 
 def default_device() -> torch.device:
@@ -56,13 +55,12 @@ def compute_logits(model: torch.nn.Module, dataset, batch_size: int = 256, num_w
 
 def save_logits(path: str | Path, logits: torch.Tensor, labels: torch.Tensor, **metadata: str) -> None:
     check_finite(logits, f"logits to be written to {path}")
-    save_file({"logits": logits.float().contiguous(), "labels": labels.long().contiguous()}, str(path),
-              metadata={k: str(v) for k, v in metadata.items()})
+    save_tensors(path, {"logits": logits.float(), "labels": labels.long()}, metadata)
 
 
 def load_logits(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
     """Read a cache file; NaN or infinite logits are an error naming the file."""
-    with safe_open(str(path), framework="pt") as f:
-        logits, labels, meta = f.get_tensor("logits"), f.get_tensor("labels"), f.metadata() or {}
+    tensors, meta = load_tensors(path, ["logits", "labels"])
+    logits, labels = tensors["logits"], tensors["labels"]
     check_finite(logits, f"cached logits in {path}")
     return logits, labels, meta

@@ -16,10 +16,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package
+from .tensorio import load_tensors, read_metadata, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers the demo's tiny architectures by name
@@ -35,8 +35,7 @@ class CheckpointError(ValueError):
 def _metadata(path: Path) -> dict[str, str]:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path} (fetch it or fix the path in the config)")
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+    return read_metadata(path)
 
 
 def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
@@ -69,8 +68,7 @@ def create_clip(architecture: str, pretrained: str | None = None, weights: str |
 
 
 def save_clip(model: torch.nn.Module, architecture: str, path: str | Path) -> None:
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"format": CLIP_FORMAT, "architecture": architecture})
+    save_tensors(path, model.state_dict(), {"format": CLIP_FORMAT, "architecture": architecture})
 
 
 def preprocess(model_or_visual: torch.nn.Module):
@@ -106,12 +104,12 @@ def head_cache_key(architecture: str, weights_id: str, classnames: Sequence[str]
 
 
 def save_head(weight: torch.Tensor, path: str | Path, **metadata: str) -> None:
-    save_file({"weight": weight.contiguous()}, str(path), metadata={k: str(v) for k, v in metadata.items()})
+    save_tensors(path, {"weight": weight}, metadata)
 
 
 def load_head(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
-    with safe_open(str(path), framework="pt") as f:
-        return f.get_tensor("weight"), f.metadata() or {}
+    tensors, meta = load_tensors(path, ["weight"])
+    return tensors["weight"], meta
 
 
 class ImageClassifier(torch.nn.Module):
@@ -137,7 +135,7 @@ class ImageClassifier(torch.nn.Module):
 
     def save(self, path: str | Path, **metadata: str) -> None:
         meta = {"format": CLASSIFIER_FORMAT, "architecture": self.architecture, **metadata}
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(path), metadata=meta)
+        save_tensors(path, self.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path, architecture: str | None = None) -> "ImageClassifier":

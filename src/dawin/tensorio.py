@@ -1,0 +1,36 @@
+"""safetensors files with deterministic bytes.
+
+safetensors stores metadata as a hash map whose key order changes from process to process, so two runs
+that compute identical tensors would still write different files. All metadata is therefore packed into
+one key holding sorted JSON; :func:`read_metadata` unpacks it (and passes other files' metadata through).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+META_KEY = "dawin"
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> None:
+    meta = {META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta[META_KEY]) if META_KEY in meta else dict(meta)
+
+
+def load_tensors(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (all, or ``names``) and the metadata of a file."""
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
+    return tensors, read_metadata(path)

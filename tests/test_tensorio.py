@@ -1,0 +1,24 @@
+import hashlib
+
+import torch
+from safetensors.torch import save_file
+
+from dawin.tensorio import load_tensors, read_metadata, save_tensors
+
+META = {f"key{i}": f"value{i}" for i in range(8)}
+
+
+def test_files_are_byte_identical_and_metadata_roundtrips(tmp_path):
+    t = {"a": torch.arange(6.0).view(2, 3), "b": torch.tensor([1, 2])}
+    digests = set()
+    for i in range(6):
+        save_tensors(tmp_path / f"{i}.safetensors", t, META)
+        digests.add(hashlib.sha256((tmp_path / f"{i}.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    tensors, meta = load_tensors(tmp_path / "0.safetensors")
+    assert meta == META and torch.equal(tensors["a"], t["a"]) and torch.equal(tensors["b"], t["b"])
+
+
+def test_plain_safetensors_metadata_passes_through(tmp_path):
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"), metadata={"format": "pt"})
+    assert read_metadata(tmp_path / "plain.safetensors") == {"format": "pt"}
