@@ -447,24 +447,6 @@ def build_classifier(visual_state: Mapping[str, torch.Tensor], head_weight: torc
     return model.eval()
 
 
-def _visual_subdict(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """``<anything>.model.visual.*`` or ``model.visual.*`` keys -> tower keys; one prefix only."""
-    prefixes: dict[str, dict[str, torch.Tensor]] = {}
-    for k, v in state.items():
-        m = re.match(r"^((?:.*\.)?model\.visual\.)(.*)$", k) or re.match(r"^(visual\.)(.*)$", k)
-        if m:
-            prefixes.setdefault(m.group(1), {})[m.group(2)] = v
-    if not prefixes:
-        raise CheckpointError(f"{source} holds no image tower (no 'model.visual.*' keys); keys start with "
-                              f"{sorted({k.split('.')[0] for k in state})[:5]}")
-    if len(prefixes) > 1:
-        raise CheckpointError(f"{source} holds several image towers: {sorted(prefixes)}")
-    return next(iter(prefixes.values()))
-
-
-# --------------------------------------------------------------------------------------------- formats
-
-
 def convert_model_soups(path: str | Path, architecture: str, *, expected_sha256: str | None = None,
                         source_activation: str | None = QUICK_GELU) -> ImageClassifier:
     """model-soups / WiSE-FT state dict -> classifier.
