@@ -1,5 +1,6 @@
 # DaWin: training-free dynamic weight interpolation, as a Snakemake workflow.
-# `snakemake` builds everything of the configured suite; `snakemake table2` / `fig4` build one target.
+# `snakemake` builds every table and figure of the configured suite; `snakemake table2`, `fig4`, ... one
+# of them; `tables`, `figures` and `reproduction` (the paper's numbers beside ours) the aggregates.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -22,28 +23,43 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/logits.smk"
 include: "workflow/rules/calibration.smk"
 include: "workflow/rules/coefficients.smk"
-include: "workflow/rules/mixtures.smk"
 include: "workflow/rules/merged_eval.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/multitask.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/reproduction.smk"
 
 
-rule table2:
+# One named target per table and figure of the paper: `snakemake table1`, `snakemake fig_b`, ...
+for _target, _ext in [*((t, ["csv", "md", "tex", "html"]) for t in [*ROBUST_TABLES, *MULTITASK_TABLES]),
+                      *((f, ["png", "pdf"]) for f in [*ROBUST_FIGURES, *MULTITASK_FIGURES])]:
+
+    rule:
+        name:
+            _target
+        input:
+            expand(f"{RESULTS}/{{tree}}/{_target}.{{ext}}", tree="tables" if _target.startswith("table") else "figures",
+                   ext=_ext),
+
+
+rule tables:
     input:
-        expand(f"{RESULTS}/tables/table2.{{ext}}", ext=["csv", "md", "tex", "html"]),
+        [getattr(rules, t).input for t in [*ROBUST_TABLES, *MULTITASK_TABLES]],
 
 
-rule fig4:
+rule figures:
     input:
-        expand(f"{RESULTS}/figures/fig4.{{ext}}", ext=["png", "pdf"]),
+        [getattr(rules, f).input for f in [*ROBUST_FIGURES, *MULTITASK_FIGURES]],
 
 
 rule all:
     default_target: True
     input:
-        rules.table2.input,
-        rules.fig4.input,
+        rules.tables.input,
+        rules.figures.input,
+        rules.reproduction_files.output,
 
 
 check_checkpoints()

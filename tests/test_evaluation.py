@@ -5,6 +5,11 @@ from dawin.evaluation import GroupedEvaluator, PerSampleEvaluator
 from dawin.weights import lerp
 
 
+# Exactness is checked in fp32 on the CPU, where the direct reference runs; on CUDA the evaluators use
+# fp16 autocast (tests/test_gpu.py compares the two within fp16 tolerance there).
+CPU = torch.device("cpu")
+
+
 class TensorSet(torch.utils.data.Dataset):
     def __init__(self, x):
         self.x = x
@@ -35,7 +40,7 @@ def test_clustered_equals_each_sample_with_its_cluster_model(tiny_pair):
     x = torch.randn(9, 3, 32, 32)
     membership = np.array([2, 0, 1, 2, 2, 0, 1, 0, 2])
     coef = np.array([0.1, 0.55, 0.9])[membership]
-    got = GroupedEvaluator(batch_size=4).evaluate(m0, m1, TensorSet(x), coef)
+    got = GroupedEvaluator(batch_size=4, device=CPU).evaluate(m0, m1, TensorSet(x), coef)
     assert torch.allclose(got, _direct(m0, m1, x, coef), atol=1e-5)
 
 
@@ -43,7 +48,7 @@ def test_per_sample_is_exact(tiny_pair):
     m0, m1 = tiny_pair
     x = torch.randn(5, 3, 32, 32)
     coef = np.array([0.0, 0.2, 0.37, 0.8, 1.0])
-    got = PerSampleEvaluator(batch_size=2).evaluate(m0, m1, TensorSet(x), coef)
+    got = PerSampleEvaluator(batch_size=2, device=CPU).evaluate(m0, m1, TensorSet(x), coef)
     assert torch.allclose(got, _direct(m0, m1, x, coef), atol=1e-5)
     with torch.no_grad():
         assert torch.allclose(got[0], m0(x[:1])[0], atol=1e-5) and torch.allclose(got[4], m1(x[4:])[0], atol=1e-5)
@@ -63,6 +68,6 @@ def test_weight_grid_matches_one_merge_per_weight(tiny_pair):
 
     m0, m1 = tiny_pair
     x = torch.randn(5, 3, 32, 32)
-    grid = evaluate_grid(m0, m1, TensorSet(x), [0.0, 0.4, 1.0], batch_size=2)
+    grid = evaluate_grid(m0, m1, TensorSet(x), [0.0, 0.4, 1.0], batch_size=2, device=CPU)
     for w, z in grid.items():
         assert torch.allclose(z, _direct(m0, m1, x, np.full(5, w)), atol=1e-5)

@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 from dawin import mixtures
 from dawin.mixtures import (
     BetaMixture,
+    assign_by_mixture,
     DirichletMixture,
     fit_beta_mixture,
     fit_dirichlet_mixture,
@@ -311,3 +312,47 @@ def test_dirichlet_invalid_input_raises(x: object, match: str) -> None:
 def test_dirichlet_predict_checks_column_count(dir_fit: DirichletMixture) -> None:
     with pytest.raises(ValueError, match="expected 3 columns"):
         dir_fit.predict([[0.5, 0.5]])
+
+
+# ------------------------------------------------------------------ assign_by_mixture
+
+
+def _two_clusters(n: int) -> tuple[np.ndarray, np.ndarray]:
+    # alternating tight clusters around 0.2 and 0.8: the original order is known by construction
+    rng = np.random.default_rng(1)
+    truth = np.where(np.arange(n) % 2 == 0, 0.2, 0.8)
+    return truth + rng.uniform(-0.01, 0.01, size=n), truth
+
+
+def test_assign_by_mixture_on_all_samples_equals_one_direct_fit() -> None:
+    x, _ = _two_clusters(300)
+    assigned, info = assign_by_mixture(x, 2, seed=5)
+    mix = fit_beta_mixture(x, 2, seed=5)
+    np.testing.assert_array_equal(assigned, mix.cluster_coefficients()[mix.predict(x)])
+    assert len(info) == 1 and info[0]["n_samples"] == 300
+    np.testing.assert_array_equal(info[0]["sizes"], [150, 150])
+
+
+def test_assign_by_mixture_per_batch_recovers_clusters_in_original_order() -> None:
+    x, truth = _two_clusters(230)
+    assigned, info = assign_by_mixture(x, 2, seed=0, batch_size=50)
+    assert [b["n_samples"] for b in info] == [50, 50, 50, 50, 30]  # last batch >= K: kept on its own
+    assert all(b["sizes"].sum() == b["n_samples"] for b in info)
+    np.testing.assert_allclose(assigned, truth, atol=0.01)  # each sample got its own cluster's mean, in place
+    # each batch is an independent fit on the documented seeded permutation
+    order = np.random.default_rng(0).permutation(230)
+    first = order[:50]
+    mix = fit_beta_mixture(x[first], 2, seed=0)
+    np.testing.assert_array_equal(assigned[first], mix.cluster_coefficients()[mix.predict(x[first])])
+    np.testing.assert_array_equal(info[0]["coefficients"], mix.cluster_coefficients())
+
+
+def test_assign_by_mixture_merges_a_last_batch_smaller_than_k() -> None:
+    x, truth = _two_clusters(201)
+    assigned, info = assign_by_mixture(x, 2, seed=0, batch_size=50)
+    assert [b["n_samples"] for b in info] == [50, 50, 50, 51]
+    np.testing.assert_allclose(assigned, truth, atol=0.01)
+    with pytest.raises(ValueError, match="batch_size"):
+        assign_by_mixture(x, 2, batch_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        assign_by_mixture(np.zeros(0), 2)

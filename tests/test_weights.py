@@ -1,7 +1,21 @@
 import pytest
 import torch
 
-from dawin.weights import add_task_vectors, lerp, lerp_into, task_vector, weighted_sum
+import math
+
+from dawin.weights import (
+    add_task_vectors,
+    disjoint_merge,
+    elect_signs,
+    fisher_weighted_average,
+    lerp,
+    lerp_into,
+    model_stock,
+    task_vector,
+    ties_merge,
+    trim_top_k,
+    weighted_sum,
+)
 
 
 def _sd(seed):
@@ -49,3 +63,131 @@ def test_mismatched_state_dicts_are_refused():
     t2["a.weight"] = torch.zeros(4, 3)
     with pytest.raises(ValueError, match="shape mismatch for a.weight"):
         lerp(t0, t2, 0.5)
+
+
+# ---------------------------------------------------------------- TIES-merging
+
+def _t(*values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+# Hand-made example, two task vectors of 6 entries each (a: 4 entries, b: 2 entries).
+TAU1 = {"a": _t(4.0, -1.0, 0.5, -3.0), "b": _t(0.2, 0.1)}
+TAU2 = {"a": _t(-2.0, 3.0, 1.0, -5.0), "b": _t(0.3, -6.0)}
+
+
+def test_trim_ranks_over_the_whole_flattened_vector():
+    # fraction 0.5 of 6 entries keeps 3. tau1 magnitudes 4, 1, 0.5, 3 | 0.2, 0.1 -> keep 4, 3, 1:
+    # b is zeroed entirely (a per-tensor top-50% would have kept its 0.2).
+    t1 = trim_top_k(TAU1, 0.5)
+    assert torch.equal(t1["a"], _t(4.0, -1.0, 0.0, -3.0)) and torch.equal(t1["b"], _t(0.0, 0.0))
+    # tau2 magnitudes 2, 3, 1, 5 | 0.3, 6 -> keep 6, 5, 3
+    t2 = trim_top_k(TAU2, 0.5)
+    assert torch.equal(t2["a"], _t(0.0, 3.0, 0.0, -5.0)) and torch.equal(t2["b"], _t(0.0, -6.0))
+    assert torch.equal(trim_top_k(TAU1, 1.0)["a"], TAU1["a"])
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fraction must be in"):
+            trim_top_k(TAU1, bad)
+
+
+def test_elect_signs_and_disjoint_merge_by_hand():
+    t1, t2 = trim_top_k(TAU1, 0.5), trim_top_k(TAU2, 0.5)
+    signs = elect_signs([t1, t2])
+    # sums: a = [4+0, -1+3, 0+0, -3-5] = [4, 2, 0, -8]; b = [0, -6]
+    assert torch.equal(signs["a"], _t(1.0, 1.0, 0.0, -1.0)) and torch.equal(signs["b"], _t(0.0, -1.0))
+    total = disjoint_merge([t1, t2], signs, "sum")
+    # a[1]: tau1's -1 disagrees with +, only tau2's 3 counts; a[3]: both agree, -3 - 5 = -8
+    assert torch.equal(total["a"], _t(4.0, 3.0, 0.0, -8.0)) and torch.equal(total["b"], _t(0.0, -6.0))
+    mean = disjoint_merge([t1, t2], signs, "mean")
+    # divided by the number of agreeing nonzero entries: 1, 1, (none -> 0), 2; b: (none), 1
+    assert torch.equal(mean["a"], _t(4.0, 3.0, 0.0, -4.0)) and torch.equal(mean["b"], _t(0.0, -6.0))
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        disjoint_merge([t1, t2], signs, "max")
+
+
+def test_a_cancelling_entry_elects_sign_zero_and_merges_to_zero():
+    taus = [{"x": _t(2.0, 1.0)}, {"x": _t(-2.0, 1.0)}]
+    signs = elect_signs(taus)
+    assert torch.equal(signs["x"], _t(0.0, 1.0))  # 2 - 2 = 0: no sign, no task selected
+    assert torch.equal(disjoint_merge(taus, signs, "sum")["x"], _t(0.0, 2.0))
+
+
+def test_ties_merge_is_theta0_plus_lam_times_disjoint_sum():
+    theta0 = {"a": _t(1.0, 1.0, 1.0, 1.0), "b": _t(0.0, 0.0), "steps": torch.tensor(7)}
+    out = ties_merge(theta0, [TAU1, TAU2], fraction=0.5, lam=0.3)
+    assert torch.allclose(out["a"], _t(1.0 + 0.3 * 4, 1.0 + 0.3 * 3, 1.0, 1.0 - 0.3 * 8))
+    assert torch.allclose(out["b"], _t(0.0, -0.3 * 6))
+    assert out["steps"].item() == 7
+    mean = ties_merge(theta0, [TAU1, TAU2], fraction=0.5, lam=1.0, reduce="mean")
+    assert torch.allclose(mean["a"], _t(5.0, 4.0, 1.0, -3.0))
+
+
+# ---------------------------------------------------------------- Model Stock
+
+def test_model_stock_two_runs_at_sixty_degrees():
+    w0 = {"w": _t(1.0, 1.0), "orth": _t(0.0, 0.0), "n": torch.tensor(3)}
+    d1 = _t(1.0, 0.0)
+    d2 = 3.0 * _t(math.cos(math.pi / 3), math.sin(math.pi / 3))  # 60 degrees; length does not matter
+    w1 = {"w": w0["w"] + d1, "orth": _t(1.0, 0.0), "n": torch.tensor(5)}
+    w2 = {"w": w0["w"] + d2, "orth": _t(0.0, 2.0), "n": torch.tensor(6)}
+    merged, ratios = model_stock(w0, [w1, w2])
+    # cos = 1/2 -> t = 2 * 0.5 / (1 + 0.5) = 2/3; merged = w0 + t * (d1 + d2) / 2
+    assert ratios["w"] == pytest.approx(2 / 3)
+    assert torch.allclose(merged["w"], w0["w"] + (2 / 3) * (d1 + d2) / 2)
+    # orthogonal task vectors: cos = 0 -> t = 0 -> the pre-trained weights
+    assert ratios["orth"] == 0.0 and torch.equal(merged["orth"], w0["orth"])
+    assert merged["n"].item() == 3 and "n" not in ratios  # integer entries come from theta0
+
+
+def test_model_stock_three_runs_average_pairwise_cosines():
+    w0 = {"w": torch.zeros(3, dtype=torch.float64)}
+    runs = [{"w": torch.eye(3, dtype=torch.float64)[i] + 1.0} for i in range(3)]
+    # d_i = e_i + 1: |d_i|^2 = 6, d_i . d_j = 5 -> cos = 5/6, t = 3 (5/6) / (1 + 2 (5/6)) = 15/16
+    merged, ratios = model_stock(w0, runs)
+    assert ratios["w"] == pytest.approx(15 / 16)
+    assert torch.allclose(merged["w"], (15 / 16) * torch.full((3,), 4 / 3, dtype=torch.float64))
+
+
+def test_model_stock_degenerate_cases():
+    w0 = {"w": _t(0.0, 0.0)}
+    same = {"w": _t(1.0, 2.0)}
+    merged, ratios = model_stock(w0, [same, dict(same)])  # cos = 1 -> t = 1 -> the common run
+    assert ratios["w"] == pytest.approx(1.0) and torch.allclose(merged["w"], same["w"])
+    merged, ratios = model_stock(w0, [{"w": _t(1.0, 0.0)}, {"w": _t(-1.0, 0.0)}])  # cos = -1 clamped to 0
+    assert ratios["w"] == 0.0 and torch.equal(merged["w"], w0["w"])
+    merged, ratios = model_stock(w0, [{"w": _t(0.0, 0.0)}, {"w": _t(2.0, 4.0)}])  # zero-norm run: t = 1
+    assert ratios["w"] == 1.0 and torch.allclose(merged["w"], _t(1.0, 2.0))
+    with pytest.raises(ValueError, match="at least two fine-tuned runs"):
+        model_stock(w0, [same])
+
+
+# ---------------------------------------------------------------- Fisher-weighted averaging
+
+def test_fisher_weighted_average_matches_direct_formula():
+    sds = [_sd(0), _sd(1), _sd(2)]
+    g = torch.Generator().manual_seed(5)
+    fishers = [{k: torch.rand(sd[k].shape, generator=g) for k in ("a.weight", "a.bias")} for sd in sds]
+    out = fisher_weighted_average(sds, fishers)
+    for k in ("a.weight", "a.bias"):
+        direct = sum(f[k] * sd[k] for f, sd in zip(fishers, sds)) / sum(f[k] for f in fishers)
+        assert torch.allclose(out[k], direct, atol=1e-6)
+    eps_out = fisher_weighted_average(sds, fishers, eps=0.5)
+    direct = sum((f["a.bias"] + 0.5) * sd["a.bias"] for f, sd in zip(fishers, sds)) / sum(f["a.bias"] + 0.5 for f in fishers)
+    assert torch.allclose(eps_out["a.bias"], direct, atol=1e-6)
+    assert out["steps"].item() == 0  # integer entries from the first state dict
+
+
+def test_fisher_weighted_average_falls_back_to_the_mean():
+    sds = [_sd(0), _sd(1)]
+    mean = weighted_sum(sds, [0.5, 0.5])
+    equal = [{"a.weight": torch.full((3, 4), 2.0)}, {"a.weight": torch.full((3, 4), 2.0)}]
+    out = fisher_weighted_average(sds, equal)
+    assert torch.allclose(out["a.weight"], mean["a.weight"], atol=1e-6)
+    assert torch.allclose(out["a.bias"], mean["a.bias"], atol=1e-6)  # no Fisher for a.bias: plain mean
+    zero = [{"a.weight": torch.zeros(3, 4)}, {"a.weight": torch.zeros(3, 4)}]
+    zero[1]["a.weight"][0, 0] = 1.0  # only entry (0, 0) has Fisher mass: it is taken from model 1
+    out = fisher_weighted_average(sds, zero)
+    assert out["a.weight"][0, 0] == sds[1]["a.weight"][0, 0]
+    assert torch.allclose(out["a.weight"][1:], mean["a.weight"][1:], atol=1e-6)
+    with pytest.raises(ValueError, match="one Fisher per state dict"):
+        fisher_weighted_average(sds, zero[:1])

@@ -8,12 +8,14 @@ the workflow. Merged weights always come from :mod:`dawin.weights`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .expertise import cross_entropy, entropy
 from .logits import autocast, default_device, loader
 from .models import ImageClassifier
 from .weights import lerp_into, task_vector
@@ -97,25 +99,41 @@ class PerSampleEvaluator(_Evaluator):
         return torch.cat(outs)
 
 
+def summarize(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample summary of a merged model's outputs: predicted class, true-label cross-entropy, entropy.
+
+    Merged models' logits are never temperature-scaled (temperatures only shape the expertise); the
+    summary is what tables and figures need, at a fraction of the size of (N, C) logits.
+    """
+    return {"pred": logits.argmax(-1), "cross_entropy": cross_entropy(logits, labels).float(),
+            "entropy": entropy(logits).float(), "labels": torch.as_tensor(labels).long()}
+
+
 @torch.no_grad()
 def evaluate_grid(model0, model1, dataset, weights, batch_size: int = 256, num_workers: int = 0,
-                  device: torch.device | None = None, use_autocast: bool = True) -> dict[float, torch.Tensor]:
-    """Logits of every static interpolation theta(w), w in ``weights`` (the WiSE-FT sweep), in one data pass.
+                  device: torch.device | None = None, use_autocast: bool = True,
+                  reduce: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None) -> dict:
+    """Outputs of every static interpolation theta(w), w in ``weights`` (the WiSE-FT sweep), in one data pass.
 
     Each batch is loaded once; the work model's weights are rewritten in place for each w, which costs
-    one pass over the parameters, far less than re-reading and re-decoding the images per w.
+    one pass over the parameters, far less than re-reading and re-decoding the images per w. Without
+    ``reduce`` the result is {w: logits (N, C)}; with it, {w: {name: (N,) tensor}} of ``reduce(logits,
+    labels)`` per batch (e.g. :func:`summarize`), so a long sweep over a large test set stays small.
     """
     device = device or default_device()
     work, theta0, delta = _work_model(model0, model1, device)
     project = dataset.projection
-    outs: dict[float, list[torch.Tensor]] = {float(w): [] for w in weights}
-    for x, _ in tqdm(loader(dataset, batch_size, num_workers), desc="weight grid", leave=False):
+    outs: dict[float, list] = {float(w): [] for w in weights}
+    for x, y in tqdm(loader(dataset, batch_size, num_workers), desc="weight grid", leave=False):
         x = x.to(device)
         for w in outs:
             lerp_into(work, theta0, delta, w)
             with autocast(device, use_autocast):
-                outs[w].append(project(work(x).float()).cpu())
-    return {w: torch.cat(z) for w, z in outs.items()}
+                z = project(work(x).float()).cpu()
+            outs[w].append(z if reduce is None else reduce(z, torch.as_tensor(y)))
+    if reduce is None:
+        return {w: torch.cat(z) for w, z in outs.items()}
+    return {w: {k: torch.cat([part[k] for part in parts]) for k in parts[0]} for w, parts in outs.items()}
 
 
 EVALUATORS: dict[str, type] = {"clustered": GroupedEvaluator, "per_sample": PerSampleEvaluator}

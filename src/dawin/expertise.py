@@ -50,3 +50,55 @@ def max_logit(logits: torch.Tensor) -> torch.Tensor:
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
     return float((logits.argmax(dim=-1) == labels.long()).double().mean() * 100.0)
+
+
+def confidence_difference(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Top-1 minus top-2 softmax probability of softmax(z / T) (Table D, "confidence difference ratio").
+
+    Lies in [0, 1]; 0 exactly when the two largest logits tie. Needs at least two classes.
+    """
+    check_finite(logits)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"confidence difference needs logits of shape (N, C) with C >= 2, got {tuple(logits.shape)}")
+    top2 = torch.softmax(logits.double() / temperature, dim=-1).topk(2, dim=-1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def shifted_max_logit(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Max-logit expertise score for the Table D "max logit ratio": max(z / T) - min(z / T) per sample.
+
+    Why the shift: a ratio s1 / (s0 + s1) needs non-negative scores, but a learned (fine-tuned) head can
+    give negative max logits, so the raw max logit only works for CLIP's positive scaled-cosine logits.
+    Logits are defined up to a per-sample additive constant (softmax ignores it), so subtracting the
+    sample's smallest logit loses nothing the prediction depends on and makes the score >= 0 (0 only for
+    a constant row). Dividing by T puts the two models' logits on their calibrated scales.
+    """
+    check_finite(logits)
+    z = logits.double() / temperature
+    return z.max(dim=-1).values - z.min(dim=-1).values
+
+
+def pseudo_label_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy -sum_c q_c log softmax(z / T)_c against a soft pseudo label q of shape (N, C).
+
+    Fig. 5's soft pseudo-label expertise (q from the output ensemble or the weight average). Hard pseudo
+    labels are :func:`cross_entropy` with ``q.argmax(1)`` as labels. The authors' code applied no
+    temperature to this loss, which is ``temperature=1``.
+    """
+    check_finite(logits)
+    check_finite(target, "pseudo-label targets")
+    if target.shape != logits.shape:
+        raise ValueError(f"pseudo-label targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+    q = target.double()
+    bad = int(((q < 0).any(dim=1) | ((q.sum(dim=1) - 1).abs() > 1e-6)).sum())
+    if bad:
+        raise ValueError(f"{bad} of {q.shape[0]} pseudo-label rows are not probability vectors (non-negative, summing to 1)")
+    return -(q * torch.log_softmax(logits.double() / temperature, dim=-1)).sum(dim=-1)
+
+
+def correctness(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Boolean per-sample top-1 correctness, argmax(z) == y (the TT/TF/FT/FF splits of Fig. 2)."""
+    check_finite(logits)
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"need logits (N, C) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    return logits.argmax(dim=-1) == labels.long()

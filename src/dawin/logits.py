@@ -53,6 +53,32 @@ def compute_logits(model: torch.nn.Module, dataset, batch_size: int = 256, num_w
     return logits, torch.cat(labels)
 
 
+@torch.no_grad()
+def compute_logits_pair(model0: torch.nn.Module, model1: torch.nn.Module, dataset, batch_size: int = 256,
+                        num_workers: int = 0, device: torch.device | None = None,
+                        use_autocast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected logits (float32, N x C) of ``dataset`` under two models from ONE pass over the data.
+
+    "DaWin (parallel)" (Table F): each batch is loaded and moved to the device once and fed to both
+    expertise models, instead of two :func:`compute_logits` passes that each read and decode every image.
+    The result equals two :func:`compute_logits` calls.
+    """
+    device = device or default_device()
+    model0, model1 = model0.to(device).eval(), model1.to(device).eval()
+    project = dataset.projection
+    outs0, outs1 = [], []
+    for x, _ in tqdm(loader(dataset, batch_size, num_workers), desc="logits pair", leave=False):
+        x = x.to(device, non_blocking=True)
+        with autocast(device, use_autocast):
+            z0, z1 = model0(x), model1(x)
+        outs0.append(project(z0.float()).cpu())
+        outs1.append(project(z1.float()).cpu())
+    logits0, logits1 = torch.cat(outs0), torch.cat(outs1)
+    check_finite(logits0, "logits of model0")
+    check_finite(logits1, "logits of model1")
+    return logits0, logits1
+
+
 def save_logits(path: str | Path, logits: torch.Tensor, labels: torch.Tensor, **metadata: str) -> None:
     check_finite(logits, f"logits to be written to {path}")
     save_tensors(path, {"logits": logits.float(), "labels": labels.long()}, metadata)

@@ -82,6 +82,7 @@ SIMPLEX_ATOL = 1e-6
 
 __all__ = [
     "BetaMixture",
+    "assign_by_mixture",
     "DirichletMixture",
     "fit_beta_mixture",
     "fit_dirichlet_mixture",
@@ -402,3 +403,58 @@ def fit_dirichlet_mixture(
     return DirichletMixture(
         k, n_restarts=n_restarts, seed=seed, tol=tol, max_iter=max_iter, eps=eps
     ).fit(x)
+
+
+def assign_by_mixture(
+    coefficients: ArrayLike,
+    n_components: int,
+    seed: int = 0,
+    batch_size: int | None = None,
+    **fit_kw: float,
+) -> tuple[FloatArray, list[dict[str, object]]]:
+    """Replace each coefficient by its Beta-mixture cluster's mean (DaWin's clustered evaluation, Table B).
+
+    ``batch_size=None``: one :func:`fit_beta_mixture` over all N coefficients of the domain (the
+    default, Table B's row "N"). ``batch_size=b``: Table B's rows 32 .. 2048. A permutation seeded
+    with ``seed`` shuffles the domain (test folders are sorted by class, so consecutive samples would
+    make single-class batches), the shuffled order is cut into consecutive batches of ``b`` like an
+    evaluation loader with ``drop_last=False``, a mixture is fitted per batch (with the same ``seed``),
+    and the assigned values are scattered back to the original order. Rule for the last batch: if it
+    has fewer than ``n_components`` samples it cannot support K components, so it is merged into the
+    previous batch; otherwise it is fitted on its own.
+
+    Returns ``(assigned (N,) float64, info)``; ``info`` has one dict per fitted batch with
+    ``n_samples``, ``coefficients`` (cluster Beta means, ascending), ``sizes`` (samples assigned to each
+    cluster), ``alpha``, ``beta`` and ``weights``. ``fit_kw`` goes to :func:`fit_beta_mixture`.
+    """
+    x = np.asarray(coefficients, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"coefficients must be 1-D, got shape {x.shape}")
+    n = len(x)
+    if n == 0:
+        raise ValueError("no coefficients: cannot fit a mixture on an empty domain")
+    if batch_size is None:
+        batches = [np.arange(n)]
+    else:
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        order = np.random.default_rng(seed).permutation(n)
+        batches = [order[i:i + int(batch_size)] for i in range(0, n, int(batch_size))]
+        if len(batches) > 1 and len(batches[-1]) < n_components:
+            batches[-2:] = [np.concatenate(batches[-2:])]
+    assigned = np.empty(n, dtype=np.float64)
+    info: list[dict[str, object]] = []
+    for idx in batches:
+        mix = fit_beta_mixture(x[idx], n_components, seed=seed, **fit_kw)  # type: ignore[arg-type]
+        labels = mix.predict(x[idx])
+        coef = mix.cluster_coefficients()
+        assigned[idx] = coef[labels]
+        info.append({
+            "n_samples": len(idx),
+            "coefficients": coef,
+            "sizes": np.bincount(labels, minlength=mix.n_components_),
+            "alpha": mix.alpha_,
+            "beta": mix.beta_,
+            "weights": mix.weights_,
+        })
+    return assigned, info

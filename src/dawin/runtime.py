@@ -19,8 +19,15 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     return logger
 
 
+def _plain(obj):
+    """numpy / torch values as plain JSON (arrays as lists, scalars as numbers)."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def write_json(path: str | Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True, default=_plain) + "\n")
 
 
 def read_json(path: str | Path):

@@ -1,16 +1,18 @@
-# WiSE-FT over the coefficient grid (plus the endpoints, for the trade-off curve) on every evaluation set.
+# WiSE-FT over the sweep (0, the coefficient grid, the fine grid, 1) on every evaluation set, soups and
+# Model Stock, and the per-backbone metrics of the static and dynamic baselines.
 
 
 rule wise_ft_sweep:
     output:
-        f"{RESULTS}/wise_ft/{{backbone}}/{{dataset}}.csv",
+        csv=f"{RESULTS}/wise_ft/{{backbone}}/{{dataset}}.csv",
+        samples=f"{RESULTS}/wise_ft/{{backbone}}/{{dataset}}.safetensors",
     input:
         code=src("evaluation.py", "weights.py", "models.py"),
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=dataset_dir,
     params:
-        alphas=sorted({0.0, 1.0, *config["grid"]}),
+        alphas=SWEEP,
         **EVAL_PARAMS,
     resources:
         gpu=1,
@@ -24,16 +26,33 @@ rule wise_ft_sweep:
         "../scripts/wise_ft_sweep.py"
 
 
+rule soup:
+    output:
+        f"{RESULTS}/models/{{backbone}}/{{soup}}.safetensors",
+    input:
+        unpack(soup_inputs),
+        code=src("soups.py", "weights.py", "baselines.py", "models.py"),
+    params:
+        **EVAL_PARAMS,
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/soup/{{backbone}}/{{soup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/soup/{{backbone}}/{{soup}}.tsv"
+    conda:
+        "../../envs/dawin.yaml"
+    script:
+        "../scripts/soup.py"
+
+
 rule metrics:
     output:
         metrics=f"{RESULTS}/metrics/{{backbone}}.csv",
         selection=f"{RESULTS}/metrics/{{backbone}}.selection.json",
     input:
-        code=src("baselines.py", "tables.py"),
-        logits=lambda wc: [logits_file(wc.backbone, m, d) for m in MODELS for d in EVAL_SETS],
-        temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
-        sweeps=lambda wc: [f"{RESULTS}/wise_ft/{wc.backbone}/{d}.csv" for d in EVAL_SETS],
-        merged=lambda wc: [f"{RESULTS}/merged/{wc.backbone}/{m}/{d}.safetensors" for m in MERGE_MODES for d in TEST_SETS],
+        unpack(metrics_inputs),
+        code=src("baselines.py", "tables.py", "results.py"),
     params:
         suite=SUITE,
         id_val=DS["id_val"],
@@ -46,3 +65,20 @@ rule metrics:
         "../../envs/dawin.yaml"
     script:
         "../scripts/metrics.py"
+
+
+rule soup_metrics:
+    output:
+        f"{RESULTS}/metrics/{{backbone}}/soups.csv",
+    input:
+        code=src("tables.py", "results.py"),
+        logits=lambda wc: [logits_file(wc.backbone, s, d) for s in SOUPS for d in TEST_SETS],
+    params:
+        suite=SUITE,
+        ood=DS["ood"],
+    log:
+        f"{RESULTS}/logs/soup_metrics/{{backbone}}.log",
+    conda:
+        "../../envs/dawin.yaml"
+    script:
+        "../scripts/soup_metrics.py"

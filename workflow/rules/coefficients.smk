@@ -1,17 +1,20 @@
-# Per-sample interpolation coefficients of each test domain (Eq. 2 by default, Eq. 1 without offset).
+# Per-sample interpolation coefficients of every test domain, one file per coefficient kind
+# (dawin.variants: DaWin's entropy ratio, the oracle, and the ablations' alternatives).
 
 
 rule coefficients:
     output:
-        f"{RESULTS}/coefficients/{{backbone}}/{{dataset}}.safetensors",
+        coefficients_file("{backbone}", "{kind}"),
     input:
-        code=src("coefficients.py", "expertise.py"),
-        logits=lambda wc: [logits_file(wc.backbone, m, wc.dataset) for m in MODELS],
+        unpack(coefficient_logits),
+        code=src("variants.py", "coefficients.py", "expertise.py"),
         temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
     params:
+        datasets=TEST_SETS,
         offset_adjustment=config["coefficients"]["offset_adjustment"],
+        seed=config["seed"],
     log:
-        f"{RESULTS}/logs/coefficients/{{backbone}}/{{dataset}}.log",
+        f"{RESULTS}/logs/coefficients/{{backbone}}/{{kind}}.log",
     conda:
         "../../envs/dawin.yaml"
     script:

@@ -1,8 +1,12 @@
 # Config access, wildcard constraints and path helpers shared by every rule file.
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from dawin import catalog  # noqa: E402  - plain data: the paper's name and caption of every target
 
 RESULTS = config["results"]
 SUITE = config["suite"]
@@ -10,8 +14,51 @@ BACKBONES = sorted(config["backbones"])
 DS = config["datasets"]
 TEST_SETS = [DS["id_test"], *DS["ood"]]
 EVAL_SETS = [DS["id_val"], *TEST_SETS]
-MODELS = ["zeroshot", "finetuned"]
-MERGE_MODES = ["clustered", "per_sample"]
+MODELS = ["zeroshot", "finetuned"]  # the interpolated pair: temperatures, coefficients, merged models
+SOUPS = ["uniform_soup", "greedy_soup", "model_stock"]
+CACHED_MODELS = [*MODELS, "average", *SOUPS]  # "average": theta(0.5), the weight average (Figures 5, 6)
+ANALYSIS = config["analysis"]
+REFERENCE = str(Path(workflow.basedir) / config["reference"])  # the paper's numbers, shipped with the workflow
+SWEEP = sorted({0.0, 1.0, *config["grid"], *ANALYSIS["fine_grid"]})  # the WiSE-FT sweep of every eval set
+
+# Coefficient kinds and assignments (dawin.variants; a test keeps these lists equal to its registry).
+KINDS = ["entropy", "entropy_no_offset", "entropy_uncalibrated", "cross_entropy", "uniform", "normal_0.5_0.2",
+         "normal_0.8_0.1", "max_logit", "confidence", "confidence_diff", "pl_ensemble_soft", "pl_ensemble_hard",
+         "pl_average_soft", "pl_average_hard"]
+NEEDS_AVERAGE = ["pl_average_soft", "pl_average_hard"]
+TABLE_D_KINDS = ["uniform", "normal_0.5_0.2", "normal_0.8_0.1", "max_logit", "confidence_diff", "confidence"]
+PSEUDO_LABEL_KINDS = ["pl_ensemble_soft", "pl_ensemble_hard", "pl_average_soft", "pl_average_hard"]
+DAWIN = ("entropy", "mixture")
+PER_SAMPLE = ("entropy", "per_sample")
+# The merged-model evaluations, (kind, assignment), each robust fine-tuning target needs.
+VARIANTS = {
+    "table1": [("cross_entropy", "per_sample")],
+    "table2": [DAWIN, PER_SAMPLE],
+    "table3": [DAWIN],
+    "table4": [DAWIN],
+    "table5": [DAWIN],
+    "table_a": [DAWIN, ("entropy_no_offset", "mixture")],
+    "table_b": [DAWIN, *(("entropy", f"batch{b}") for b in ANALYSIS["batch_sizes"])],
+    "table_c": [],
+    "table_d": [DAWIN, *((k, "mixture") for k in TABLE_D_KINDS)],
+    "table_e": [DAWIN, ("entropy_uncalibrated", "mixture")],
+    "table_f": [DAWIN, PER_SAMPLE],
+    "fig1": [], "fig2": [], "fig_c": [], "fig_d": [], "fig_e": [], "fig_b": [],
+    "fig4": [DAWIN, PER_SAMPLE],
+    "fig_a": [DAWIN, *(("entropy", f"scaled{a:g}") for a in config["grid"])],
+    "fig5": [DAWIN, *((k, "mixture") for k in PSEUDO_LABEL_KINDS)],
+    "fig6": [DAWIN],
+    "fig_f": [DAWIN],
+    "fig_h": [DAWIN, *((k, "mixture") for k in TABLE_D_KINDS)],
+    "fig8": [DAWIN, PER_SAMPLE],
+    "table6": [], "table_g": [], "fig7": [], "fig_g": [],
+}
+ROBUST_TABLES = ["table1", "table2", "table3", "table4", "table5", "table_a", "table_b", "table_c", "table_d",
+                 "table_e", "table_f"]
+ROBUST_FIGURES = ["fig1", "fig2", "fig_c", "fig_d", "fig_e", "fig4", "fig_a", "fig5", "fig6", "fig_f", "fig_h",
+                  "fig8", "fig_b"]
+MULTITASK_TABLES = ["table6", "table_g"] if "multitask" in config else []
+MULTITASK_FIGURES = ["fig7", "fig_g"] if "multitask" in config else []
 
 
 def _check_datasets():
@@ -25,9 +72,11 @@ _check_datasets()
 
 wildcard_constraints:
     backbone="|".join(map(re.escape, BACKBONES)),
-    model="|".join(MODELS),
+    model="|".join(CACHED_MODELS),
+    soup="|".join(SOUPS),
     dataset="|".join(map(re.escape, sorted(DS["roots"]))),
-    mode="|".join(MERGE_MODES),
+    kind="|".join(map(re.escape, KINDS)),
+    assignment=r"per_sample|mixture|batch[1-9][0-9]*|scaled[0-9.]+",
 
 
 def src(*modules):
@@ -44,10 +93,59 @@ def backbone_cfg(wildcards):
 
 
 def model_file(backbone, model):
-    """The classifier file of (backbone, model): built zero-shot models, configured fine-tuned ones."""
-    if model == "zeroshot":
-        return f"{RESULTS}/models/{backbone}/zeroshot.safetensors"
-    return config["backbones"][backbone]["finetuned"]
+    """The classifier file of (backbone, model): built zero-shot models and soups, configured fine-tuned ones."""
+    if model == "finetuned":
+        return config["backbones"][backbone]["finetuned"]
+    return f"{RESULTS}/models/{backbone}/{model}.safetensors"
+
+
+def model_inputs(wildcards):
+    """The files a cached model is made of: one classifier, or the pair whose weight average it is."""
+    if wildcards.model == "average":
+        return [model_file(wildcards.backbone, m) for m in MODELS]
+    return [model_file(wildcards.backbone, wildcards.model)]
+
+
+def soup_ingredients(backbone):
+    """The fine-tuning runs of a backbone's soups (a list, or a numbered pattern with first..last)."""
+    spec = config["backbones"][backbone].get("soups")
+    if spec is None:
+        return []
+    ing = spec["ingredients"]
+    if isinstance(ing, dict):
+        return [ing["pattern"].format(i=i) for i in range(ing["first"], ing["last"] + 1)]
+    return list(ing)
+
+
+def soup_inputs(wildcards):
+    spec = config["backbones"][wildcards.backbone].get("soups")
+    if spec is None:
+        raise WorkflowError(f"backbone {wildcards.backbone} has no `soups` in the config: no soups or Model Stock")
+    if wildcards.soup == "model_stock":
+        return {"runs": spec["model_stock"], "pretrained": model_file(wildcards.backbone, "zeroshot")}
+    if wildcards.soup == "greedy_soup":
+        return {"runs": soup_ingredients(wildcards.backbone), "data": DS["roots"][DS["id_val"]]}
+    return {"runs": soup_ingredients(wildcards.backbone)}
+
+
+def target_backbones(target):
+    """The backbones a paper target is built for (config `targets`, else `targets.default`)."""
+    value = config["targets"].get(target, config["targets"]["default"])
+    names = [value] if isinstance(value, str) else list(value)
+    unknown = sorted(set(names) - set(BACKBONES))
+    if unknown:
+        raise WorkflowError(f"config targets.{target}: unknown backbones {unknown}; known: {BACKBONES}")
+    return names
+
+
+def merged_file(backbone, kind, assignment, dataset):
+    return f"{RESULTS}/merged/{backbone}/{kind}/{assignment}/{dataset}.safetensors"
+
+
+def merged_files(target, backbones=None):
+    """The merged-model evaluations a target needs, for every test set of its backbones."""
+    return [merged_file(b, k, a, d) for b in (backbones or target_backbones(target))
+            for k, a in VARIANTS[target] for d in TEST_SETS]
 
 
 def zeroshot_weights(wildcards):
@@ -55,14 +153,16 @@ def zeroshot_weights(wildcards):
     return [zs["weights"]] if "weights" in zs else []
 
 
-def merge_coefficients(wildcards):
-    if wildcards.mode == "clustered":
-        return f"{RESULTS}/mixtures/{wildcards.backbone}/{wildcards.dataset}.json"
-    return f"{RESULTS}/coefficients/{wildcards.backbone}/{wildcards.dataset}.safetensors"
-
-
 def logits_file(backbone, model, dataset):
     return f"{RESULTS}/logits/{backbone}/{model}/{dataset}.safetensors"
+
+
+def coefficients_file(backbone, kind):
+    return f"{RESULTS}/coefficients/{backbone}/{kind}.safetensors"
+
+
+def sweep_files(backbone, datasets, ext="safetensors"):
+    return [f"{RESULTS}/wise_ft/{backbone}/{d}.{ext}" for d in datasets]
 
 
 EVAL_PARAMS = dict(
@@ -79,7 +179,8 @@ def check_checkpoints():
     file must stop the workflow whatever is already built, naming the path.
     """
     for name, bb in sorted(config["backbones"].items()):
-        for path in (bb["finetuned"], bb["zeroshot"].get("weights")):
+        soups = bb.get("soups", {})
+        for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *soups.get("model_stock", [])):
             if path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules):
                 raise WorkflowError(
                     f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
@@ -116,3 +217,60 @@ def expand_checkpoint_series(paper):
                 "architecture": series["architecture"],
                 "sources": {"checkpoint": {"url": [series["url"].format(i=i)]}},
             }
+
+
+def finetune_run(wildcards):
+    """The fine-tuning hyperparameters of a run: `finetune`, overridden by `finetune_runs.<run>`."""
+    if wildcards.run == "finetuned":
+        return {**config["demo"]["finetune"], "seed": config["seed"]}
+    run = wildcards.run.removeprefix("runs/")
+    if run not in config["demo"].get("finetune_runs", {}):
+        raise WorkflowError(f"demo.finetune_runs has no run {run!r}")
+    return {**config["demo"]["finetune"], "seed": config["seed"], **config["demo"]["finetune_runs"][run]}
+
+
+def coefficient_logits(wildcards):
+    models = [*MODELS, "average"] if wildcards.kind in NEEDS_AVERAGE else MODELS
+    return {m: [logits_file(wildcards.backbone, m, d) for d in TEST_SETS] for m in models}
+
+
+def mixture_params(wildcards):
+    if wildcards.assignment == "per_sample":
+        return {}
+    return {"n_components": backbone_cfg(wildcards)["n_components"], **config["mixture"]}
+
+
+def metrics_inputs(wildcards):
+    bb = wildcards.backbone
+    return {
+        "logits": [logits_file(bb, m, d) for m in [*MODELS, "average"] for d in EVAL_SETS],
+        "temperatures": f"{RESULTS}/calibration/{bb}.json",
+        "sweeps": sweep_files(bb, EVAL_SETS, "csv"),
+        "coefficients": coefficients_file(bb, "entropy"),
+    }
+
+
+# Multi-task merging: the tasks, the model pools (`all` and Table G's), theta0, the method modules.
+MT = config.get("multitask", {})
+MT_TASKS = sorted(MT.get("tasks", {}))
+POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
+MT_PRETRAINED = model_file(MT["backbone"], "zeroshot") if MT else None
+MERGING = [f"merging/{f.name}" for f in sorted((Path(workflow.basedir) / "src/dawin/merging").glob("*.py"))]
+
+
+def pool_eval_tasks(pool):
+    """Pool `all` is evaluated on every task; Table G's pools on `pool_tasks` that are in the pool."""
+    return MT_TASKS if pool == "all" else [t for t in MT["pool_tasks"] if t in POOLS[pool]]
+
+
+def task_files(tasks, kind):
+    return {t: MT["tasks"][t][kind] for t in tasks if kind in MT["tasks"][t]}
+
+
+def method_inputs(wildcards):
+    tasks = POOLS[wildcards.pool]
+    inputs = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
+              "test": list(task_files(tasks, "test").values())}
+    if wildcards.method in ("fisher", "regmean"):
+        inputs["train"] = list(task_files(tasks, "train").values())
+    return inputs

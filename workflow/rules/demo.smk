@@ -41,22 +41,63 @@ if "demo" in config:
 
     rule demo_finetune:
         output:
-            f"{DEMO['resources']}/checkpoints/{{backbone}}/finetuned.safetensors",
+            f"{DEMO['resources']}/checkpoints/{{backbone}}/{{run}}.safetensors",
         input:
             code=src("demo/train.py", "models.py"),
             zeroshot=f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
             data=DS["roots"].get(DEMO["train_dataset"], f"{DEMO['resources']}/data/{DEMO['train_dataset']}"),
+        wildcard_constraints:
+            run="finetuned|runs/[A-Za-z0-9_-]+",
         params:
-            train=DEMO["finetune"],
-            seed=config["seed"],
+            train=lambda wc: finetune_run(wc),
         threads: 2
         resources:
             mem_mb=3000,
         log:
-            f"{DEMO['resources']}/logs/demo_finetune/{{backbone}}.log",
+            f"{DEMO['resources']}/logs/demo_finetune/{{backbone}}/{{run}}.log",
         benchmark:
-            f"{DEMO['resources']}/benchmarks/demo_finetune/{{backbone}}.tsv"
+            f"{DEMO['resources']}/benchmarks/demo_finetune/{{backbone}}/{{run}}.tsv"
         conda:
             "../../envs/dawin.yaml"
         script:
             "../scripts/demo_finetune.py"
+
+    if "multitask" in DEMO:
+
+        rule demo_task_dataset:
+            output:
+                directory(f"{DEMO['resources']}/data/mt_{{task}}_{{split}}"),
+            input:
+                src("demo/tasks.py", "demo/synth.py", "datasets.py"),
+            wildcard_constraints:
+                split="train|test",
+            params:
+                n=lambda wc: DEMO["multitask"][f"n_{wc.split}"],
+                seed=config["seed"],
+            log:
+                f"{DEMO['resources']}/logs/demo_task_dataset/{{task}}_{{split}}.log",
+            conda:
+                "../../envs/dawin.yaml"
+            script:
+                "../scripts/demo_task_dataset.py"
+
+        rule demo_task_expert:
+            output:
+                f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{{task}}.safetensors",
+            input:
+                code=src("demo/train.py", "models.py"),
+                clip=f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
+                data=f"{DEMO['resources']}/data/mt_{{task}}_train",
+            params:
+                architecture=lambda wc: config["backbones"][wc.backbone]["architecture"],
+                train=DEMO["multitask"]["finetune"],
+                seed=config["seed"],
+            threads: 2
+            log:
+                f"{DEMO['resources']}/logs/demo_task_expert/{{backbone}}/{{task}}.log",
+            benchmark:
+                f"{DEMO['resources']}/benchmarks/demo_task_expert/{{backbone}}/{{task}}.tsv"
+            conda:
+                "../../envs/dawin.yaml"
+            script:
+                "../scripts/demo_task_expert.py"

@@ -5,8 +5,8 @@ rule cache_logits:
     output:
         logits_file("{backbone}", "{model}", "{dataset}"),
     input:
-        code=src("logits.py", "models.py", "datasets.py"),
-        model=lambda wc: model_file(wc.backbone, wc.model),
+        code=src("logits.py", "models.py", "datasets.py", "weights.py"),
+        models=model_inputs,
         data=dataset_dir,
     params:
         **EVAL_PARAMS,

@@ -4,7 +4,6 @@ if "paper" in config:
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
-    MULTITASK = PAPER["multitask"]
 
     rule paper_dataset:
         output:
@@ -82,4 +81,4 @@ if "paper" in config:
             expand(f"{PRES}/checkpoints/{{ckpt}}.safetensors", ckpt=sorted(PAPER["checkpoints"])),
             expand(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors", backbone=BACKBONES),
             # zero-shot heads of the multi-task datasets (task_vectors templates), for the B/32 backbone
-            expand(f"{RESULTS}/heads/{MULTITASK['backbone']}/{{task}}.safetensors", task=MULTITASK["datasets"]),
+            expand(f"{RESULTS}/heads/{config['multitask']['backbone']}/{{task}}.safetensors", task=sorted(config["multitask"]["tasks"])),

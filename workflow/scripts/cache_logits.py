@@ -1,13 +1,17 @@
 from dawin import datasets, models
 from dawin.logits import compute_logits, save_logits
 from dawin.runtime import setup_logging
+from dawin.weights import lerp
 
 log = setup_logging(snakemake.log[0])
-p = snakemake.params
-model = models.ImageClassifier.load(snakemake.input.model)
+p, paths = snakemake.params, list(snakemake.input.models)
+model = models.ImageClassifier.load(paths[0])
+if len(paths) == 2:  # the weight average theta(0.5) of the pair
+    other = models.ImageClassifier.load(paths[1], model.architecture)
+    model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model.visual))
 logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
                                 desc=f"{snakemake.wildcards.model}/{data.name}")
-save_logits(snakemake.output[0], logits, labels, checkpoint=snakemake.input.model,
-            checkpoint_sha256=models.sha256(snakemake.input.model), dataset=data.name, n_images=len(data))
-log.info("%s on %s: %s logits", snakemake.input.model, data.name, tuple(logits.shape))
+save_logits(snakemake.output[0], logits, labels, checkpoint=" + ".join(paths),
+            checkpoint_sha256=" ".join(models.sha256(f) for f in paths), dataset=data.name, n_images=len(data))
+log.info("%s on %s: %s logits", " + ".join(paths), data.name, tuple(logits.shape))

@@ -2,18 +2,25 @@ import pandas as pd
 import torch
 
 from dawin import datasets, models
-from dawin.evaluation import evaluate_grid
-from dawin.expertise import accuracy
+from dawin.evaluation import evaluate_grid, summarize
 from dawin.runtime import setup_logging
+from dawin.tensorio import save_tensors
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model0.visual))
+out = evaluate_grid(model0, model1, data, p.alphas, p.batch_size, p.num_workers, use_autocast=p.autocast,
+                    reduce=summarize)
+alphas = sorted(out)
 labels = torch.as_tensor(data.labels)
-logits = evaluate_grid(model0, model1, data, p.alphas, p.batch_size, p.num_workers, use_autocast=p.autocast)
-rows = [{"alpha": a, "accuracy": accuracy(z, labels)} for a, z in logits.items()]
+stacked = {k: torch.stack([out[a][k] for a in alphas]) for k in ("pred", "cross_entropy", "entropy")}
+save_tensors(snakemake.output.samples, {**stacked, "alphas": torch.tensor(alphas, dtype=torch.float64), "labels": labels},
+             {"dataset": data.name})
+rows = [{"alpha": a, "accuracy": float((out[a]["pred"] == labels).double().mean() * 100),
+         "cross_entropy": float(out[a]["cross_entropy"].mean()), "entropy": float(out[a]["entropy"].mean())}
+        for a in alphas]
 for r in rows:
-    log.info("alpha %.2f: %.2f", r["alpha"], r["accuracy"])
-pd.DataFrame(rows).to_csv(snakemake.output[0], index=False, float_format="%.6g")
+    log.info("alpha %.2f: accuracy %.2f, entropy %.4f", r["alpha"], r["accuracy"], r["entropy"])
+pd.DataFrame(rows).to_csv(snakemake.output.csv, index=False, float_format="%.6g")

@@ -133,6 +133,31 @@ def _rgb(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
 
+def hsv_rgb(h: float, s: float, v: float) -> np.ndarray:
+    """RGB float32 triple of an HSV colour (hue wraps around), for callers composing their own images."""
+    return _rgb(h, s, v)
+
+
+def shape_mask(cls: str, cx: float, cy: float, r: float, angle: float = 0.0) -> np.ndarray:
+    """Float mask in [0, 1] on the drawing canvas: ``DRAWERS[cls]`` at (cx, cy), radius r, rotated ``angle``
+    degrees counter-clockwise about its centre.
+
+    The same drawing and rotation as :func:`render` uses, with the geometry given instead of sampled, so
+    other tasks (position, orientation, count, ...) can make the geometry itself the label.
+    """
+    m = Image.new("L", (CANVAS, CANVAS), 0)
+    DRAWERS[cls](ImageDraw.Draw(m), cx, cy, r)
+    if angle:
+        m = m.rotate(angle, resample=Image.BILINEAR, center=(cx, cy))
+    return np.asarray(m, dtype=np.float32) / 255.0
+
+
+def to_image(img: np.ndarray, size: int = 32) -> Image.Image:
+    """A canvas-sized float RGB array in [0, 1] as a ``size`` x ``size`` PIL image (as :func:`render` finishes)."""
+    arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB").resize((size, size), Image.BILINEAR)
+
+
 def render(cls: str, index: int, n_classes: int, dom: Domain, rng: np.random.Generator, size: int = 32) -> Image.Image:
     """One image of class ``cls`` (its position ``index`` among ``n_classes``) in domain ``dom``."""
     mask = np.asarray(_mask(cls, rng, dom), dtype=np.float32) / 255.0

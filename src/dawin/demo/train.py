@@ -99,3 +99,28 @@ def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torc
             opt.step()
             steps += 1
     return clf.eval()
+
+
+def finetune_encoder(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                     batch_size: int, lr: float, seed: int) -> ImageClassifier:
+    """Fine-tune the image tower only, the (zero-shot) head frozen, as task_vectors fine-tunes its experts.
+
+    The head's parameters get ``requires_grad = False`` (and stay so) and are not in the optimiser, so
+    neither gradients nor AdamW's weight decay touch them: every expert keeps the head it started from,
+    and task vectors are differences of towers alone. Otherwise as :func:`finetune_classifier`.
+    """
+    torch.manual_seed(seed)
+    clf.head.requires_grad_(False)
+    opt = torch.optim.AdamW(clf.visual.parameters(), lr=lr, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    steps, total = 0, epochs * math.ceil(len(images) / batch_size)
+    clf.train()
+    for _ in tqdm(range(epochs), desc="fine-tune encoder"):
+        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
+            _cosine_lr(opt, lr, steps, total, warmup=max(1, total // 20))
+            loss = F.cross_entropy(clf(images[idx]), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+    return clf.eval()

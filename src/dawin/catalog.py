@@ -1,0 +1,55 @@
+"""The paper's tables and figures by target name: the paper's name for each and what it shows.
+
+Plain data with no imports, so the Snakefile can read it without the package's dependencies.
+"""
+
+CATALOG: dict[str, tuple[str, str]] = {
+    "table1": ("Table 1", "Oracles: domain-wise coefficient by grid search on each test set, sample-wise coefficient "
+                          "from the cross-entropy ratio (both use test labels)."),
+    "table2": ("Table 2", "Accuracy, training runs (cost T) and distinct models evaluated per test set (cost I); "
+                          "static coefficients chosen on the ID held-out split."),
+    "table3": ("Table 3", "Second backbone (ViT-B/16 in the paper); reported-only rows from the paper."),
+    "table4": ("Table 4", "Third backbone (ViT-L/14 in the paper); reported-only rows from the paper."),
+    "table5": ("Table 5", "Dynamic classifier selection (lower-entropy model), dynamic output ensemble (DaWin's l(x) "
+                          "on probabilities) and DaWin."),
+    "table_a": ("Table A", "Offset adjustment (Eq. 2) off and on."),
+    "table_b": ("Table B", "Beta mixture fitted per batch of test samples, and on all N."),
+    "table_c": ("Table C", "Per-sample optimal coefficient (grid 0.05..0.95 minimising the merged model's "
+                           "cross-entropy): its std and its MSE to U(0,1), the WiSE-FT constant and the "
+                           "cross-entropy ratio."),
+    "table_d": ("Table D", "Alternative per-sample coefficients, each through the Beta mixture."),
+    "table_e": ("Table E", "DaWin with and without temperature scaling of the expertise models."),
+    "table_f": ("Table F", "Measured inference cost on ID test samples (runtime extrapolated to the whole ID test "
+                           "set) and OOD accuracy."),
+    "table6": ("Table 6", "Multi-task merging: accuracy per task and average; Individuals use each task's own "
+                          "expert (an oracle selection); the task-arithmetic grid reports its best lambda on the "
+                          "test sets (an upper bound of a search)."),
+    "table_g": ("Table G", "Model pools of experts only or mixed with non-experts, evaluated on the pool tasks."),
+    "fig7": ("Figure 7", "DaWin's mean coefficient of each expert (rows) on each evaluation task (columns)."),
+    "fig_g": ("Figure G", "Distances between the tasks' test sets: MMD on the pre-trained CLIP image features and "
+                          "FID on Inception-V3 features (when torchvision's weights are present)."),
+    "fig1": ("Figure 1", "Histograms of the oracle (cross-entropy ratio) coefficients per domain."),
+    "fig2": ("Figure 2", "Entropy ratio vs cross-entropy ratio per correctness split (TT/TF/FT/FF: zero-shot, "
+                         "fine-tuned correct), ID and the cartoon/rendition domain, with Pearson r."),
+    "fig_c": ("Figure C", "Entropy vs cross-entropy of each model per correctness split, every domain, Pearson r."),
+    "fig_d": ("Figure D", "Entropy ratio vs cross-entropy ratio per correctness split, every domain, Pearson r."),
+    "fig_e": ("Figure E", "Oracle and entropy-based coefficients per correctness split and domain."),
+    "fig4": ("Figure 4", "ID vs OOD-average accuracy: the WiSE-FT sweep, baselines and DaWin."),
+    "fig_a": ("Figure A", "Figure 4 with DaWin's mixture coefficients scaled by alpha (DaWin x alpha sweep)."),
+    "fig5": ("Figure 5", "Expertise metric: entropy vs pseudo-label losses (ensemble / weight-average pseudo "
+                         "labels, soft / hard), ID and OOD accuracy of DaWin."),
+    "fig6": ("Figure 6", "Mean output entropy per method and correctness split on the hardest OOD domain."),
+    "fig_f": ("Figure F", "Mean output entropy per method and correctness split on every domain."),
+    "fig_h": ("Figure H", "Entropy valley: mean entropy over the WiSE-FT grid 0..1 and of dynamic variants."),
+    "fig8": ("Figure 8", "Accuracy vs measured wall-clock inference time: robust fine-tuning (OOD average) and, "
+                         "when configured, multi-task merging (average over tasks)."),
+    "fig_b": ("Figure B", "The bottom-5 and top-5 DaWin coefficient images of every domain."),
+}
+
+
+def source(name: str) -> str:
+    return CATALOG[name][0]
+
+
+def caption(name: str) -> str:
+    return CATALOG[name][1]

@@ -1,0 +1,76 @@
+"""Multi-task model merging: each method is a small module, all built on ``dawin.weights``.
+
+Every method has the signature ``merge(pool, data=None, **options) -> encoder state dict``: it merges
+the experts' image encoders of a ``ModelPool`` into ONE encoder (each task keeps its own frozen
+head); ``data`` maps task -> preprocessed images (N, 3, H, W) for the methods that need them.
+
+Registry ``METHODS`` (name -> callable; ``get_method(name)`` looks one up with a clear error):
+
+==========================  ==========================================================  ==========
+name                        method                                                      needs data
+==========================  ==========================================================  ==========
+``weight_average``          mean of the experts                                         no
+``task_arithmetic``         theta_0 + lam * sum_j tau_j (lam = 0.3)                     no
+``ties``                    TIES-merging (fraction 0.2, lam 0.3, disjoint sum)          no
+``fisher``                  diagonal-Fisher weighted average (n_examples 256)           yes
+``regmean``                 RegMean on linear layers (alpha 0.95, n_examples 256)       yes
+``adamerging_task``         AdaMerging, task-wise coefficients                          yes
+``adamerging_layer``        AdaMerging, layer-wise coefficients                         yes
+``adamerging_pp_task``      AdaMerging++ (TIES task vectors), task-wise                 yes
+``adamerging_pp_layer``     AdaMerging++ (TIES task vectors), layer-wise                yes
+``opcm``                    OPCM (orthogonal projection-based continual merging)        no
+==========================  ==========================================================  ==========
+
+The AdaMerging and OPCM entries are lazy: their modules (``adamerging.py``: ``merge_task_wise``,
+``merge_layer_wise`` with option ``plus_plus``; ``opcm.py``: ``merge``) are imported only when the
+method is called, so the registry imports even where those modules are unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import torch
+
+from . import fisher, regmean, task_arithmetic, ties, weight_average
+from .pool import ModelPool
+
+MergeFn = Callable[..., dict[str, torch.Tensor]]
+
+
+def _lazy(module: str, function: str, **fixed: object) -> MergeFn:
+    """A registry entry that imports ``dawin.merging.<module>`` only when it is called."""
+
+    def run(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, **options: object) -> dict[str, torch.Tensor]:
+        target = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        out = target(pool, data, **fixed, **options)
+        return out[0] if isinstance(out, tuple) else out  # AdaMerging also returns its training record
+
+    run.__name__ = f"{module}.{function}"
+    run.__doc__ = f"Lazily calls dawin.merging.{module}.{function}(pool, data, **{fixed or {}}, **options)."
+    return run
+
+
+METHODS: dict[str, MergeFn] = {
+    "weight_average": weight_average.merge,
+    "task_arithmetic": task_arithmetic.merge,
+    "ties": ties.merge,
+    "fisher": fisher.merge,
+    "regmean": regmean.merge,
+    "adamerging_task": _lazy("adamerging", "merge_task_wise"),
+    "adamerging_layer": _lazy("adamerging", "merge_layer_wise"),
+    "adamerging_pp_task": _lazy("adamerging", "merge_task_wise", plus_plus=True),
+    "adamerging_pp_layer": _lazy("adamerging", "merge_layer_wise", plus_plus=True),
+    "opcm": _lazy("opcm", "merge"),
+}
+
+
+def get_method(name: str) -> MergeFn:
+    """The merge function registered as ``name``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown merging method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+__all__ = ["METHODS", "ModelPool", "get_method"]

@@ -1,0 +1,87 @@
+"""Fisher merging (Matena & Raffel, NeurIPS 2022): per-parameter Fisher-weighted averaging of the experts.
+
+theta* = sum_j F_j theta_j / sum_j F_j with F_j the diagonal Fisher of expert j's *classifier*
+(expert encoder + task j's frozen head) on task j's images; see ``dawin.weights.fisher_weighted_average``.
+
+Which Fisher (following FusionBench's CLIP Fisher merging, which never reads the task labels): the
+Fisher of the model's own predictive distribution, F = E_x E_{y~p(y|x)} [(d log p(y|x) / d theta)^2].
+FusionBench estimates the inner expectation with one backward pass of
+s(x) = sum_c sqrt(p_c(x)) log p_c(x) (p_c held constant), whose squared gradient is
+(sum_c sqrt(p_c) d log p_c)^2; we do the same but **per example** (FusionBench squares the gradient of a
+whole batch), and average the squared gradients over examples. Passing ``labels`` switches to the
+empirical Fisher, (d log p(y_n|x_n) / d theta)^2 with the given labels.
+
+As in FusionBench (``normalize_fisher_weight``, ``minimal_fisher_weight``): each expert's Fisher is
+divided by its global L2 norm over all parameters, so tasks whose gradients are larger overall do
+not dominate, and ``eps`` = 1e-6 is added to every Fisher value. Buffers (BatchNorm statistics)
+have no Fisher and are averaged uniformly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..weights import fisher_weighted_average
+from .pool import ModelPool
+from .regmean import task_examples
+
+
+def diagonal_fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Mean per-example squared gradients of every trainable parameter of a classifier ``model``.
+
+    Without ``labels`` the objective of example x is sum_c sqrt(p_c) log p_c(x) (p detached; the
+    model's predictive distribution, as FusionBench); with labels it is log p_{y}(x) (empirical
+    Fisher). Each example gets its own backward pass, so ``model`` should be in eval mode (BatchNorm
+    then uses its running statistics and examples do not interact).
+    """
+    if images.shape[0] == 0:
+        raise ValueError("no images to estimate the Fisher from")
+    if labels is not None and labels.shape[0] < images.shape[0]:
+        raise ValueError(f"{labels.shape[0]} labels for {images.shape[0]} images; pass one label per image")
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters to estimate a Fisher for")
+    device = next(iter(params.values())).device
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    with torch.enable_grad():
+        for i in range(images.shape[0]):
+            log_p = F.log_softmax(model(images[i:i + 1].to(device)).float(), dim=-1)[0]
+            if labels is None:
+                objective = (log_p.detach().exp().sqrt() * log_p).sum()
+            else:
+                objective = log_p[int(labels[i])]
+            grads = torch.autograd.grad(objective, list(params.values()), allow_unused=True)
+            for (name, _), g in zip(params.items(), grads):
+                if g is not None:  # a parameter the output does not depend on has Fisher 0
+                    sums[name] += g.detach().square()
+    return {n: s / images.shape[0] for n, s in sums.items()}
+
+
+def _normalized(fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    norm = torch.sqrt(sum(f.double().square().sum() for f in fisher.values()))
+    return fisher if norm == 0 else {k: f / norm.to(f.dtype) for k, f in fisher.items()}
+
+
+def merge(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, *, n_examples: int = 256,
+          labels: dict[str, torch.Tensor] | None = None, eps: float = 1e-6, normalize: bool = True,
+          device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Fisher-merged encoder; expert j's Fisher from the first ``n_examples`` images of task j."""
+    examples = task_examples(pool, data, n_examples)
+    missing_heads = [t for t in pool.tasks if t not in pool.heads]
+    if missing_heads:
+        raise ValueError(f"Fisher merging needs each task's head; pool.heads lacks {missing_heads}")
+    if labels is not None:
+        missing = [t for t in pool.tasks if t not in labels]
+        if missing:
+            raise ValueError(f"labels given but none for tasks {missing}; pass labels for every task or none")
+    fishers = []
+    for task in pool.tasks:
+        classifier = pool.classifier(task, pool.experts[task]).to(device)
+        task_labels = None if labels is None else labels[task][:n_examples]
+        fisher = diagonal_fisher(classifier, examples[task], task_labels)
+        # keep the encoder's entries, named as in the encoder state dict (the head is frozen anyway)
+        fisher = {k.removeprefix("visual."): v.cpu() for k, v in fisher.items() if k.startswith("visual.")}
+        fishers.append(_normalized(fisher) if normalize else fisher)
+    return fisher_weighted_average([pool.experts[t] for t in pool.tasks], fishers, eps=eps)

@@ -1,0 +1,154 @@
+"""The paper's tables: the methods and columns of each, built from tidy results beside the paper's numbers.
+
+A table is a :class:`TableSpec` in :data:`TABLES`; :func:`select` picks its rows out of the tidy results
+(written as the table's CSV) and :func:`display` turns them into the wide rendering with the paper's
+number (and, for the paper suite, the difference) beside ours. Dataset names of a suite are mapped to
+the paper's columns (``id``, ``v2``, ``r``, ``a``, ``sketch``, ``objectnet``) by the config's
+``datasets.reference_columns``; ``ood_avg`` is the mean over the OOD test sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import caption as caption_of
+from .catalog import source as source_of
+from .reference import attach_reference, formatted, reference_for
+from .tables import COLUMNS, METHOD_LABELS
+
+ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
+MULTITASK = ("sun397", "stanford_cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd", "avg")
+AVERAGES = ("ood_avg", "avg")  # columns that are averages of ours, not datasets
+ID_OOD = ("id", "ood_avg")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    methods: tuple[str, ...]  # rows, in order
+    columns: tuple[str, ...] = ID_OOD  # the paper's columns (datasets by role, or metrics)
+    metric: str = "accuracy"  # the tidy metric the dataset columns show
+    extra_metrics: tuple[str, ...] = ()  # further columns that are metrics, not datasets (costs)
+    multi_backbone: bool = False  # rows per (backbone, method)
+    pools: bool = False  # rows per (method, model pool): Table G
+
+
+TABLES: dict[str, TableSpec] = {
+    "table1": TableSpec(("zeroshot", "finetuned", "wise_ft", "oracle_domain", "oracle_sample"), ROBUST),
+    "table2": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "uniform_soup", "greedy_soup",
+                                    "model_stock", "dawin_per_sample", "dawin"), ROBUST, extra_metrics=("cost_t", "cost_i")),
+    "table3": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin")),
+    "table4": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin")),
+    "table5": TableSpec(("finetuned", "dcs", "doe", "dawin"), multi_backbone=True),
+    "table_a": TableSpec(("dawin_no_offset", "dawin"), multi_backbone=True),
+    "table_b": TableSpec(()),
+    "table_c": TableSpec(("optimal_std", "mse_uniform", "mse_wise_ft", "mse_ce_ratio"),
+                         ROBUST[:-1], metric="value"),
+    "table_d": TableSpec(("finetuned", "wise_ft", "coef_uniform", "coef_normal_0.5_0.2", "coef_normal_0.8_0.1",
+                                     "coef_max_logit", "coef_confidence_diff", "coef_confidence", "dawin")),
+    "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration")),
+    "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample"), ("ood_avg",),
+                         extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample")),
+    "table6": TableSpec(("pretrained", "individual", "weight_average", "fisher", "regmean", "task_arithmetic", "ties",
+                         "adamerging_task", "adamerging_layer", "adamerging_pp_layer", "opcm", "task_arithmetic_grid",
+                         "dawin"), MULTITASK),
+    "table_g": TableSpec(("task_arithmetic", "adamerging_pp_layer", "dawin"), ("svhn", "eurosat"), pools=True),
+}
+
+
+def table_b_methods(batch_sizes: Sequence[int]) -> tuple[str, ...]:
+    return (*(f"dawin_batch_{b}" for b in batch_sizes), "dawin")
+
+
+def methods_of(name: str, batch_sizes: Sequence[int] = ()) -> tuple[str, ...]:
+    return table_b_methods(batch_sizes) if name == "table_b" else TABLES[name].methods
+
+
+def select(name: str, results: pd.DataFrame, backbones: Sequence[str], batch_sizes: Sequence[int] = ()) -> pd.DataFrame:
+    """The tidy rows of table ``name``: its methods and metrics, for ``backbones``."""
+    spec = TABLES[name]
+    metrics = {spec.metric, *spec.extra_metrics}
+    rows = results[results.backbone.isin(backbones) & results.method.isin(methods_of(name, batch_sizes))
+                   & results.metric.isin(metrics)]
+    if "pool" in rows:  # multi-task results: Table 6 is the pool of all tasks, Table G the others
+        rows = rows[(rows.pool == "all") != spec.pools]
+        return rows[[*COLUMNS, "pool"]].sort_values(["pool", *COLUMNS[:5]], kind="stable").reset_index(drop=True)
+    order = {b: i for i, b in enumerate(backbones)}  # backbones in the target's order (B/32, B/16, L/14)
+    rows = rows.sort_values(COLUMNS[:5], kind="stable").sort_values("backbone", key=lambda c: c.map(order), kind="stable")
+    return rows[COLUMNS].reset_index(drop=True)
+
+
+def _wide(name: str, rows: pd.DataFrame, roles: Mapping[str, str], batch_sizes: Sequence[int],
+          pools: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    spec = TABLES[name]
+    rows = rows.copy()
+    is_extra = rows.metric.isin(spec.extra_metrics)
+    rows["column"] = rows.metric.where(is_extra, rows.dataset.map(lambda d: d if d in AVERAGES else roles.get(d)))
+    if name == "table_c":  # statistics per dataset: no accuracy, no OOD average
+        rows["column"] = rows.dataset.map(roles)
+    rows = rows.dropna(subset=["column"])
+    if spec.pools:  # a pool by the paper's names of its tasks, as the paper's Table G lists them
+        rows["pool"] = rows.pool.map(lambda p: ",".join(roles.get(t, t) for t in pools[p]))
+    index = ["backbone", "method"] if spec.multi_backbone else ["method", "pool"] if spec.pools else ["method"]
+    wide = rows.pivot_table(index=index, columns="column", values="value", aggfunc="first")
+    order = [*(c for c in spec.extra_metrics), *spec.columns]
+    wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+    methods = methods_of(name, batch_sizes)
+    if spec.multi_backbone:
+        keys = [(b, m) for b in dict.fromkeys(rows.backbone) for m in methods if (b, m) in wide.index]
+    elif spec.pools:
+        keys = [(m, p) for p in dict.fromkeys(rows.pool) for m in methods if (m, p) in wide.index]
+    else:
+        keys = [m for m in methods if m in wide.index]
+    wide = wide.loc[keys] if keys else wide.iloc[:0]
+    labels = [METHOD_LABELS.get(k[-1] if isinstance(k, tuple) else k, k[-1] if isinstance(k, tuple) else k) for k in wide.index]
+    return wide.assign(label=labels)
+
+
+def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles: Mapping[str, str],
+            compare: bool, batch_sizes: Sequence[int] = (), pools: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """The wide table: ours, and the paper's number (+ our difference when ``compare``) where it has one."""
+    wide = _wide(name, rows, roles, batch_sizes, pools or {})
+    if reference is not None and len(reference_for(reference, name)):
+        return attach_reference(wide, reference, name, compare=compare)
+    out = wide[["label", *[c for c in wide.columns if c != "label"]]]
+    out.attrs = {"table": name, "source": source_of(name), "title": caption_of(name), "decimals": 2,
+                 "columns": [c for c in out.columns if c != "label"]}
+    return out
+
+
+def costs(results: pd.DataFrame, backbone: str, suite: str, n_ingredients: int, n_model_stock: int,
+          grid_size: int) -> pd.DataFrame:
+    """Table 2's cost columns from what was run: training runs (T) and models evaluated per test set (I).
+
+    Cost I counts distinct models evaluated on a test set, averaged over the test sets: 2 expertise models
+    plus DaWin's merged models (one per mixture cluster, or one per sample without the mixture); the
+    static grids count their H candidates, the output ensemble its two members.
+    """
+    merged = results[(results.backbone == backbone) & (results.metric == "merged_models")]
+    models = merged.groupby("method").value.mean()
+    cost_t = {"zeroshot": 0, "finetuned": 1, "output_ensemble": 1, "wise_ft": 1, "uniform_soup": n_ingredients,
+              "greedy_soup": n_ingredients, "model_stock": n_model_stock, "dawin_per_sample": 1, "dawin": 1}
+    cost_i = {"zeroshot": 1, "finetuned": 1, "output_ensemble": 2, "wise_ft": grid_size, "uniform_soup": 1,
+              "greedy_soup": 1, "model_stock": 1}
+    for m in ("dawin", "dawin_per_sample"):
+        if m in models:
+            cost_i[m] = 2 + float(models[m])
+    rows = [dict(suite=suite, backbone=backbone, method=m, dataset="all", metric=metric, value=float(v))
+            for metric, table in (("cost_t", cost_t), ("cost_i", cost_i)) for m, v in table.items()
+            if not (m in ("uniform_soup", "greedy_soup", "model_stock") and n_ingredients == 0)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write(name: str, rows: pd.DataFrame, shown: pd.DataFrame, stem: str | Path, heading: str) -> None:
+    """``stem``.csv (tidy, ours), .md, .tex and .html (wide, with the paper's numbers)."""
+    stem = str(stem)
+    caption = f"{heading} {caption_of(name)}"
+    rows.to_csv(stem + ".csv", index=False, float_format="%.4f")  # tidy (+ the model pool for Table G)
+    text = formatted(shown)
+    Path(stem + ".md").write_text(f"{caption}\n\n{text.to_markdown(disable_numparse=True)}\n")
+    Path(stem + ".tex").write_text(text.to_latex(caption=caption.replace("%", r"\%"), escape=True))
+    Path(stem + ".html").write_text(f"<p>{caption}</p>\n{text.to_html()}\n")

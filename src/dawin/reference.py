@@ -1,0 +1,360 @@
+"""The paper's published numbers (config/paper_reference.yaml) and their comparison with ours.
+
+``load_reference`` validates the YAML and returns it in long format, one row per published cell.
+``attach_reference`` joins one of our wide tables (rows = method keys, columns = column keys) with the
+paper's numbers of a table: for each column ``c`` it gives ``c`` (ours), ``c (paper)`` and, optionally,
+``c (Δ)`` = ours - paper, and appends the rows of methods the paper only reports (other papers' methods
+this project does not run), labelled "... (reported)". ``reproduction_summary`` / ``reproduction_html``
+render a set of such tables as one Markdown / HTML page with the mean absolute Δ per table.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+EXPECTED_TABLES = [
+    "table1", "table2", "table3", "table4", "table5", "table6",
+    "table_a", "table_b", "table_c", "table_d", "table_e", "table_f", "table_g",
+]
+BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14")
+# Columns printed as text (kept as the printed string, never compared numerically).
+TEXT_COLUMNS = frozenset({"cost_t", "cost_i", "runtime", "flops", "memory"})
+
+LONG_COLUMNS = ["table", "source", "backbone", "method", "label", "column", "value", "text", "reported_only", "pool"]
+
+_TOP_KEYS = {"tables", "temperatures", "mixture_components"}
+_TABLE_REQUIRED = {"source", "title", "rows"}
+_TABLE_KEYS = _TABLE_REQUIRED | {"unit", "note"}
+_ROW_REQUIRED = {"backbone", "method", "label", "values"}
+_ROW_KEYS = _ROW_REQUIRED | {"reported_only", "pool"}
+REPORTED_SUFFIX = " (reported)"
+
+
+class ReferenceFormatError(ValueError):
+    """The reference YAML does not have the documented structure."""
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _read(path) -> dict:
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict):
+        raise ReferenceFormatError(f"{path}: top level must be a mapping with a 'tables' key")
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise ReferenceFormatError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    if not isinstance(doc.get("tables"), dict) or not doc["tables"]:
+        raise ReferenceFormatError(f"{path}: 'tables' must be a non-empty mapping of table key -> table")
+    return doc
+
+
+def _check_settings(doc: dict, path) -> None:
+    temps = doc.get("temperatures", {})
+    if not isinstance(temps, dict):
+        raise ReferenceFormatError(f"{path}: 'temperatures' must map backbone -> {{zs, ft}}")
+    for bb, t in temps.items():
+        if bb not in BACKBONES:
+            raise ReferenceFormatError(f"{path}: temperatures: unknown backbone {bb!r}; allowed: {list(BACKBONES)}")
+        if not isinstance(t, dict) or set(t) != {"zs", "ft"} or not all(_is_number(x) and x > 0 for x in t.values()):
+            raise ReferenceFormatError(f"{path}: temperatures[{bb}] must be {{zs: <positive number>, ft: <positive number>}}")
+    comps = doc.get("mixture_components", {})
+    if not isinstance(comps, dict):
+        raise ReferenceFormatError(f"{path}: 'mixture_components' must map backbone -> integer")
+    for bb, k in comps.items():
+        if bb not in BACKBONES:
+            raise ReferenceFormatError(f"{path}: mixture_components: unknown backbone {bb!r}; allowed: {list(BACKBONES)}")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ReferenceFormatError(f"{path}: mixture_components[{bb}] must be a positive integer, got {k!r}")
+
+
+def _table_records(key: str, table, path) -> list[dict]:
+    where = f"{path}: tables.{key}"
+    if not isinstance(table, dict):
+        raise ReferenceFormatError(f"{where} must be a mapping with keys {sorted(_TABLE_REQUIRED)}")
+    unknown, missing = set(table) - _TABLE_KEYS, _TABLE_REQUIRED - set(table)
+    if unknown:
+        raise ReferenceFormatError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TABLE_KEYS)}")
+    if missing:
+        raise ReferenceFormatError(f"{where}: missing key(s) {sorted(missing)}")
+    for k in ("source", "title", "unit", "note"):
+        if k in table and not isinstance(table[k], str):
+            raise ReferenceFormatError(f"{where}.{k} must be a string")
+    rows = table["rows"]
+    if not isinstance(rows, list) or not rows:
+        raise ReferenceFormatError(f"{where}.rows must be a non-empty list")
+    out, seen = [], set()
+    for i, row in enumerate(rows):
+        rw = f"{where}.rows[{i}]"
+        if not isinstance(row, dict):
+            raise ReferenceFormatError(f"{rw} must be a mapping")
+        unknown, missing = set(row) - _ROW_KEYS, _ROW_REQUIRED - set(row)
+        if unknown:
+            raise ReferenceFormatError(f"{rw}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ROW_KEYS)}")
+        if missing:
+            raise ReferenceFormatError(f"{rw}: missing key(s) {sorted(missing)}")
+        method = row["method"]
+        if not isinstance(method, str) or not method:
+            raise ReferenceFormatError(f"{rw}: 'method' must be a non-empty string")
+        rw = f"{rw} ({method})"
+        if row["backbone"] not in BACKBONES:
+            raise ReferenceFormatError(f"{rw}: unknown backbone {row['backbone']!r}; allowed: {list(BACKBONES)}")
+        if not isinstance(row["label"], str):
+            raise ReferenceFormatError(f"{rw}: 'label' must be a string")
+        reported = row.get("reported_only", False)
+        if not isinstance(reported, bool):
+            raise ReferenceFormatError(f"{rw}: 'reported_only' must be true or false")
+        pool = row.get("pool")
+        if pool is not None:
+            if not isinstance(pool, list) or not pool or not all(isinstance(p, str) and p for p in pool):
+                raise ReferenceFormatError(f"{rw}: 'pool' must be a non-empty list of dataset names")
+            if len(set(pool)) != len(pool):
+                raise ReferenceFormatError(f"{rw}: 'pool' lists a dataset twice: {pool}")
+            pool = ",".join(pool)
+        ident = (row["backbone"], method, pool)
+        if ident in seen:
+            raise ReferenceFormatError(
+                f"{rw}: duplicate row (backbone={row['backbone']}, method={method}"
+                + (f", pool={pool}" if pool else "") + ")"
+            )
+        seen.add(ident)
+        values = row["values"]
+        if not isinstance(values, dict) or not values:
+            raise ReferenceFormatError(f"{rw}: 'values' must be a non-empty mapping column -> number")
+        for col, v in values.items():
+            if not isinstance(col, str) or not col:
+                raise ReferenceFormatError(f"{rw}: column names must be non-empty strings, got {col!r}")
+            if col in TEXT_COLUMNS:
+                if not isinstance(v, str):
+                    raise ReferenceFormatError(f"{rw}: {col!r} is a text column; quote its value as printed, got {v!r}")
+                value, text = math.nan, v
+            else:
+                if not _is_number(v):
+                    raise ReferenceFormatError(f"{rw}: value of {col!r} must be a number, got {v!r}")
+                value, text = float(v), None
+            out.append(dict(table=key, source=table["source"], backbone=row["backbone"], method=method,
+                            label=row["label"], column=col, value=value, text=text,
+                            reported_only=reported, pool=pool))
+    return out
+
+
+def load_reference(path) -> pd.DataFrame:
+    """The published numbers in long format (columns ``LONG_COLUMNS``), validated.
+
+    ``value`` is float (NaN for text columns, whose printed string is in ``text``); ``pool`` is the
+    comma-joined model pool (Table G) or None. Table metadata is in ``df.attrs["tables"]`` (key ->
+    {source, title, unit, note}) and the settings in ``df.attrs["temperatures"]`` / ``["mixture_components"]``.
+    Raises ``ReferenceFormatError`` with the offending table/row/key on any structural problem.
+    """
+    doc = _read(path)
+    _check_settings(doc, path)
+    records, meta = [], {}
+    for key, table in doc["tables"].items():
+        if not isinstance(key, str):
+            raise ReferenceFormatError(f"{path}: table keys must be strings, got {key!r}")
+        records += _table_records(key, table, path)
+        meta[key] = {k: table.get(k) for k in ("source", "title", "unit", "note")}
+    df = pd.DataFrame(records, columns=LONG_COLUMNS)
+    df.attrs["tables"] = meta
+    df.attrs["temperatures"] = doc.get("temperatures", {})
+    df.attrs["mixture_components"] = doc.get("mixture_components", {})
+    return df
+
+
+def reference_settings(path) -> dict:
+    """``{"temperatures": {backbone: {zs, ft}}, "mixture_components": {backbone: K}}`` from the YAML."""
+    doc = _read(path)
+    _check_settings(doc, path)
+    return {"temperatures": doc.get("temperatures", {}), "mixture_components": doc.get("mixture_components", {})}
+
+
+def reference_for(ref_df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The long-format rows of one table, by key ("table2") or printed source ("Table 2")."""
+    sub = ref_df[(ref_df.table == table) | (ref_df.source == table)]
+    if sub.empty:
+        known = list(dict.fromkeys(ref_df.table))
+        raise KeyError(f"no reference table {table!r}; known: {known}")
+    sub = sub.copy()
+    sub.attrs = dict(ref_df.attrs)
+    return sub
+
+
+def _key_fields(ref: pd.DataFrame) -> list[str]:
+    """Fields that identify a row of this table: method, plus backbone / pool where they vary."""
+    fields = []
+    if ref.backbone.nunique() > 1:
+        fields.append("backbone")
+    fields.append("method")
+    if ref.pool.notna().any():
+        fields.append("pool")
+    return fields
+
+
+def _decimals(values) -> int:
+    """Decimals to print: as many as the paper's numbers use (2..4)."""
+    best = 2
+    for v in values:
+        if _is_number(v):
+            s = f"{v:.6f}".rstrip("0")
+            best = max(best, min(4, len(s.split(".")[1]) if "." in s else 0))
+    return best
+
+
+def attach_reference(ours: pd.DataFrame, ref: pd.DataFrame, table: str, compare: bool = True) -> pd.DataFrame:
+    """Join our wide table with the paper's numbers of ``table``.
+
+    ``ours``: index = method keys (a MultiIndex (backbone, method) when the table spans several backbones,
+    (method, pool) with comma-joined pools for Table G), columns = column keys (``id``, ``ood_avg``, ...).
+    Returns, indexed like ``ours``: ``label`` and, for each numeric column ``c`` (the paper's order, then our
+    extra columns), ``c``, ``c (paper)`` and when ``compare`` ``c (Δ)`` = ours - paper (NaN when either is
+    missing). Text columns (e.g. Table 2's ``cost_t``) are added as ``c (paper)`` unless the table has a
+    numeric ``c_*`` column. Reported-only methods absent from ``ours`` are appended (ours NaN, label + " (reported)").
+    """
+    sub = reference_for(ref, table)
+    fields = _key_fields(sub)
+    key = sub[fields].apply(tuple, axis=1) if len(fields) > 1 else sub[fields[0]]
+    sub = sub.assign(_key=key.values)
+
+    if len(fields) > 1:
+        if not isinstance(ours.index, pd.MultiIndex) or ours.index.nlevels != len(fields):
+            raise ValueError(f"{table}: our table must be indexed by {tuple(fields)} (the paper's table varies in them)")
+        our_keys = list(ours.index)
+    else:
+        if isinstance(ours.index, pd.MultiIndex):
+            raise ValueError(f"{table}: our table must be indexed by method key only")
+        our_keys = list(ours.index)
+    if len(set(our_keys)) != len(our_keys):
+        raise ValueError(f"{table}: our table has duplicate rows {sorted({k for k in our_keys if our_keys.count(k) > 1})}")
+
+    numeric = sub[sub.text.isna()]
+    text = sub[sub.text.notna()]
+    paper_cols = list(dict.fromkeys(numeric.column))
+    columns = paper_cols + [c for c in ours.columns if c not in paper_cols and c != "label"]
+    text_cols = [c for c in dict.fromkeys(text.column) if not any(p.startswith(c + "_") for p in columns)]
+
+    paper = {(k, c): v for k, c, v in zip(numeric._key, numeric.column, numeric.value)}
+    paper_text = {(k, c): t for k, c, t in zip(text._key, text.column, text.text)}
+    labels = dict(zip(sub._key[::-1], sub.label[::-1]))  # first occurrence wins
+    reported = dict(zip(sub._key[::-1], sub.reported_only[::-1]))
+
+    known = set(our_keys)
+    extra = [k for k in dict.fromkeys(sub._key) if k not in known and reported[k]]
+    keys = our_keys + extra
+
+    def ours_at(k, c):
+        if k not in known or c not in ours.columns:
+            return math.nan
+        v = ours.loc[k, c]
+        return float(v) if pd.notna(v) else math.nan
+
+    def default_label(k):
+        if k in labels:  # the paper's label where the paper has the row
+            return labels[k]
+        if k in known and "label" in ours.columns and isinstance(ours.loc[k, "label"], str):
+            return ours.loc[k, "label"]
+        return k if isinstance(k, str) else str(k[fields.index("method")])
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(keys)))
+    out["label"] = [labels[k] + REPORTED_SUFFIX if k in extra else default_label(k) for k in keys]
+    for c in columns:
+        mine = [ours_at(k, c) for k in keys]
+        theirs = [paper.get((k, c), math.nan) for k in keys]
+        out[c] = mine
+        out[f"{c} (paper)"] = theirs
+        if compare:
+            out[f"{c} (Δ)"] = [a - b for a, b in zip(mine, theirs)]  # NaN when either is missing
+    for c in text_cols:
+        out[f"{c} (paper)"] = [paper_text.get((k, c)) for k in keys]
+    if len(fields) > 1:
+        out.index = pd.MultiIndex.from_tuples(keys, names=fields)
+    else:
+        out.index = pd.Index(keys, name="method")
+    meta = ref.attrs.get("tables", {}).get(sub.table.iloc[0], {})
+    out.attrs = {
+        "table": sub.table.iloc[0],
+        "source": sub.source.iloc[0],
+        "title": meta.get("title") or "",
+        "unit": meta.get("unit"),
+        "decimals": _decimals(numeric.value),
+        "columns": columns,
+    }
+    return out
+
+
+def _abs_deltas(df: pd.DataFrame) -> list[float]:
+    cols = df.attrs.get("columns") or [c for c in df.columns if f"{c} (paper)" in df.columns]
+    deltas = []
+    for c in cols:
+        if c in df.columns and f"{c} (paper)" in df.columns:
+            d = (pd.to_numeric(df[c], errors="coerce") - pd.to_numeric(df[f"{c} (paper)"], errors="coerce")).abs()
+            deltas += [float(x) for x in d if pd.notna(x)]
+    return deltas
+
+
+def formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as printed: numbers with the table's decimals, Δ with a sign, missing as an em dash."""
+    dec = df.attrs.get("decimals", 2)
+    out = df.copy()
+    for c in out.columns:
+        if c == "label":
+            continue
+        is_delta = c.endswith(" (Δ)")
+        out[c] = [
+            "—" if v is None or (isinstance(v, float) and math.isnan(v))
+            else (f"{v:+.{dec}f}" if is_delta else f"{v:.{dec}f}") if _is_number(v)
+            else str(v)
+            for v in df[c]
+        ]
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = [" / ".join(str(x) for x in k) for k in out.index]
+    return out
+
+
+def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
+    source = df.attrs.get("source", key)
+    title = df.attrs.get("title", "")
+    unit = df.attrs.get("unit")
+    deltas = _abs_deltas(df)
+    if deltas:
+        summary = f"Mean |Δ| over {len(deltas)} comparable cells: {sum(deltas) / len(deltas):.{df.attrs.get('decimals', 2)}f}"
+    else:
+        summary = "No comparable cells (ours or the paper's number missing everywhere)."
+    heading = f"{source}: {title}" if title else source
+    note = f"Paper source: {source}" + (f"; unit: {unit}" if unit else "; values in %")
+    return heading, note, summary
+
+
+def reproduction_summary(tables: Mapping[str, pd.DataFrame]) -> str:
+    """A Markdown page: per table (outputs of ``attach_reference``) its source, ours/paper/Δ and mean |Δ|."""
+    parts = ["# Reproduction vs. paper (Oh et al., ICLR 2025)", ""]
+    for key, df in tables.items():
+        heading, note, summary = _section(key, df)
+        parts += [f"## {heading}", "", note + ".", "", formatted(df).to_markdown(disable_numparse=True), "", summary, ""]
+    return "\n".join(parts)
+
+
+def reproduction_html(tables: Mapping[str, pd.DataFrame]) -> str:
+    """The same page as ``reproduction_summary`` in HTML (pandas ``to_html`` per table, no extra deps)."""
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>Reproduction vs. paper</title></head><body>",
+             "<h1>Reproduction vs. paper (Oh et al., ICLR 2025)</h1>"]
+    for key, df in tables.items():
+        heading, note, summary = _section(key, df)
+        parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(note)}.</p>",
+                  formatted(df).to_html(), f"<p>{html.escape(summary)}</p>"]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_summary(tables: Mapping[str, pd.DataFrame], stem) -> None:
+    """Write ``stem``.md and ``stem``.html."""
+    stem = str(stem)
+    Path(stem + ".md").write_text(reproduction_summary(tables))
+    Path(stem + ".html").write_text(reproduction_html(tables))

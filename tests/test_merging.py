@@ -1,0 +1,188 @@
+import pytest
+import torch
+from torch import nn
+
+from dawin import weights
+from dawin.merging import METHODS, ModelPool, get_method
+from dawin.merging.fisher import diagonal_fisher
+from dawin.merging.regmean import regmean_merge
+from dawin.models import create_clip
+
+TASKS = ("cars", "dtd", "svhn")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """Three dawin-tiny-rn experts perturbed from one seeded encoder, with random heads."""
+    torch.manual_seed(0)
+    base = {k: v.clone() for k, v in create_clip("dawin-tiny-rn").visual.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    experts = {
+        t: {k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone() for k, v in base.items()}
+        for t in TASKS
+    }
+    heads = {t: torch.randn(3 + i, 64, generator=g) for i, t in enumerate(TASKS)}
+    return ModelPool("dawin-tiny-rn", base, experts, heads)
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(2)
+    return {t: torch.randn(3, 3, 32, 32, generator=g) for t in TASKS}
+
+
+def _floats(sd):
+    return [k for k, v in sd.items() if v.is_floating_point()]
+
+
+def test_registry_lists_every_method():
+    assert set(METHODS) == {
+        "weight_average", "task_arithmetic", "ties", "fisher", "regmean", "adamerging_task", "adamerging_layer",
+        "adamerging_pp_task", "adamerging_pp_layer", "opcm",
+    }
+    assert get_method("ties") is METHODS["ties"]
+    with pytest.raises(ValueError, match="unknown merging method 'soup'"):
+        get_method("soup")
+
+
+def test_weight_average_is_the_mean(pool):
+    out = get_method("weight_average")(pool)
+    for k in _floats(pool.pretrained):
+        assert torch.allclose(out[k], sum(pool.experts[t][k] for t in TASKS) / 3, atol=1e-6)
+
+
+def test_task_arithmetic_adds_scaled_task_vectors(pool):
+    out = get_method("task_arithmetic")(pool)
+    half = get_method("task_arithmetic")(pool, lam=0.5)
+    params = pool.parameter_names()
+    for k in _floats(pool.pretrained):
+        if k not in params:  # BatchNorm statistics are no task-vector entries: they stay theta0's
+            assert torch.equal(out[k], pool.pretrained[k])
+            continue
+        tau_sum = sum(pool.experts[t][k] - pool.pretrained[k] for t in TASKS)
+        assert torch.allclose(out[k], pool.pretrained[k] + 0.3 * tau_sum, atol=1e-6)
+        assert torch.allclose(half[k], pool.pretrained[k] + 0.5 * tau_sum, atol=1e-6)
+    assert any(k not in params for k in _floats(pool.pretrained))  # the tiny ResNet tower has such buffers
+
+
+def test_ties_uses_the_shared_arithmetic(pool):
+    out = get_method("ties")(pool)
+    params = pool.parameter_names()
+    taus = [{k: v for k, v in weights.task_vector(pool.experts[t], pool.pretrained).items() if k in params} for t in TASKS]
+    expected = weights.ties_merge(pool.pretrained, taus, fraction=0.2, lam=0.3, reduce="sum")
+    assert set(out) == set(expected)
+    for k in expected:
+        assert torch.equal(out[k], expected[k])
+
+
+def test_fisher_of_identical_experts_is_that_expert(pool, images):
+    expert = pool.experts["cars"]
+    same = ModelPool(pool.architecture, pool.pretrained, {t: expert for t in TASKS}, pool.heads)
+    out = get_method("fisher")(same, images, n_examples=2)
+    for k in _floats(expert):
+        assert torch.allclose(out[k], expert[k], atol=1e-6), k
+
+
+def test_fisher_merge_is_a_per_entry_convex_combination(pool, images):
+    out = get_method("fisher")(pool, images, n_examples=2)
+    stacked = {k: torch.stack([pool.experts[t][k] for t in TASKS]) for k in _floats(pool.pretrained)}
+    for k, s in stacked.items():
+        assert (out[k] >= s.min(0).values - 1e-6).all() and (out[k] <= s.max(0).values + 1e-6).all(), k
+    # with different experts the Fisher weights are not uniform: some entry differs from the mean
+    mean = get_method("weight_average")(pool)
+    assert any(not torch.allclose(out[k], mean[k], atol=1e-7) for k in stacked)
+
+
+def test_diagonal_fisher_of_a_linear_classifier_in_closed_form():
+    torch.manual_seed(3)
+    model = nn.Linear(4, 3, bias=False)
+    x = torch.randn(5, 4)
+    p = torch.softmax(x @ model.weight.detach().T, dim=-1)
+    # d log p_c / dW = (e_c - p) x^T, so the model-distribution objective sum_c sqrt(p_c) log p_c
+    # has gradient (sqrt(p) - p * sum_c sqrt(p_c)) x^T per example
+    coef = p.sqrt() - p * p.sqrt().sum(-1, keepdim=True)
+    expected = torch.stack([torch.outer(coef[n], x[n]) ** 2 for n in range(5)]).mean(0)
+    assert torch.allclose(diagonal_fisher(model, x)["weight"], expected, atol=1e-6)
+    y = torch.tensor([0, 2, 1, 1, 0])
+    coef = torch.nn.functional.one_hot(y, 3).float() - p  # empirical Fisher with the given labels
+    expected = torch.stack([torch.outer(coef[n], x[n]) ** 2 for n in range(5)]).mean(0)
+    assert torch.allclose(diagonal_fisher(model, x, y)["weight"], expected, atol=1e-6)
+
+
+def _linear_states(n, d_in=5, d_out=3, seed=4):
+    g = torch.Generator().manual_seed(seed)
+    return [{"weight": torch.randn(d_out, d_in, generator=g), "bias": torch.randn(d_out, generator=g)} for _ in range(n)]
+
+
+def test_regmean_on_one_linear_layer_is_least_squares():
+    states = _linear_states(3)
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(20, 5, generator=g) for _ in states]
+    out = regmean_merge(nn.Linear(5, 3), states, xs, alpha=1.0)
+    # min_W sum_j ||X_j W^T - X_j W_j^T||^2, solved directly
+    a = torch.cat(xs).double()
+    b = torch.cat([x @ s["weight"].T for x, s in zip(xs, states)]).double()
+    w_t = torch.linalg.lstsq(a, b).solution
+    assert torch.allclose(out["weight"], w_t.T.float(), atol=1e-5)
+    assert torch.allclose(out["bias"], sum(s["bias"] for s in states) / 3, atol=1e-6)  # biases averaged
+
+
+def test_regmean_weighs_tasks_by_row_averaged_grams():
+    states = _linear_states(2)
+    g = torch.Generator().manual_seed(6)
+    xs = [torch.randn(10, 5, generator=g), torch.randn(40, 5, generator=g)]
+    out = regmean_merge(nn.Linear(5, 3), states, xs, alpha=1.0)
+    # G_j = X_j^T X_j / n_j: rows of task j scaled by 1 / sqrt(n_j) in the least-squares problem
+    a = torch.cat([x / len(x) ** 0.5 for x in xs]).double()
+    b = torch.cat([x @ s["weight"].T / len(x) ** 0.5 for x, s in zip(xs, states)]).double()
+    assert torch.allclose(out["weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-5)
+
+
+def test_regmean_full_shrinkage_is_a_per_input_weighted_average():
+    states = _linear_states(2)
+    g = torch.Generator().manual_seed(7)
+    xs = [torch.randn(30, 5, generator=g) * torch.arange(1.0, 6.0), torch.randn(30, 5, generator=g)]
+    out = regmean_merge(nn.Linear(5, 3), states, xs, alpha=0.0)
+    # alpha = 0 keeps only diag(G_j) = mean squared input i: column i of W is a weighted average
+    d = [(x ** 2).mean(0) for x in xs]
+    expected = (d[0] * states[0]["weight"] + d[1] * states[1]["weight"]) / (d[0] + d[1])
+    assert torch.allclose(out["weight"], expected, atol=1e-5)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_regmean_covers_self_attention_in_proj_but_not_out_proj():
+    torch.manual_seed(8)
+    states = [{k: v.clone() for k, v in _SelfAttention().state_dict().items()} for _ in range(2)]
+    g = torch.Generator().manual_seed(9)
+    xs = [torch.randn(4, 6, 8, generator=g) for _ in states]
+    out = regmean_merge(_SelfAttention(), states, xs, alpha=1.0)
+    a = torch.cat([x.reshape(-1, 8) for x in xs]).double()
+    b = torch.cat([x.reshape(-1, 8) @ s["attn.in_proj_weight"].T for x, s in zip(xs, states)]).double()
+    assert torch.allclose(out["attn.in_proj_weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-5)
+    # out_proj is applied functionally inside MultiheadAttention: no hook fires, so it is averaged
+    mean = (states[0]["attn.out_proj.weight"] + states[1]["attn.out_proj.weight"]) / 2
+    assert torch.allclose(out["attn.out_proj.weight"], mean, atol=1e-6)
+
+
+def test_regmean_on_a_resnet_pool_warns_and_averages(pool, images):
+    with pytest.warns(UserWarning, match="simple average"):
+        out = get_method("regmean")(pool, images, n_examples=2)
+    mean = get_method("weight_average")(pool)
+    for k in _floats(pool.pretrained):
+        assert torch.allclose(out[k], mean[k], atol=1e-6)
+
+
+def test_data_methods_refuse_missing_data(pool, images):
+    for name in ("fisher", "regmean"):
+        with pytest.raises(ValueError, match="needs data="):
+            get_method(name)(pool)
+        with pytest.raises(ValueError, match=r"no images for tasks \['svhn'\]"):
+            get_method(name)(pool, {t: images[t] for t in TASKS[:2]})

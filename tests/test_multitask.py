@@ -1,0 +1,69 @@
+"""The multi-task experiment helpers: pools from classifier files, merging by registry name, evaluation."""
+
+import pytest
+import torch
+
+from dawin import models
+from dawin.datasets import write_dataset
+from dawin.demo.train import seeded_clip
+from dawin.multitask import evaluate, load_images, load_pool, run_method
+
+ARCH = "dawin-tiny-rn"
+
+
+def _expert(path, seed, n_classes=3, bias=0.0):
+    clip = seeded_clip(ARCH, seed)
+    head = torch.randn(n_classes, 64, generator=torch.Generator().manual_seed(seed))
+    clf = models.ImageClassifier.from_clip(clip, ARCH, head)
+    with torch.no_grad():
+        clf.head.bias.fill_(bias)
+    clf.save(path)
+    return clf
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = {"pre": tmp_path / "pre.safetensors", "a": tmp_path / "a.safetensors", "b": tmp_path / "b.safetensors"}
+    clfs = {k: _expert(p, seed) for (k, p), seed in zip(paths.items(), (0, 1, 2))}
+    return {k: str(p) for k, p in paths.items()}, clfs
+
+
+def test_pool_holds_the_towers_and_frozen_heads(files):
+    paths, clfs = files
+    pool = load_pool(paths["pre"], {"a": paths["a"], "b": paths["b"]})
+    assert pool.tasks == ["a", "b"]
+    for k, v in clfs["a"].visual.state_dict().items():
+        assert torch.equal(pool.experts["a"][k], v)
+    assert torch.equal(pool.heads["b"], clfs["b"].head.weight)
+    state, seconds = run_method("pretrained", pool, None)
+    assert seconds >= 0 and all(torch.equal(state[k], v) for k, v in clfs["pre"].visual.state_dict().items())
+    avg, _ = run_method("weight_average", pool, None)
+    key = next(k for k, v in avg.items() if v.is_floating_point())
+    assert torch.allclose(avg[key], (pool.experts["a"][key] + pool.experts["b"][key]) / 2, atol=1e-6)
+
+
+def test_expert_with_a_bias_is_refused(tmp_path, files):
+    paths, _ = files
+    _expert(tmp_path / "biased.safetensors", 3, bias=0.5)
+    with pytest.raises(ValueError, match="bias-free"):
+        load_pool(paths["pre"], {"a": str(tmp_path / "biased.safetensors")})
+
+
+def test_evaluate_counts_correct_predictions(tmp_path, files):
+    paths, clfs = files
+    pool = load_pool(paths["pre"], {"a": paths["a"]})
+    root = tmp_path / "data"
+    from PIL import Image
+    items = []
+    for i in range(6):
+        (root / "c").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (40 * i, 10, 200 - 30 * i)).save(root / "c" / f"{i}.png")
+        items.append((f"c/{i}.png", i % 3))
+    write_dataset(root, "toy", ["x", "y", "z"], ["a {c}."], items)
+    x, y = load_images(str(root), None, 0, models.preprocess(pool.encoder()))
+    with torch.no_grad():
+        expected = float((clfs["a"](x).argmax(-1) == y).double().mean() * 100)
+    got = evaluate(pool, pool.experts["a"], ["a"], {"a": str(root)}, batch_size=4)
+    assert got == {"a": pytest.approx(expected)}
+    sub, _ = load_images(str(root), 4, 0, models.preprocess(pool.encoder()))
+    assert len(sub) == 4

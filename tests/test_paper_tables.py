@@ -1,0 +1,290 @@
+"""dawin.paper_tables, dawin.results and the paper comparison of dawin.reference on a small synthetic suite."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dawin import paper_tables as PT
+from dawin import results as R
+from dawin.catalog import caption
+from dawin.reference import load_reference
+from dawin.tables import COLUMNS
+from dawin.tensorio import save_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "config" / "paper_reference.yaml"
+DATASETS = ["in", "v2", "r", "a", "sketch", "objectnet", "ood_avg"]
+ROLES = {"in": "id", "v2": "v2", "r": "r", "a": "a", "sketch": "sketch", "objectnet": "objectnet"}
+TABLE2 = ["zeroshot", "finetuned", "output_ensemble", "wise_ft", "uniform_soup", "greedy_soup", "model_stock",
+          "dawin_per_sample", "dawin"]
+OTHER = ["dcs", "coef_uniform", "average", "dawin_no_offset"]  # methods of other tables
+
+
+def value_of(backbone: str, method: str, dataset: str) -> float:
+    """A distinct, hand-checkable accuracy per cell (two decimals)."""
+    b = {"ViT-B-32": 0, "ViT-B-16": 1}[backbone]
+    m = (TABLE2 + OTHER).index(method)
+    return round(40 + 5 * m + DATASETS.index(dataset) + 0.25 * b + 0.01, 2)
+
+
+@pytest.fixture(scope="module")
+def tidy_results() -> pd.DataFrame:
+    rows = [dict(suite="fake", backbone=b, method=m, dataset=d, metric="accuracy", value=value_of(b, m, d))
+            for b in ("ViT-B-32", "ViT-B-16") for m in TABLE2 + OTHER for d in DATASETS]
+    rows += [dict(suite="fake", backbone="ViT-B-32", method="dawin", dataset=d, metric="entropy", value=0.5)
+             for d in DATASETS[:-1]]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return load_reference(REFERENCE)
+
+
+# --------------------------------------------------------------------------------------------------
+# select / display
+# --------------------------------------------------------------------------------------------------
+
+def test_select_keeps_table_methods_metrics_and_backbones(tidy_results):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    assert list(rows.columns) == COLUMNS
+    assert set(rows.method) == set(TABLE2)
+    assert set(rows.metric) == {"accuracy"}  # no entropy rows; no cost rows given
+    assert set(rows.backbone) == {"ViT-B-32"}
+    assert len(rows) == len(TABLE2) * len(DATASETS)
+    want = tidy_results[(tidy_results.backbone == "ViT-B-32") & tidy_results.method.isin(TABLE2)
+                        & (tidy_results.metric == "accuracy")]
+    key = COLUMNS[:5]
+    pd.testing.assert_frame_equal(rows, want.sort_values(key).reset_index(drop=True))
+    assert list(rows.index) == list(range(len(rows)))
+
+
+def test_select_table_b_uses_batch_sizes(tidy_results):
+    extra = pd.DataFrame([dict(suite="fake", backbone="ViT-B-32", method=f"dawin_batch_{b}", dataset="in",
+                               metric="accuracy", value=1.0) for b in (32, 64, 128)], columns=COLUMNS)
+    rows = PT.select("table_b", pd.concat([tidy_results, extra]), ["ViT-B-32"], batch_sizes=[32, 128])
+    assert set(rows.method) == {"dawin_batch_32", "dawin_batch_128", "dawin"}
+
+
+def test_display_table2_compares_with_paper(tidy_results, reference):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=True)
+    assert list(shown.index) == TABLE2  # the table's row order
+    ours_id = value_of("ViT-B-32", "dawin", "in")
+    assert shown.loc["dawin", "id"] == pytest.approx(ours_id)
+    assert shown.loc["dawin", "id (paper)"] == pytest.approx(78.70)
+    assert shown.loc["dawin", "id (Δ)"] == pytest.approx(ours_id - 78.70)
+    assert shown.loc["dawin", "ood_avg (paper)"] == pytest.approx(54.36)
+    assert shown.loc["dawin", "ood_avg (Δ)"] == pytest.approx(value_of("ViT-B-32", "dawin", "ood_avg") - 54.36)
+    assert shown.loc["zeroshot", "id (paper)"] == pytest.approx(63.35)
+    # our OOD columns without a paper number: ours shown, paper and Δ NaN
+    assert shown.loc["dawin", "v2"] == pytest.approx(value_of("ViT-B-32", "dawin", "v2"))
+    assert math.isnan(shown.loc["dawin", "v2 (paper)"]) and math.isnan(shown.loc["dawin", "v2 (Δ)"])
+    assert shown.loc["dawin", "label"] == "DaWin"
+    assert shown.columns[:4].tolist() == ["label", "id", "id (paper)", "id (Δ)"]
+
+
+def test_display_without_compare_has_no_delta(tidy_results, reference):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=False)
+    assert not [c for c in shown.columns if "(Δ)" in c]
+    assert shown.loc["dawin", "id (paper)"] == pytest.approx(78.70)
+    assert shown.loc["dawin", "id"] == pytest.approx(value_of("ViT-B-32", "dawin", "in"))
+
+
+def test_display_maps_dataset_names_through_roles(tidy_results, reference):
+    renamed = tidy_results.replace({"dataset": {"in": "imagenet"}})
+    rows = PT.select("table2", renamed, ["ViT-B-32"])
+    roles = {**{k: v for k, v in ROLES.items() if k != "in"}, "imagenet": "id"}
+    shown = PT.display("table2", rows, reference, roles, compare=True)
+    assert shown.loc["dawin", "id"] == pytest.approx(value_of("ViT-B-32", "dawin", "in"))
+    assert "imagenet" not in shown.columns and "in" not in shown.columns
+
+
+def test_display_table3_appends_reported_only_rows(tidy_results, reference):
+    rows = PT.select("table3", tidy_results, ["ViT-B-16"])
+    shown = PT.display("table3", rows, reference, ROLES, compare=True)
+    ours = ["zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin"]
+    assert list(shown.index) == ours + ["lp_ft", "car_ft", "flyp", "lipsum_ft", "carot"]
+    assert shown.loc["lp_ft", "label"] == "LP-FT (reported)"
+    assert all("(reported)" in shown.loc[m, "label"] for m in ("car_ft", "flyp", "lipsum_ft", "carot"))
+    assert math.isnan(shown.loc["lp_ft", "id"]) and math.isnan(shown.loc["lp_ft", "id (Δ)"])
+    assert shown.loc["lp_ft", "id (paper)"] == pytest.approx(82.5)
+    assert shown.loc["dawin", "id"] == pytest.approx(value_of("ViT-B-16", "dawin", "in"))
+    assert shown.loc["dawin", "id (paper)"] == pytest.approx(83.4)
+    assert "(reported)" not in shown.loc["dawin", "label"]
+
+
+def test_display_multi_backbone_table5(tidy_results, reference):
+    rows = PT.select("table5", tidy_results, ["ViT-B-32", "ViT-B-16"])
+    shown = PT.display("table5", rows, reference, ROLES, compare=True)
+    assert isinstance(shown.index, pd.MultiIndex)
+    assert shown.loc[("ViT-B-16", "dcs"), "id (paper)"] == pytest.approx(82.15)
+    assert shown.loc[("ViT-B-16", "dcs"), "id"] == pytest.approx(value_of("ViT-B-16", "dcs", "in"))
+    assert shown.loc[("ViT-B-32", "dawin"), "ood_avg (paper)"] == pytest.approx(54.41)
+    assert shown.loc[("ViT-B-32", "dawin"), "ood_avg (Δ)"] == pytest.approx(
+        value_of("ViT-B-32", "dawin", "ood_avg") - 54.41)
+    # rows the paper has but we did not run (doe: no results; ViT-L-14: not a backbone here) and that are
+    # not reported-only are left out
+    keys = list(shown.index)
+    assert sorted(keys) == sorted((b, m) for b in ("ViT-B-32", "ViT-B-16") for m in ("finetuned", "dcs", "dawin"))
+    for b in ("ViT-B-32", "ViT-B-16"):  # rows of a backbone together, in the table's method order
+        mine = [i for i, k in enumerate(keys) if k[0] == b]
+        assert mine == list(range(mine[0], mine[0] + 3))
+        assert [keys[i][1] for i in mine] == ["finetuned", "dcs", "dawin"]
+
+
+def test_display_without_reference(tidy_results):
+    rows = PT.select("table_a", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table_a", rows, None, ROLES, compare=True)
+    assert list(shown.index) == [("ViT-B-32", "dawin_no_offset"), ("ViT-B-32", "dawin")]
+    assert shown.columns[0] == "label" and not [c for c in shown.columns if "paper" in c]
+    assert list(shown.columns[1:]) == ["id", "ood_avg"]  # Table A's columns only
+    assert shown.loc[("ViT-B-32", "dawin"), "ood_avg"] == pytest.approx(value_of("ViT-B-32", "dawin", "ood_avg"))
+
+
+# --------------------------------------------------------------------------------------------------
+# costs
+# --------------------------------------------------------------------------------------------------
+
+def _merged_models():
+    rows = [("ViT-B-32", "dawin", d, v) for d, v in zip(["in", "v2", "r"], [3, 3, 2])]
+    rows += [("ViT-B-32", "dawin_per_sample", d, 100) for d in ["in", "v2", "r"]]
+    rows += [("ViT-B-16", "dawin", d, 5) for d in ["in", "v2", "r"]]  # another backbone: must not count
+    return pd.DataFrame([dict(suite="fake", backbone=b, method=m, dataset=d, metric="merged_models", value=float(v))
+                         for b, m, d, v in rows], columns=COLUMNS)
+
+
+def test_costs_from_what_was_run():
+    c = PT.costs(_merged_models(), "ViT-B-32", "fake", n_ingredients=4, n_model_stock=2, grid_size=11)
+    assert list(c.columns) == COLUMNS and set(c.dataset) == {"all"} and set(c.suite) == {"fake"}
+    ci = c[c.metric == "cost_i"].set_index("method").value
+    ct = c[c.metric == "cost_t"].set_index("method").value
+    assert ci["dawin"] == pytest.approx(2 + 8 / 3)
+    assert ci["dawin_per_sample"] == pytest.approx(102)
+    assert ci["wise_ft"] == 11 and ci["output_ensemble"] == 2 and ci["zeroshot"] == 1 and ci["uniform_soup"] == 1
+    assert ct["uniform_soup"] == 4 and ct["greedy_soup"] == 4 and ct["model_stock"] == 2
+    assert ct["dawin"] == 1 and ct["finetuned"] == 1 and ct["zeroshot"] == 0
+    assert set(ct.index) == set(TABLE2) and set(ci.index) == set(TABLE2)
+
+
+def test_costs_without_soups_or_merged_rows():
+    c = PT.costs(_merged_models().iloc[:0], "ViT-B-32", "fake", n_ingredients=0, n_model_stock=0, grid_size=3)
+    assert not set(c.method) & {"uniform_soup", "greedy_soup", "model_stock"}
+    ci = c[c.metric == "cost_i"].set_index("method").value
+    assert "dawin" not in ci.index  # no merged evaluations: DaWin's cost is unknown, not guessed
+    assert ci["wise_ft"] == 3
+
+
+def test_costs_shown_in_table2(tidy_results, reference):
+    results = pd.concat([tidy_results, _merged_models(),
+                         PT.costs(_merged_models(), "ViT-B-32", "fake", 4, 2, 11)], ignore_index=True)
+    rows = PT.select("table2", results, ["ViT-B-32"])
+    assert set(rows.metric) == {"accuracy", "cost_t", "cost_i"}
+    shown = PT.display("table2", rows, reference, ROLES, compare=True)
+    assert shown.loc["dawin", "cost_i"] == pytest.approx(2 + 8 / 3)
+    assert shown.loc["wise_ft", "cost_i"] == 11
+    assert shown.loc["dawin", "cost_i (paper)"] == "O(K+M)"  # the printed text
+    assert shown.loc["model_stock", "cost_t (paper)"] == "2+α"
+
+
+# --------------------------------------------------------------------------------------------------
+# write
+# --------------------------------------------------------------------------------------------------
+
+def test_write_all_formats(tmp_path, tidy_results, reference):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=True)
+    stem = tmp_path / "table2"
+    PT.write("table2", rows, shown, stem, "Table 2 (fake suite, ViT-B-32):")
+    back = pd.read_csv(str(stem) + ".csv")
+    pd.testing.assert_frame_equal(back, rows, check_exact=False, atol=1e-4)
+    md = Path(str(stem) + ".md").read_text()
+    assert md.startswith(f"Table 2 (fake suite, ViT-B-32): {caption('table2')}")
+    assert "DaWin" in md and "78.70" in md
+    delta = value_of("ViT-B-32", "dawin", "in") - 78.70
+    assert f"{delta:+.2f}" in md
+    tex = Path(str(stem) + ".tex").read_text()
+    assert "\\begin{tabular}" in tex and "\\caption{Table 2 (fake suite" in tex
+    html = Path(str(stem) + ".html").read_text()
+    assert "<table" in html and "78.70" in html
+
+
+# --------------------------------------------------------------------------------------------------
+# results.collect / backbone_from_path
+# --------------------------------------------------------------------------------------------------
+
+def _merged_file(root: Path, backbone: str, kind: str, assignment: str, dataset: str, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (50,), generator=g)
+    pred = torch.where(torch.rand(50, generator=g) < 0.6, labels, (labels + 1) % 4)
+    coef = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)[torch.randint(0, 3, (50,), generator=g)]
+    ent = torch.rand(50, generator=g)
+    path = root / "merged" / backbone / kind / assignment / f"{dataset}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors(path, {"pred": pred, "labels": labels, "entropy": ent, "cross_entropy": ent + 1,
+                        "coefficients": coef}, {"kind": kind, "assignment": assignment, "dataset": dataset})
+    acc = float((pred == labels).double().mean() * 100)
+    return path, acc, float(ent.double().mean()), len(torch.unique(coef))
+
+
+def test_collect_merged_and_metrics(tmp_path):
+    csv = tmp_path / "metrics" / "tiny.csv"
+    csv.parent.mkdir()
+    metrics = pd.DataFrame([dict(suite="fake", backbone="tiny", method="zeroshot", dataset=d, metric="accuracy",
+                                 value=10.0 + i) for i, d in enumerate(["in", "v2", "r", "ood_avg"])], columns=COLUMNS)
+    metrics.to_csv(csv, index=False)
+    made = {d: _merged_file(tmp_path, "tiny", "entropy", "mixture", d, s) for s, d in enumerate(["in", "v2", "r"])}
+    ps_path, ps_acc, _, ps_n = _merged_file(tmp_path, "tiny", "entropy", "per_sample", "in", 9)
+    df = R.collect([csv], [m[0] for m in made.values()], suite="fake", ood=["v2", "r"])
+    assert list(df.columns) == COLUMNS
+    assert not df[COLUMNS[:-1]].duplicated().any()
+    get = df.set_index(["method", "dataset", "metric"]).value
+    for d, (_, acc, ent, n) in made.items():
+        assert get["dawin", d, "accuracy"] == pytest.approx(acc)
+        assert get["dawin", d, "entropy"] == pytest.approx(ent)
+        assert get["dawin", d, "merged_models"] == n
+    assert get["dawin", "ood_avg", "accuracy"] == pytest.approx((made["v2"][1] + made["r"][1]) / 2)
+    assert ("dawin", "ood_avg", "entropy") not in get.index  # the OOD average is for accuracy only
+    assert get["zeroshot", "v2", "accuracy"] == 11.0 and get["zeroshot", "ood_avg", "accuracy"] == 13.0
+    assert set(df.backbone) == {"tiny"} and set(df.suite) == {"fake"}
+    # without OOD sets: no average, and the per-sample evaluation is named after its pair
+    df2 = R.collect([], [made["in"][0], ps_path], suite="fake")
+    get2 = df2.set_index(["method", "dataset", "metric"]).value
+    assert get2["dawin_per_sample", "in", "accuracy"] == pytest.approx(ps_acc)
+    assert get2["dawin_per_sample", "in", "merged_models"] == ps_n
+    assert "ood_avg" not in set(df2.dataset)
+
+
+def test_collect_ood_average_needs_every_ood_set(tmp_path):
+    path = _merged_file(tmp_path, "tiny", "entropy", "mixture", "v2", 0)[0]
+    with pytest.raises(ValueError, match="OOD average"):
+        R.collect([], [path], suite="fake", ood=["v2", "r"])
+
+
+def test_collect_nothing():
+    df = R.collect()
+    assert list(df.columns) == COLUMNS and df.empty
+
+
+@pytest.mark.parametrize("path, backbone", [
+    ("results/merged/ViT-B-32/entropy/mixture/in.safetensors", "ViT-B-32"),
+    ("/abs/results/logits/tiny/zeroshot/v2.safetensors", "tiny"),
+    ("results/wise_ft/ViT-L-14/r.csv", "ViT-L-14"),
+    ("results/coefficients/tiny/entropy.safetensors", "tiny"),
+    ("results/profile/tiny.csv/x", "tiny.csv"),
+    ("results/analysis/ViT-B-16/optimality.csv", "ViT-B-16"),
+    ("results/metrics/ViT-B-32.csv", "ViT-B-32"),
+    ("results/metrics/tiny/soups.csv", "tiny"),
+])
+def test_backbone_from_path(path, backbone):
+    assert R.backbone_from_path(path) == backbone
+
+
+def test_backbone_from_path_unknown_tree():
+    with pytest.raises(ValueError, match="cannot tell the backbone"):
+        R.backbone_from_path("results/tables/table2.csv")

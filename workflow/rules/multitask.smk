@@ -1,0 +1,126 @@
+# Multi-task merging (Table 6, Table G, Figures 7, 8 and G): every method of dawin.merging and DaWin
+# with the Dirichlet mixture, on the configured pool of task experts (demo: dawin.demo.tasks).
+if "multitask" in config:
+
+    wildcard_constraints:
+        task="|".join(MT_TASKS),
+        pool="|".join(map(re.escape, POOLS)),
+        method="|".join(["pretrained", *MT["methods"], "task_arithmetic_grid"]),
+
+    rule multitask_logits:
+        output:
+            f"{RESULTS}/multitask/logits/{{task}}.safetensors",
+        input:
+            code=src("multitask.py", "logits.py", *MERGING),
+            pretrained=MT_PRETRAINED,
+            experts=[MT["tasks"][t]["expert"] for t in MT_TASKS],
+            data=lambda wc: MT["tasks"][wc.task]["test"],
+        params:
+            tasks=MT_TASKS,
+            **EVAL_PARAMS,
+        resources:
+            gpu=1,
+        log:
+            f"{RESULTS}/logs/multitask_logits/{{task}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/multitask_logits/{{task}}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/multitask_logits.py"
+
+    rule multitask_merge:
+        output:
+            f"{RESULTS}/multitask/{{pool}}/{{method}}.csv",
+        input:
+            unpack(method_inputs),
+            code=src("multitask.py", "weights.py", *MERGING),
+        params:
+            suite=SUITE,
+            tasks=lambda wc: POOLS[wc.pool],
+            eval_tasks=lambda wc: pool_eval_tasks(wc.pool),
+            options=lambda wc: MT["methods"].get(wc.method, {}),
+            grid=MT["task_arithmetic_grid"],
+            n_examples=MT["n_examples"],
+            seed=config["seed"],
+            **EVAL_PARAMS,
+        resources:
+            gpu=1,
+        log:
+            f"{RESULTS}/logs/multitask_merge/{{pool}}/{{method}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/multitask_merge/{{pool}}/{{method}}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/multitask_merge.py"
+
+    rule multitask_dawin:
+        output:
+            metrics=f"{RESULTS}/multitask/{{pool}}/dawin.csv",
+            coefficients=f"{RESULTS}/multitask/{{pool}}/dawin_coefficients.csv",
+        input:
+            code=src("multitask.py", "mixtures.py", "weights.py", *MERGING),
+            pretrained=MT_PRETRAINED,
+            experts=lambda wc: list(task_files(POOLS[wc.pool], "expert").values()),
+            logits=lambda wc: [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(wc.pool)],
+            test=lambda wc: list(task_files(pool_eval_tasks(wc.pool), "test").values()),
+        params:
+            suite=SUITE,
+            tasks=lambda wc: POOLS[wc.pool],
+            eval_tasks=lambda wc: pool_eval_tasks(wc.pool),
+            mixture=config["mixture"],
+            seed=config["seed"],
+            **MT["dawin"],
+            **EVAL_PARAMS,
+        resources:
+            gpu=1,
+        log:
+            f"{RESULTS}/logs/multitask_dawin/{{pool}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/multitask_dawin/{{pool}}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/multitask_dawin.py"
+
+    rule multitask_metrics:
+        output:
+            f"{RESULTS}/multitask/metrics.csv",
+        input:
+            code=src("tables.py"),
+            logits=[f"{RESULTS}/multitask/logits/{t}.safetensors" for t in MT_TASKS],
+            methods=[f"{RESULTS}/multitask/all/{m}.csv" for m in ["pretrained", *MT["methods"], "task_arithmetic_grid"]],
+            dawin=f"{RESULTS}/multitask/all/dawin.csv",
+            pools=[f"{RESULTS}/multitask/{p}/{m}.csv" for p in MT["pools"] for m in [*MT["pool_methods"], "dawin"]],
+        params:
+            suite=SUITE,
+            backbone=MT["backbone"],
+            tasks=MT_TASKS,
+        log:
+            f"{RESULTS}/logs/multitask_metrics.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/multitask_metrics.py"
+
+    rule multitask_distances:
+        output:
+            f"{RESULTS}/multitask/distances.csv",
+        input:
+            code=src("distances.py"),
+            pretrained=MT_PRETRAINED,
+            test=[MT["tasks"][t]["test"] for t in MT_TASKS],
+        params:
+            tasks=MT_TASKS,
+            n_examples=MT["n_examples"],
+            seed=config["seed"],
+            **EVAL_PARAMS,
+        resources:
+            gpu=1,
+        log:
+            f"{RESULTS}/logs/multitask_distances.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/multitask_distances.py"

@@ -1,0 +1,21 @@
+import pandas as pd
+
+from dawin.runtime import setup_logging
+from dawin.tensorio import load_tensors
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+rows = []
+for task, path in zip(p.tasks, snakemake.input.logits):
+    t, _ = load_tensors(path)
+    # Individuals: each task's own expert (the true expert per task, an oracle selection)
+    rows.append(dict(method="individual", dataset=task, metric="accuracy",
+                     value=float((t[task].argmax(-1) == t["labels"]).double().mean() * 100)))
+individual = pd.DataFrame(rows).assign(suite=p.suite, pool="all")
+frames = [pd.read_csv(f) for f in [*snakemake.input.methods, snakemake.input.dawin, *snakemake.input.pools]]
+df = pd.concat([individual, *frames], ignore_index=True).assign(backbone=p.backbone)
+acc = df[(df.metric == "accuracy") & (df.pool == "all")]
+avg = acc.groupby(["suite", "backbone", "pool", "method"], as_index=False).value.mean().assign(dataset="avg", metric="accuracy")
+df = pd.concat([df, avg], ignore_index=True)[["suite", "backbone", "pool", "method", "dataset", "metric", "value"]]
+df.to_csv(snakemake.output[0], index=False, float_format="%.4f")
+log.info("\n%s", df[df.dataset == "avg"].to_string())

@@ -1,0 +1,14 @@
+import pandas as pd
+
+from dawin import paper_tables
+from dawin.reference import load_reference, write_summary
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+reference = load_reference(snakemake.input.reference)
+shown = {name: paper_tables.display(name, pd.read_csv(path), reference, p.roles[name], compare=p.suite == "paper",
+                                    batch_sizes=p.batch_sizes, pools=p.pools)
+         for name, path in zip(p.names, snakemake.input.tables)}
+write_summary(shown, snakemake.output[0].removesuffix(".md"))
+log.info("%d tables summarised", len(shown))

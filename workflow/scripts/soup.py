@@ -1,0 +1,28 @@
+import torch
+
+from dawin import datasets, models, soups
+from dawin.expertise import accuracy
+from dawin.logits import compute_logits
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p, soup = snakemake.params, snakemake.wildcards.soup
+runs = list(snakemake.input.runs)
+info = {"ingredients": runs}
+if soup == "uniform_soup":
+    model = soups.uniform_soup(runs)
+elif soup == "model_stock":
+    model, ratios = soups.model_stock(snakemake.input.pretrained, runs)
+    info["ratios"] = ratios
+else:
+    first = models.ImageClassifier.load(runs[0])
+    data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(first.visual))
+
+    def held_out_accuracy(clf):
+        logits, labels = compute_logits(clf, data, p.batch_size, p.num_workers, use_autocast=p.autocast)
+        return accuracy(logits, labels)
+
+    model, info = soups.greedy_soup(runs, held_out_accuracy)
+    log.info("greedy soup of %d/%d ingredients: %s", len(info["ingredients"]), len(runs), info["ingredients"])
+model.save(snakemake.output[0], soup=soup, ingredients=" ".join(runs))
+log.info("%s: %s", soup, info)

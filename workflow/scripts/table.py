@@ -1,0 +1,19 @@
+import pandas as pd
+
+from dawin import paper_tables
+from dawin.reference import load_reference
+from dawin.results import collect
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+results = collect(snakemake.input.metrics, snakemake.input.merged, p.suite, p.ood)
+if p.name == "table2":
+    results = pd.concat([results, *(paper_tables.costs(results, b, p.suite, grid_size=p.grid_size, **p.soups[b])
+                                    for b in p.backbones)], ignore_index=True)
+rows = paper_tables.select(p.name, results, p.backbones, p.batch_sizes)
+shown = paper_tables.display(p.name, rows, load_reference(snakemake.input.reference), p.roles,
+                             compare=p.suite == "paper", batch_sizes=p.batch_sizes, pools=p.pools)
+heading = f"{p.source} ({p.suite} suite, {', '.join(p.backbones)}):"
+paper_tables.write(p.name, rows, shown, snakemake.output[0].removesuffix(".csv"), heading)
+log.info("\n%s", shown.to_string())
