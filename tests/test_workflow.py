@@ -27,7 +27,7 @@ def snakemake(workdir, *args, extra_config=None, profile=None):
            "--cores", "2", "--configfile", *configs]
     if profile:
         cmd += ["--profile", str(REPO / "profiles" / profile)]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=1200)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=3600)
 
 
 def job_counts(out: str) -> dict[str, int]:
@@ -158,8 +158,8 @@ def test_changed_mixture_reruns_only_the_mixture_and_what_follows(workdir):
     plan = snakemake(workdir, "-n", extra_config=change)
     assert plan.returncode == 0, plan.stderr[-3000:]
     counts = job_counts(plan.stdout)
-    # every mixture variant (24 of the 26 merged evaluations: not the two per-sample ones) and the profile
-    assert counts.pop("merged_eval") == 24 and counts.pop("profile") == 1
+    # every mixture variant (17 of the 19 merged evaluations: not the two per-sample ones) and the profile
+    assert counts.pop("merged_eval") == 17 and counts.pop("profile") == 1
     assert not {"cache_logits", "coefficients", "metrics", "wise_ft_sweep", "soup", "temperatures"} & set(counts)
     per_sample = workdir / "results/demo/merged/tiny/entropy/per_sample/in.safetensors"
     logits = workdir / "results/demo/logits/tiny/zeroshot/in.safetensors"

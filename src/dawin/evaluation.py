@@ -8,7 +8,8 @@ the workflow. Merged weights always come from :mod:`dawin.weights`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -61,18 +62,24 @@ class GroupedEvaluator(_Evaluator):
     def evaluate(self, model0, model1, dataset, coefficients) -> torch.Tensor:
         c = _check(dataset, coefficients)
         work, theta0, delta = _work_model(model0, model1, self.device)
+        groups = [(np.flatnonzero(c == value), partial(lerp_into, work, theta0, delta, float(value)))
+                  for value in np.unique(c)]
+        return self.run_groups(work, dataset, groups)
+
+    def run_groups(self, work: torch.nn.Module, dataset, groups: Sequence[tuple[np.ndarray, Callable[[], object]]]) -> torch.Tensor:
+        """Logits (N, C) of ``dataset``: for each (sample indices, prepare) group, ``prepare()`` writes the
+        group's merged weights into ``work`` once, then its samples are classified; order is restored."""
         project = dataset.projection
         out: torch.Tensor | None = None
-        for value in np.unique(c):
-            idx = np.flatnonzero(c == value)
-            lerp_into(work, theta0, delta, float(value))
+        for idx, prepare in groups:
+            prepare()
             parts = []
             for x, _ in loader(dataset, self.batch_size, self.num_workers, idx):
                 with autocast(self.device, self.use_autocast):
                     parts.append(project(work(x.to(self.device)).float()).cpu())
             z = torch.cat(parts)
             if out is None:
-                out = torch.empty(len(c), z.shape[1])
+                out = torch.empty(len(dataset), z.shape[1])
             out[torch.as_tensor(idx)] = z
         return out
 

@@ -16,11 +16,6 @@ from .tensorio import load_tensors
 from .variants import method_name
 
 
-def merged_summary(path: str | Path) -> tuple[dict, dict[str, str]]:
-    """The per-sample summary (pred, cross_entropy, entropy, labels, coefficients) of a merged evaluation."""
-    return load_tensors(path)
-
-
 def merged_rows(paths: Iterable[str | Path], suite: str, backbone_of) -> list[dict]:
     """Accuracy, mean output entropy and number of distinct merged models of each merged evaluation file.
 
@@ -28,7 +23,7 @@ def merged_rows(paths: Iterable[str | Path], suite: str, backbone_of) -> list[di
     """
     rows = []
     for path in paths:
-        tensors, meta = merged_summary(path)
+        tensors, meta = load_tensors(path)  # pred, cross_entropy, entropy, labels, coefficients
         method = method_name(meta["kind"], meta["assignment"])
         acc = float((tensors["pred"] == tensors["labels"]).double().mean() * 100)
         base = dict(suite=suite, backbone=backbone_of(path), method=method, dataset=meta["dataset"])

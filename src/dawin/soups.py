@@ -16,7 +16,6 @@ import torch
 from .baselines import greedy_soup as greedy_recipe
 from .models import ImageClassifier
 from .weights import model_stock as model_stock_weights
-from .weights import weighted_sum
 
 
 def _state(path: str | Path, architecture: str | None) -> tuple[dict[str, torch.Tensor], str]:
@@ -84,6 +83,3 @@ def model_stock(pretrained: str | Path, runs: Sequence[str | Path]) -> tuple[Ima
     merged, ratios = model_stock_weights(base.state_dict(), sds)
     base.load_state_dict(merged)
     return base, {k: float(v) for k, v in ratios.items()}
-
-
-__all__ = ["uniform_soup", "greedy_soup", "model_stock", "weighted_sum"]

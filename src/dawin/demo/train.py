@@ -82,15 +82,15 @@ def pretrain_clip(model: torch.nn.Module, architecture: str, task: Task, domains
     return model.eval()
 
 
-def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
-                        batch_size: int, lr: float, seed: int) -> ImageClassifier:
-    """End-to-end fine-tuning (tower and head) with cross-entropy, AdamW and a cosine schedule."""
+def _fit(clf: ImageClassifier, params, images: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch_size: int,
+         lr: float, seed: int, desc: str) -> ImageClassifier:
+    """Cross-entropy training of ``params`` of ``clf`` with AdamW (weight decay 0.1) and a cosine schedule."""
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=0.1)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
     gen = torch.Generator().manual_seed(seed)
     steps, total = 0, epochs * math.ceil(len(images) / batch_size)
     clf.train()
-    for _ in tqdm(range(epochs), desc="fine-tune"):
+    for _ in tqdm(range(epochs), desc=desc):
         for idx in torch.randperm(len(images), generator=gen).split(batch_size):
             _cosine_lr(opt, lr, steps, total, warmup=max(1, total // 20))
             loss = F.cross_entropy(clf(images[idx]), labels[idx])
@@ -99,6 +99,13 @@ def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torc
             opt.step()
             steps += 1
     return clf.eval()
+
+
+def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                        batch_size: int, lr: float, seed: int) -> ImageClassifier:
+    """End-to-end fine-tuning (tower and head) with cross-entropy, AdamW and a cosine schedule."""
+    return _fit(clf, clf.parameters(), images, labels, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                desc="fine-tune")
 
 
 def finetune_encoder(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
@@ -109,18 +116,6 @@ def finetune_encoder(clf: ImageClassifier, images: torch.Tensor, labels: torch.T
     neither gradients nor AdamW's weight decay touch them: every expert keeps the head it started from,
     and task vectors are differences of towers alone. Otherwise as :func:`finetune_classifier`.
     """
-    torch.manual_seed(seed)
     clf.head.requires_grad_(False)
-    opt = torch.optim.AdamW(clf.visual.parameters(), lr=lr, weight_decay=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    steps, total = 0, epochs * math.ceil(len(images) / batch_size)
-    clf.train()
-    for _ in tqdm(range(epochs), desc="fine-tune encoder"):
-        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
-            _cosine_lr(opt, lr, steps, total, warmup=max(1, total // 20))
-            loss = F.cross_entropy(clf(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-    return clf.eval()
+    return _fit(clf, clf.visual.parameters(), images, labels, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                desc="fine-tune encoder")

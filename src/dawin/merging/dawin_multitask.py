@@ -19,6 +19,7 @@ the paper's printed formula has no M, which ``authors_scaling=False`` reproduces
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ import torch
 
 from ..coefficients import multi_model_coefficients
 from ..expertise import entropy
-from ..logits import autocast, compute_logits, default_device, loader
+from ..evaluation import GroupedEvaluator
+from ..logits import compute_logits, default_device
 from ..mixtures import fit_dirichlet_mixture
 from ..weights import StateDict, add_task_vectors
 from .pool import ModelPool
@@ -141,21 +143,13 @@ class MultiTaskGroupedEvaluator:
         scale = _scale(len(taus), self.lam0, self.authors_scaling)
         rows, inverse = np.unique(c, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)  # numpy 2.0 returned it with an extra axis
-        project = dataset.projection
-        out: torch.Tensor | None = None
-        for g, row in enumerate(rows):
-            idx = np.flatnonzero(inverse == g)
+
+        def prepare(row: np.ndarray) -> None:
             work.visual.load_state_dict(add_task_vectors(theta0, taus, scale * row))
-            parts = []
-            for x, _ in loader(dataset, self.batch_size, self.num_workers, idx):
-                with autocast(self.device, self.use_autocast):
-                    parts.append(project(work(x.to(self.device)).float()).cpu())
-            z = torch.cat(parts)
-            if out is None:
-                out = torch.empty(len(c), z.shape[1])
-            out[torch.as_tensor(idx)] = z
-        assert out is not None
-        return out
+
+        groups = [(np.flatnonzero(inverse == g), partial(prepare, row)) for g, row in enumerate(rows)]
+        return GroupedEvaluator(self.batch_size, self.num_workers, self.device, self.use_autocast).run_groups(
+            work, dataset, groups)
 
 
 __all__ = ["LAM0", "MultiTaskGroupedEvaluator", "cluster_coefficients", "expert_coefficients", "expert_entropies",
