@@ -55,7 +55,8 @@ def test_demo_builds_every_table_and_figure(workdir):
     res = workdir / "results/demo"
     for t in TABLES:
         df = pd.read_csv(res / f"tables/{t}.csv")
-        assert df.columns.tolist() == ["suite", "backbone", "method", "dataset", "metric", "value"], t
+        tidy = ["suite", "backbone", "method", "dataset", "metric", "value"]
+        assert df.columns.tolist() == tidy + (["pool"] if t in ("table6", "table_g") else []), t
         assert len(df) and df.value.notna().all(), t
         for ext in ("md", "tex", "html"):
             assert (res / f"tables/{t}.{ext}").stat().st_size > 0, (t, ext)
@@ -104,7 +105,7 @@ def test_multitask_tables_have_every_method_and_pool(workdir):
     assert set(g.method) == {"task_arithmetic", "adamerging_pp_layer", "dawin"}
     assert set(g[g.pool == "colour+position"].dataset) == {"colour"}  # evaluated on the pool tasks it holds
     coef = pd.read_csv(res / "multitask/all/dawin_coefficients.csv")
-    assert len(coef) == 64 and abs(coef.groupby("task").coefficient.sum() - 1).max() < 1e-6
+    assert len(coef) == 64 and abs(coef.groupby("task").coefficient.sum() - 1).max() < 1e-5  # 6 digits in the CSV
     assert "MMD" in (res / "logs/multitask_distances.log").read_text()
 
 
