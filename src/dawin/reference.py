@@ -76,15 +76,19 @@ def _check_settings(doc: dict, path) -> None:
             raise ReferenceFormatError(f"{path}: mixture_components[{bb}] must be a positive integer, got {k!r}")
 
 
+def _check_keys(where: str, mapping: dict, allowed: set, required: set) -> None:
+    unknown, missing = set(mapping) - allowed, required - set(mapping)
+    if unknown:
+        raise ReferenceFormatError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if missing:
+        raise ReferenceFormatError(f"{where}: missing key(s) {sorted(missing)}")
+
+
 def _table_records(key: str, table, path) -> list[dict]:
     where = f"{path}: tables.{key}"
     if not isinstance(table, dict):
         raise ReferenceFormatError(f"{where} must be a mapping with keys {sorted(_TABLE_REQUIRED)}")
-    unknown, missing = set(table) - _TABLE_KEYS, _TABLE_REQUIRED - set(table)
-    if unknown:
-        raise ReferenceFormatError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TABLE_KEYS)}")
-    if missing:
-        raise ReferenceFormatError(f"{where}: missing key(s) {sorted(missing)}")
+    _check_keys(where, table, _TABLE_KEYS, _TABLE_REQUIRED)
     for k in ("source", "title", "unit", "note"):
         if k in table and not isinstance(table[k], str):
             raise ReferenceFormatError(f"{where}.{k} must be a string")
@@ -96,11 +100,7 @@ def _table_records(key: str, table, path) -> list[dict]:
         rw = f"{where}.rows[{i}]"
         if not isinstance(row, dict):
             raise ReferenceFormatError(f"{rw} must be a mapping")
-        unknown, missing = set(row) - _ROW_KEYS, _ROW_REQUIRED - set(row)
-        if unknown:
-            raise ReferenceFormatError(f"{rw}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ROW_KEYS)}")
-        if missing:
-            raise ReferenceFormatError(f"{rw}: missing key(s) {sorted(missing)}")
+        _check_keys(rw, row, _ROW_KEYS, _ROW_REQUIRED)
         method = row["method"]
         if not isinstance(method, str) or not method:
             raise ReferenceFormatError(f"{rw}: 'method' must be a non-empty string")
