@@ -58,3 +58,88 @@ def test_directory_sources_are_locked_by_their_file_digest(tmp_path):
     (d / "model.safetensors").write_bytes(b"w2")
     with pytest.raises(LockMismatch, match="fb-svhn/model"):
         enforce_lock("fb-svhn/model", d, tmp_path / "lock.json")
+
+
+class FakeDrive:
+    """Stands in for gdown: a folder listing (gdown.download_folder(skip_download=True) returns entries with
+    .id, .path, .local_path) and per-id downloads, recording what was downloaded."""
+
+    def __init__(self, folders: dict[str, dict[str, bytes]]):
+        self.folders, self.downloaded = folders, []
+        self.files = {f"id-{path}": data for files in folders.values() for path, data in files.items()}
+
+    def download_folder(self, id, skip_download=False, quiet=False, **kw):
+        assert skip_download, "a whole Drive folder must never be downloaded"
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(id=f"id-{p}", path=p, local_path=f"/nowhere/{p}") for p in self.folders[id]]
+
+    def download(self, id, output, quiet=False, **kw):
+        self.downloaded.append(id)
+        with open(output, "wb") as f:
+            f.write(self.files[id])
+        return output
+
+
+@pytest.fixture
+def drive(monkeypatch):
+    import gdown
+
+    fake = FakeDrive({"FOLDER": {"finetune_clipvitb32.pt": b"ft", "model_stock.pt": b"ms",
+                                 "soups/greedy_soup.pt": b"gs"}})
+    monkeypatch.setattr(gdown, "download_folder", fake.download_folder)
+    monkeypatch.setattr(gdown, "download", fake.download)
+    return fake
+
+
+def test_a_named_file_of_a_drive_folder_is_fetched_alone(tmp_path, drive):
+    dest = tmp_path / "ckpt"
+    fetch_checkpoint("ViT-B-32/checkpoint", {"gdrive_folder": "FOLDER", "file": "finetune_clipvitb32.pt"}, dest,
+                     tmp_path / "lock.json")
+    assert dest.read_bytes() == b"ft" and drive.downloaded == ["id-finetune_clipvitb32.pt"]
+    fetch_checkpoint("gs", {"gdrive_folder": "FOLDER", "file": "greedy_soup.pt"}, tmp_path / "gs", tmp_path / "lock.json")
+    assert (tmp_path / "gs").read_bytes() == b"gs"
+
+
+def test_an_absent_file_of_a_drive_folder_lists_the_folder_and_the_key(tmp_path, drive):
+    from dawin.download import DownloadError
+
+    key = "paper.checkpoints.ViT-B-32.sources.checkpoint"
+    with pytest.raises(DownloadError, match=r"no file 'finetuned.pt'; it holds: finetune_clipvitb32.pt, model_stock.pt,"
+                                            r" soups/greedy_soup.pt. Set `paper.checkpoints.ViT-B-32.sources.checkpoint.file`"):
+        fetch_checkpoint("x", {"gdrive_folder": "FOLDER", "file": "finetuned.pt"}, tmp_path / "x", tmp_path / "l.json",
+                         config_key=key)
+    assert drive.downloaded == [] and not (tmp_path / "x").exists()
+
+
+def test_the_mirror_folder_comes_before_the_network(tmp_path, drive):
+    mirror = tmp_path / "mirror"
+    (mirror / "gdrive" / "FOLDER").mkdir(parents=True)
+    (mirror / "gdrive" / "FOLDER" / "finetune_clipvitb32.pt").write_bytes(b"ft")
+    (mirror / "gdrive" / "FILEID").write_bytes(b"head")
+    (mirror / "model_3.pt").write_bytes(b"run3")
+    (mirror / "hf" / "openai" / "clip").mkdir(parents=True)
+    (mirror / "hf" / "openai" / "clip" / "pytorch_model.bin").write_bytes(b"bin")
+    (mirror / "hf" / "openai" / "clip" / "config.json").write_text("{}")
+    lock = tmp_path / "lock.json"
+    specs = {"a": {"gdrive_folder": "FOLDER", "file": "finetune_clipvitb32.pt"}, "b": {"gdrive_file": "FILEID"},
+             "c": {"url": ["http://127.0.0.1:9/releases/model_3.pt"]}, "d": {"hf_repo": "openai/clip"}}
+    for key, spec in specs.items():
+        fetch_checkpoint(key, spec, tmp_path / "out" / key, lock, mirror=mirror)
+    assert drive.downloaded == []
+    assert (tmp_path / "out" / "c").read_bytes() == b"run3"
+    assert (tmp_path / "out" / "d" / "pytorch_model.bin").read_bytes() == b"bin"
+    assert set(read_lock(lock)) == set(specs)
+    # a staged file that differs from the pin is refused like a download would be
+    with pytest.raises(LockMismatch):
+        fetch_checkpoint("e", {"gdrive_file": "FILEID", "sha256": "0" * 64}, tmp_path / "out" / "e", lock, mirror=mirror)
+
+
+def test_hf_snapshots_accept_pytorch_model_bin():
+    import fnmatch
+
+    from dawin.checkpoints import HF_PATTERNS
+
+    for name in ("pytorch_model.bin", "config.json", "model.safetensors", "pytorch_model-00001-of-00002.bin"):
+        assert any(fnmatch.fnmatch(name, p) for p in HF_PATTERNS), name
+    assert not any(fnmatch.fnmatch("flax_model.msgpack", p) for p in HF_PATTERNS)

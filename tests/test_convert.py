@@ -20,6 +20,7 @@ from dawin.models import CheckpointError
 torch.set_num_threads(1)
 
 QG = "test-tiny-vit-quickgelu"   # QuickGELU tiny ViT (like OpenAI CLIP)
+OAI = "test-oai-vit-quickgelu"   # widths that OpenAI's state-dict loader can infer (64 per attention head)
 GELU = "test-tiny-vit"           # same shapes, nn.GELU
 P4 = "test-tiny-vit-p4"          # other patch size and width: a different architecture
 
@@ -36,7 +37,10 @@ def _cfg(patch: int, width: int, quick_gelu: bool) -> dict:
 @pytest.fixture(scope="module", autouse=True)
 def tiny_vits(tmp_path_factory):
     d = tmp_path_factory.mktemp("model_configs")
-    for name, cfg in ((QG, _cfg(8, 64, True)), (GELU, _cfg(8, 64, False)), (P4, _cfg(4, 96, True))):
+    oai = _cfg(8, 128, True)
+    oai["vision_cfg"]["head_width"] = oai["text_cfg"]["width"] = 64
+    oai["text_cfg"]["heads"] = 1
+    for name, cfg in ((QG, _cfg(8, 64, True)), (GELU, _cfg(8, 64, False)), (P4, _cfg(4, 96, True)), (OAI, oai)):
         (d / f"{name}.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(d)
 
@@ -197,6 +201,30 @@ def test_pickled_modules_logits_match_source(tmp_path, fake_src_modeling):
         convert.convert_pickled_modules(tmp_path / "finetuned.pt", tmp_path / "head_SVHN.pt", GELU)
 
 
+def test_adamerging_heads_pickled_as_top_level_modeling(tmp_path, fake_src_modeling):
+    # AdaMerging's README runs its scripts from src/, so its heads.py pickles `modeling.ClassificationHead`
+    clip, (w, b) = _clip(QG, 1), _head()
+    torch.save(fake_src_modeling.ImageEncoder(clip), tmp_path / "finetuned.pt")
+    top = types.ModuleType("modeling")
+
+    class ClassificationHead(fake_src_modeling.ClassificationHead):
+        pass
+
+    ClassificationHead.__module__, ClassificationHead.__qualname__ = "modeling", "ClassificationHead"
+    top.ClassificationHead = ClassificationHead
+    sys.modules["modeling"] = top
+    try:
+        torch.save(ClassificationHead(True, w, b), tmp_path / "head_SVHN.pt")
+    finally:
+        sys.modules.pop("modeling")
+    fake_src_modeling.remove()
+    x = torch.randn(2, 3, 32, 32)
+    model = convert.convert_pickled_modules(tmp_path / "finetuned.pt", tmp_path / "head_SVHN.pt", QG)
+    with torch.no_grad():
+        assert torch.allclose(model(x), _expected(clip.encode_image, x, w, b), atol=1e-5)
+    assert "modeling" not in sys.modules
+
+
 class _Evil:
     def __init__(self, marker):
         self.marker = marker
@@ -300,3 +328,52 @@ def test_convert_writes_classifier_and_sidecar(tmp_path, hf_model):
     assert set(rec["sources"]["model"]["files"]) == {"config.json", "model.safetensors"}
     assert rec["sources"]["model"]["sha256"] == convert.source_digest(d)[0]
     models.ImageClassifier.load(tmp_path / "hf.safetensors", QG)
+
+
+def _openai_release(path, seed=3):
+    """A CLIP saved as OpenAI released theirs: a traced TorchScript archive of float16-valued weights whose
+    state dict has OpenAI's keys (no attn_mask buffer, an ``input_resolution`` entry)."""
+    model = _clip(OAI, seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    mask = model._buffers.pop("attn_mask")
+    model.attn_mask = mask
+    model.register_buffer("input_resolution", torch.tensor(32))
+    traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), torch.zeros(1, 8, dtype=torch.long)), strict=False,
+                          check_trace=False)
+    torch.jit.save(traced, path)
+    del model.input_resolution, model.attn_mask
+    model.register_buffer("attn_mask", mask, persistent=False)
+    return model
+
+
+def test_openai_release_keeps_the_text_tower(tmp_path):
+    source = _openai_release(tmp_path / "ViT-B-32.pt")
+    record = convert.convert("openai-clip", {"checkpoint": tmp_path / "ViT-B-32.pt"}, OAI, tmp_path / "oai.safetensors",
+                             urls={"checkpoint": "https://openaipublic.azureedge.net/clip/models/x/ViT-B-32.pt"})
+    assert record["format"] == models.CLIP_FORMAT
+    clip = models.create_clip(OAI, weights=tmp_path / "oai.safetensors")
+    x, text = torch.randn(2, 3, 32, 32), torch.randint(0, 49408, (2, 8))
+    with torch.no_grad():
+        assert torch.equal(clip.encode_image(x), source.encode_image(x))
+        assert torch.equal(clip.encode_text(text), source.encode_text(text))
+    with pytest.raises(CheckpointError, match="not a test-tiny-vit-quickgelu checkpoint"):
+        convert.convert("openai-clip", {"checkpoint": tmp_path / "ViT-B-32.pt"}, QG, tmp_path / "qg.safetensors")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not an OpenAI CLIP release"):
+        convert.convert("openai-clip", {"checkpoint": tmp_path / "junk.pt"}, OAI, tmp_path / "j.safetensors")
+
+
+def test_an_encoder_without_head_takes_a_workflow_head(tmp_path, fake_src_modeling):
+    # task_vectors' zeroshot.pt is an ImageEncoder alone; the classifier file gets a zero-shot head we built
+    clip, (w, b) = _clip(QG, 2), _head()
+    torch.save(fake_src_modeling.ImageEncoder(clip), tmp_path / "zeroshot.pt")
+    fake_src_modeling.remove()
+    save_file({"weight": w, "bias": b}, str(tmp_path / "head.safetensors"))
+    convert.convert("pickled-modules", {"encoder": tmp_path / "zeroshot.pt", "head": tmp_path / "head.safetensors"}, QG,
+                    tmp_path / "tv-zeroshot.safetensors")
+    model = models.ImageClassifier.load(tmp_path / "tv-zeroshot.safetensors", QG)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), _expected(clip.encode_image, x, w, b), atol=1e-5)

@@ -1,10 +1,14 @@
+import inspect
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 from dawin import weights
-from dawin.merging import METHODS, ModelPool, get_method
+from dawin.merging import METHODS, ModelPool, fisher, get_method, regmean
 from dawin.merging.fisher import diagonal_fisher
+from dawin.merging.pool import example_indices
 from dawin.merging.regmean import regmean_merge
 from dawin.models import create_clip
 
@@ -91,6 +95,46 @@ def test_fisher_merge_is_a_per_entry_convex_combination(pool, images):
     # with different experts the Fisher weights are not uniform: some entry differs from the mean
     mean = get_method("weight_average")(pool)
     assert any(not torch.allclose(out[k], mean[k], atol=1e-7) for k in stacked)
+
+
+class Logged(torch.utils.data.Dataset):
+    """A task's train split that records which images are read."""
+
+    def __init__(self, x):
+        self.x, self.read = x, []
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.read.append(int(i))
+        return self.x[i], 0
+
+
+def test_fisher_and_regmean_read_a_seeded_draw_of_n_examples_of_each_tasks_split(pool):
+    # FusionBench: num_fisher_examples / num_regmean_examples 256, from each task's train split
+    for module in (fisher, regmean):
+        assert inspect.signature(module.merge).parameters["n_examples"].default == 256
+    g = torch.Generator().manual_seed(5)
+    x = {t: torch.randn(10, 3, 32, 32, generator=g) for t in TASKS}
+    y = {t: torch.randint(0, 3, (10,), generator=g) for t in TASKS}
+    drawn = {t: example_indices(10, 4, 7, t) for t in TASKS}
+    assert len({tuple(d.tolist()) for d in drawn.values()}) > 1  # tasks draw independently
+    assert not all(torch.equal(torch.as_tensor(drawn[t]), torch.as_tensor(example_indices(10, 4, 8, t)))
+                   for t in TASKS)  # the seed matters
+    for name in ("fisher", "regmean"):
+        data = {t: Logged(x[t]) for t in TASKS}
+        labels = {"labels": y} if name == "fisher" else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # RegMean on the ResNet tower: "simple average"
+            out = get_method(name)(pool, data, n_examples=4, seed=7, **labels)
+            # exactly the drawn images (and their labels) are used: the same as passing just those
+            ref = get_method(name)(pool, {t: x[t][drawn[t]] for t in TASKS}, n_examples=4, seed=0,
+                                   **({"labels": {t: y[t][drawn[t]] for t in TASKS}} if labels else {}))
+        for t in TASKS:
+            assert data[t].read == drawn[t].tolist(), (name, t)  # read once, only those
+        for k in _floats(pool.pretrained):
+            assert torch.allclose(out[k], ref[k], atol=1e-6), (name, k)
 
 
 def test_diagonal_fisher_of_a_linear_classifier_in_closed_form():

@@ -100,12 +100,15 @@ def test_layer_wise_adamerging_has_one_lambda_per_task_and_tensor(pool2, data2):
 
 
 def _ties_selected(taus: dict, names: list[str], fraction: float = 0.2) -> dict:
-    """Independent AdaMerging++ vectors: global top-k per task, elected sign, agreeing entries."""
+    """Independent AdaMerging++ vectors: global top-k per task, elected sign, agreeing entries.
+
+    As AdaMerging's ``topk_values_mask`` (SPEC 4b): entries >= the (d - int(k d))-th smallest magnitude,
+    i.e. the int(k d) + 1 largest."""
     out = {}
     trimmed = {}
     for t, tau in taus.items():
         flat = torch.cat([tau[n].reshape(-1) for n in names])
-        k = int(round(fraction * flat.numel()))
+        k = int(fraction * flat.numel()) + 1
         thr = flat.abs().topk(k).values[-1]
         trimmed[t] = {n: tau[n] * (tau[n].abs() >= thr) for n in names}
     for t in taus:
@@ -140,6 +143,61 @@ def test_adamerging_refuses_bad_input(pool2, data2):
         adamerging.merge_task_wise(pool2, {"t0": data2["t0"]}, steps=1)
     with pytest.raises(ValueError, match="batch_size"):
         adamerging.merge_layer_wise(pool2, data2, steps=1, batch_size=0)
+
+
+def test_each_step_draws_a_fresh_seeded_batch_that_covers_the_whole_test_set():
+    # AdaMerging's code reshuffles the whole test set at every step (get_dataloader_shuffle): the batches
+    # of successive steps differ, and over enough steps every image is used
+    n, b = 40, 8
+    draws = [adamerging.step_indices(n, b, 0, "t0", s) for s in range(60)]
+    assert all(len(set(d.tolist())) == b and d.min() >= 0 and d.max() < n for d in draws)
+    assert all(not np.array_equal(a, c) for a, c in zip(draws, draws[1:]))
+    assert set(np.concatenate(draws).tolist()) == set(range(n))
+    assert np.array_equal(adamerging.step_indices(n, b, 0, "t0", 7), draws[7])  # seeded: reproducible
+    assert not np.array_equal(adamerging.step_indices(n, b, 1, "t0", 7), draws[7])  # the config seed matters
+    assert not np.array_equal(adamerging.step_indices(n, b, 0, "t1", 7), draws[7])  # tasks draw independently
+    assert np.array_equal(adamerging.step_indices(5, b, 0, "t0", 3), np.arange(5))  # a small set: all of it
+
+
+class Recording(torch.utils.data.Dataset):
+    """A task's test set that logs which images are read, and when (into a log shared with the forwards)."""
+
+    def __init__(self, task, x, log):
+        self.task, self.x, self.log = task, x, log
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.log.append((self.task, int(i)))
+        return self.x[i], 0
+
+
+def test_adamerging_streams_each_steps_batch_from_the_dataset(pool2, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    x = {t: torch.randn(40, 3, 32, 32, generator=g) for t in ("t0", "t1")}
+    log = []
+    forward = torch.func.functional_call
+
+    def logged_forward(*args, **kwargs):
+        log.append("forward")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(torch.func, "functional_call", logged_forward)
+    steps, b = 5, 4
+    data = {t: Recording(t, x[t], log) for t in x}
+    _, info = adamerging.merge_task_wise(pool2, data, steps=steps, batch_size=b, lr=1e-2, seed=3, device="cpu")
+    # only the drawn images are read (never the whole set), each step's just before that step's forward
+    expected = []
+    for s in range(steps):
+        for t in ("t0", "t1"):
+            expected += [(t, int(i)) for i in adamerging.step_indices(40, b, 3, t, s)] + ["forward"]
+    assert log == expected
+    assert sum(entry != "forward" for entry in log) == steps * b * 2 < 2 * 40
+    # the same batches as from tensors, so the result does not depend on how the images are held
+    _, from_tensors = adamerging.merge_task_wise(pool2, x, steps=steps, batch_size=b, lr=1e-2, seed=3, device="cpu")
+    assert info.losses == pytest.approx(from_tensors.losses, rel=1e-6)
+    assert torch.allclose(info.lambdas, from_tensors.lambdas)
 
 
 # ---------------------------------------------------------------- OPCM

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from dawin import models
-from dawin.datasets import write_dataset
+from dawin.datasets import DatasetError, ImageFolderDataset, write_dataset
 from dawin.demo.train import seeded_clip
-from dawin.multitask import evaluate, load_images, load_pool, run_method
+from dawin.multitask import evaluate, load_images, load_pool, method_data, method_options, run_method
 
 ARCH = "dawin-tiny-rn"
 
@@ -67,3 +67,37 @@ def test_evaluate_counts_correct_predictions(tmp_path, files):
     assert got == {"a": pytest.approx(expected)}
     sub, _ = load_images(str(root), 4, 0, models.preprocess(pool.encoder()))
     assert len(sub) == 4
+
+
+def _toy(root, n):
+    from PIL import Image
+    (root / "c").mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (32, 32), (20 * i, 10, 100)).save(root / "c" / f"{i}.png")
+    write_dataset(root, "toy", ["x", "y"], ["a {c}."], [(f"c/{i}.png", i % 2) for i in range(n)])
+    return str(root)
+
+
+def test_methods_learn_from_the_right_split_read_lazily(tmp_path):
+    test = {t: _toy(tmp_path / f"{t}_test", 5) for t in ("a", "b")}
+    train = {t: _toy(tmp_path / f"{t}_train", 7) for t in ("a", "b")}
+    transform = models.preprocess(models.create_clip(ARCH).visual)
+    # AdaMerging: the whole unlabelled test set of every task, as datasets (read per step, never stacked)
+    for name in ("adamerging_task", "adamerging_layer", "adamerging_pp_task", "adamerging_pp_layer"):
+        data = method_data(name, ["a", "b"], test=test, train=train, transform=transform)
+        assert all(isinstance(d, ImageFolderDataset) and len(d) == 5 for d in data.values())
+        assert {str(d.root) for d in data.values()} == set(test.values())
+    # Fisher / RegMean: the train split of every task
+    for name in ("fisher", "regmean"):
+        data = method_data(name, ["a", "b"], test=test, train=train, transform=transform)
+        assert {t: (str(d.root), len(d)) for t, d in data.items()} == {t: (train[t], 7) for t in train}
+        assert data["a"][0][0].shape == (3, 32, 32)
+        # no silent fallback to the test images: the error names the config key to set
+        with pytest.raises(DatasetError, match=r"multitask\.tasks\.b\.train"):
+            method_data(name, ["a", "b"], test=test, train={"a": train["a"]}, transform=transform)
+    assert method_data("task_arithmetic", ["a", "b"], test=test, train={}, transform=transform) is None
+    # the config seed reaches the methods that draw images; method options win
+    assert method_options("fisher", {"n_examples": 256}, seed=3, num_workers=2) == {"n_examples": 256, "seed": 3}
+    assert method_options("adamerging_layer", {"steps": 500, "seed": 1}, seed=3, num_workers=2) == {
+        "steps": 500, "seed": 1, "num_workers": 2}
+    assert method_options("ties", {"lam": 0.3}, seed=3) == {"lam": 0.3}

@@ -1,6 +1,7 @@
-"""The 8 multi-task test sets: shipped class names / templates, and every builder on tiny fakes in the real
-formats (.mat, idx.gz, the DTD tarball, GTSRB's zips, HF parquet shards), served from 127.0.0.1 or read from
-tmp dirs. The parquet reading itself needs pyarrow: those tests are skipped where it is not installed."""
+"""The 8 multi-task datasets (test and train splits): shipped class names / templates / sizes, and every builder
+on tiny fakes in the real formats (.mat, idx.gz, the DTD tarball, GTSRB's zips, HF parquet shards), served from
+127.0.0.1 or read from tmp dirs. The parquet reading itself needs pyarrow: those tests are skipped where it is not
+installed."""
 
 import csv
 import gzip
@@ -116,6 +117,32 @@ def test_class_names_and_templates_pinned():
     assert set(mt.MULTITASK_BUILDERS) == set(mt.TASKS)
 
 
+def test_train_splits_sources_and_sizes_pinned(tmp_path):
+    # Fisher / RegMean read each task's train split (FusionBench config/dataset/image_classification/train/*.yaml)
+    assert mt.EXPECTED_TRAIN_IMAGES == {
+        "sun397": {"hf": None}, "stanford_cars": {"hf": None}, "resisc45": {"hf": 18_900}, "eurosat": {"hf": None},
+        "svhn": {"torchvision": 73_257}, "gtsrb": {"hf": 26_640, "torchvision": 26_640},
+        "mnist": {"torchvision": 60_000}, "dtd": {"hf": 3_760, "vgg": 1_880}}
+    assert mt.expected_split_images("dtd", "train") == 3_760
+    assert mt.expected_split_images("dtd", "train", "vgg") == 1_880
+    assert mt.expected_split_images("svhn") == 26_032
+    for task, spec in mt.SOURCES.items():
+        if "hf" in spec:
+            assert mt.source_spec(task, "hf", "train")["pattern"] == "data/train-*.parquet"
+            assert mt.source_spec(task, "hf")["pattern"] == "data/test-*.parquet"
+    # URLs and md5s as in torchvision 0.29.1 (svhn.py split_list["train"], mnist.py resources, gtsrb.py)
+    files = {t: {f: s["md5"] for f, s in mt.source_spec(t, "torchvision", "train")["files"].items()}
+             for t in ("svhn", "mnist", "gtsrb")}
+    assert files == {
+        "svhn": {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373"},
+        "mnist": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                  "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432"},
+        "gtsrb": {"GTSRB-Training_fixed.zip": "513f3c79a4c5141765e10e952eaa2478"}}
+    assert list(mt.source_spec("dtd", "vgg", "train")["files"]) == ["dtd-r1.0.1.tar.gz"]  # the same tarball
+    with pytest.raises(DatasetError, match="unknown split 'val'; one of test, train"):
+        mt.prepare_task("svhn", tmp_path, split="val")
+
+
 # --- SVHN: .mat ------------------------------------------------------------------------------------
 
 
@@ -144,6 +171,23 @@ def test_svhn_mat_labels_order_pixels(tmp_path):
     assert not (tmp_path / "few" / "verify.json").exists()
     with pytest.raises(DatasetError, match="ufldl.stanford.edu"):
         mt.build_svhn(tmp_path / "absent", tmp_path / "x")
+
+
+def test_svhn_train_split_reads_train_32x32(tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "src").mkdir()
+    for split, n in (("test", 2), ("train", 3)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        savemat(tmp_path / "src" / f"{split}_32x32.mat", {"X": x, "y": np.array([[10], [4], [7]][:n], np.uint8)})
+    root = tmp_path / "svhn_train"
+    rec = mt.build_svhn(tmp_path / "src", root, split="train", expected_images=3, expected_classes=None)
+    assert index(root) == [("train/000/000000.png", 0), ("train/004/000001.png", 4), ("train/007/000002.png", 7)]
+    assert meta(root)["split"] == "train" and rec["split"] == "train" and rec["layout"] == "train_32x32.mat"
+    assert load_dataset(root)[2][1] == 7
+    with pytest.raises(DatasetError, match="expected 73257 images, found 3"):  # the published train size
+        mt.build_svhn(tmp_path / "src", tmp_path / "t2", split="train")
+    with pytest.raises(DatasetError, match="no train_32x32.mat"):
+        mt.build_svhn(tmp_path / "absent", tmp_path / "t3", split="train")
 
 
 # --- MNIST: idx.gz over HTTP -----------------------------------------------------------------------
@@ -183,6 +227,22 @@ def test_mnist_prepare_over_http(tmp_path, server):
         mt.read_idx(tmp_path / "trunc.gz")
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte"):
         mt.build_mnist(tmp_path / "absent", tmp_path / "x")
+    # the train split: train-*-ubyte.gz, downloaded into the same folder beside the test files
+    train_images, train_labels = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), np.array([5, 0, 4], np.uint8)
+    (www / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(idx(train_images))
+    (www / "mnist" / "train-labels-idx1-ubyte.gz").write_bytes(idx(train_labels))
+    train_urls = {f: [f"{base}/mnist/{f}"] for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
+    rec = mt.prepare_task("mnist", tmp_path / "data" / "mnist_train", split="train", downloads=tmp_path / "dl",
+                          urls=train_urls, progress=False, expected_images=3, expected_classes=None)
+    assert index(tmp_path / "data" / "mnist_train") == [("train/005/000000.png", 5), ("train/000/000001.png", 0),
+                                                        ("train/004/000002.png", 4)]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "data" / "mnist_train" / "train/004/000002.png")),
+                          train_images[2])
+    assert rec["split"] == "train"
+    assert rec["source_files"] == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert sorted(p.name for p in (tmp_path / "dl" / "mnist").glob("*.gz")) == sorted([*urls, *train_urls])
+    with pytest.raises(DatasetError, match="expected 60000 images, found 3"):
+        mt.build_mnist(tmp_path / "dl" / "mnist", tmp_path / "m4", split="train")
 
 
 # --- DTD: VGG tarball, split test1 -----------------------------------------------------------------
@@ -209,7 +269,16 @@ def test_dtd_vgg_tarball_test1(tmp_path, server):
     assert rec["via"] == "vgg" and "test1.txt" in rec["layout"]
     ds = load_dataset(root)
     assert ds.classnames[46] == "zigzagged" and len(ds.templates) == 8 and ds[0][0].size == (6, 5)
+    # the train split of partition 1 (labels/train1.txt) from the same, already downloaded, tarball
+    rec = mt.prepare_task("dtd", tmp_path / "data" / "dtd_train", split="train", downloads=tmp_path / "dl",
+                          via="vgg", progress=False, urls={"dtd-r1.0.1.tar.gz": [f"{base}/gone.tar.gz"]},
+                          expected_images=1, expected_classes=None)
+    assert index(tmp_path / "data" / "dtd_train") == [("train/000/000000.jpg", 0)]
+    assert (tmp_path / "data" / "dtd_train" / "train/000/000000.jpg").read_bytes() == jpeg(3)
+    assert rec["split"] == "train" and "train1.txt" in rec["layout"]
     extracted = tmp_path / "dl" / "dtd" / "extracted"
+    with pytest.raises(DatasetError, match="expected 1880 images, found 1"):  # the size of train1.txt
+        mt.build_dtd(extracted, tmp_path / "dtr", split="train")
     next(extracted.rglob("banded_0002.jpg")).unlink()
     with pytest.raises(DatasetError, match=r"partial: expected 3 images \(test1.txt\), found 2"):
         mt.build_dtd(extracted, tmp_path / "d2", expected_images=3, expected_classes=None)
@@ -248,6 +317,28 @@ def test_gtsrb_torchvision_zips(tmp_path, server):
         mt.build_gtsrb(tmp_path / "dl" / "gtsrb" / "extracted", tmp_path / "g2")
     with pytest.raises(DatasetError, match="tanganke/gtsrb"):
         mt.build_gtsrb(tmp_path / "absent", tmp_path / "x")
+
+
+def test_gtsrb_torchvision_training_zip(tmp_path, server):
+    www, base = server
+    with zipfile.ZipFile(www / "GTSRB-Training_fixed.zip", "w") as z:
+        for cls, files in (("00042", ["00000_00001.ppm"]), ("00000", ["00001_00000.ppm", "00000_00000.ppm"])):
+            for k, f in enumerate(files):
+                buf = io.BytesIO()
+                Image.new("RGB", (4, 6), (int(cls) * 5, 30 * k, 10)).save(buf, "PPM")
+                z.writestr(f"GTSRB/Training/{cls}/{f}", buf.getvalue())
+            z.writestr(f"GTSRB/Training/{cls}/GT-{cls}.csv", "Filename;ClassId\n")
+    root = tmp_path / "data" / "gtsrb_train"
+    rec = mt.prepare_task("gtsrb", root, split="train", downloads=tmp_path / "dl", via="torchvision", progress=False,
+                          urls={"GTSRB-Training_fixed.zip": [f"{base}/GTSRB-Training_fixed.zip"]},
+                          expected_images=3, expected_classes=None)
+    # torchvision's GTSRB(split="train"): class folders sorted, label = folder, files sorted within
+    assert index(root) == [("train/000/000000.ppm", 0), ("train/000/000001.ppm", 0), ("train/042/000002.ppm", 42)]
+    assert load_dataset(root)[2][0].size == (4, 6) and rec["split"] == "train"
+    with pytest.raises(DatasetError, match="expected 26640 images, found 3"):
+        mt.build_gtsrb(tmp_path / "dl" / "gtsrb" / "extracted", tmp_path / "g2", split="train")
+    with pytest.raises(DatasetError, match="GTSRB-Training_fixed.zip"):
+        mt.build_gtsrb(tmp_path / "absent", tmp_path / "x", split="train")
 
 
 # --- HF parquet shards -----------------------------------------------------------------------------
@@ -324,6 +415,9 @@ def test_hf_prepare_downloads_shards_over_http(tmp_path, server, monkeypatch):
     with pytest.raises(DownloadError, match=r"(?s)sha256 mismatch.*hf download tanganke/eurosat"):
         mt.prepare_task("eurosat", tmp_path / "e2", **{**kwargs, "downloads": tmp_path / "dl2"})
     assert calls == [("tanganke/eurosat", "main", "data/test-*.parquet", base)]
+    with pytest.raises(DownloadError):  # the train split lists the train shards
+        mt.prepare_task("eurosat", tmp_path / "e2t", split="train", **{**kwargs, "downloads": tmp_path / "dl2t"})
+    assert calls[-1] == ("tanganke/eurosat", "main", "data/train-*.parquet", base)
     monkeypatch.setattr(mt, "hf_list", lambda *a: ("main", [(shard, served.stat().st_size, sha)]))
     if HAS_PYARROW:
         rec = mt.prepare_task("eurosat", tmp_path / "e3", **{**kwargs, "downloads": tmp_path / "dl3"})
@@ -361,6 +455,15 @@ def test_parquet_builders_order_names_counts(tmp_path):
     write_parquet(tmp_path / "s4" / "test-00000-of-00001.parquet", [b"not an image"], [0], None)
     with pytest.raises(DatasetError, match="not a readable image"):
         mt.build_sun397(tmp_path / "s4", tmp_path / "d6", expected_images=1, expected_classes=None)
+    # the train split: the train-*.parquet shards beside the test ones, written under train/
+    write_parquet(src / "data" / "train-00000-of-00001.parquet", [jpeg(4), jpeg(5)], [46, 7], names)
+    rec = mt.build_dtd(src, tmp_path / "dtd_train", split="train", expected_images=2, expected_classes=None)
+    assert index(tmp_path / "dtd_train") == [("train/046/000000.jpg", 46), ("train/007/000001.jpg", 7)]
+    assert rec["source_files"] == ["train-00000-of-00001.parquet"] and meta(tmp_path / "dtd_train")["split"] == "train"
+    with pytest.raises(DatasetError, match="expected 3760 images, found 2"):  # tanganke/dtd's train split
+        mt.build_dtd(src, tmp_path / "d7", split="train")
+    with pytest.raises(DatasetError, match="no train parquet shards"):
+        mt.build_resisc45(tmp_path / "s2", tmp_path / "d8", split="train")
 
 
 def test_unknown_task_and_source(tmp_path):

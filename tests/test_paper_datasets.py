@@ -284,23 +284,95 @@ def test_registry():
     assert set(pd.SOURCES) | set(pd.MANUAL) == set(pd.BUILDERS)
 
 
-def test_heldout_split_is_seeded_per_class_and_explicit(tmp_path):
-    from PIL import Image
-
-    lists = pd.load_class_lists()
-    train = tmp_path / "train"
-    wnids = lists.imagenet_wnids[:3]
+def _train_copy(base: Path, wnids, per_class: int) -> None:
+    """A stand-in ImageNet train folder: ``per_class`` files per wnid, named so that creation order, numeric
+    order and sorted order differ (ImageFolder sorts names as strings), plus a non-image file."""
     for w in wnids:
-        (train / w).mkdir(parents=True)
-        for i in range(50):
-            Image.new("RGB", (4, 4)).save(train / w / f"{w}_{i}.JPEG")
-    rec = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout", fraction=0.1, seed=3, expected_classes=3)
-    assert rec["n_images"] == 15
+        (base / w).mkdir(parents=True)
+        for i in reversed(range(per_class)):
+            (base / w / f"{w}_{i * 7 % per_class + 1}.JPEG").write_bytes(b"")
+        (base / w / "notes.txt").write_bytes(b"")
+
+
+def test_heldout_split_is_model_soups_imagenet2p(tmp_path, lists):
+    import numpy as np
+    from torchvision.datasets import ImageFolder
+
+    train = tmp_path / "ILSVRC" / "train"
+    _train_copy(train, lists.imagenet_wnids, per_class=3)
+    n = 3 * 1000
+    idxs = np.zeros(n, dtype=np.float64)  # model-soups stores floats (np.zeros, then arr[:26] = 1)
+    rng = np.random.default_rng(0)
+    for c in range(1000):
+        idxs[3 * c + rng.integers(3)] = 1.0
+    np.save(tmp_path / "imagenet_98_idxs.npy", idxs)
+    rec = pd.build_imagenet_heldout(tmp_path / "ILSVRC", tmp_path / "heldout", indices=tmp_path / "imagenet_98_idxs.npy",
+                                    expected_train_images=n, expected_images=1000, expected_per_class=1)
+    assert rec["n_images"] == 1000 and rec["n_train_images"] == n
+    # model-soups' ImageNet2p: SubsetSampler(np.where(idxs)[0]) over ImageFolder(train).samples
+    folder = ImageFolder(str(train), loader=lambda p: p)
+    expected = [(Path(folder.samples[i][0]).relative_to(train).as_posix(), folder.samples[i][1])
+                for i in np.where(idxs.astype("int"))[0]]
+    got = [(p.removeprefix("images/"), label) for p, label in index(tmp_path / "heldout")]
+    assert sorted(got) == sorted(expected)
+    assert all(label == lists.wnid_index()[p.split("/")[0]] for p, label in got)
     ds = load_dataset(tmp_path / "heldout")
-    assert sorted(set(ds.labels)) == [lists.wnid_index()[w] for w in wnids]
-    again = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout2", fraction=0.1, seed=3, expected_classes=3)
-    assert again["index_sha256"] == rec["index_sha256"]
-    other = pd.build_imagenet_heldout(tmp_path, tmp_path / "heldout3", fraction=0.1, seed=4, expected_classes=3)
-    assert other["index_sha256"] != rec["index_sha256"]
+    assert len(ds) == 1000
+
+
+def test_heldout_split_refuses_a_copy_that_shifts_the_index(tmp_path, lists):
+    import numpy as np
+
+    train = tmp_path / "train"
+    _train_copy(train, lists.imagenet_wnids, per_class=2)
+    idxs = np.tile([1, 0], 1000)
+    np.save(tmp_path / "idx.npy", idxs)
+    kw = dict(indices=tmp_path / "idx.npy", expected_train_images=2000, expected_images=1000, expected_per_class=1)
+    (train / lists.imagenet_wnids[5] / "zzz_extra.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match="larger than the authors' copy: 2001 images"):
+        pd.build_imagenet_heldout(tmp_path, tmp_path / "h1", **kw)
+    (train / lists.imagenet_wnids[5] / "zzz_extra.jpg").unlink()
+    (train / lists.imagenet_wnids[7] / f"{lists.imagenet_wnids[7]}_1.JPEG").unlink()
+    with pytest.raises(DatasetError, match="partial: 1999 images"):
+        pd.build_imagenet_heldout(tmp_path, tmp_path / "h2", **kw)
+    (train / lists.imagenet_wnids[7] / f"{lists.imagenet_wnids[7]}_1.JPEG").write_bytes(b"")
+    (train / "n99999999").mkdir()  # an extra folder renumbers every later class in ImageFolder
+    with pytest.raises(DatasetError, match="unexpected 1 .*n99999999"):
+        pd.build_imagenet_heldout(tmp_path, tmp_path / "h3", **kw)
+    (train / "n99999999").rmdir()
+    np.save(tmp_path / "idx.npy", np.tile([1, 1], 1000))
+    with pytest.raises(DatasetError, match="selects 2000 images, ImageNet2p has 1000"):
+        pd.build_imagenet_heldout(tmp_path, tmp_path / "h4", **kw)
+    np.save(tmp_path / "idx.npy", np.r_[np.ones(1000), np.zeros(1000)])
+    with pytest.raises(DatasetError, match="selects 2 images of class"):
+        pd.build_imagenet_heldout(tmp_path, tmp_path / "h5", **kw)
     with pytest.raises(DatasetError, match="no ImageNet train class folders"):
-        pd.build_imagenet_heldout(tmp_path / "nothing", tmp_path / "h4")
+        pd.build_imagenet_heldout(tmp_path / "nothing", tmp_path / "h6", **kw)
+    assert not any((tmp_path / f"h{i}" / "verify.json").exists() for i in range(1, 7))
+
+
+def _v2_archive(path: Path, stage: Path, classes) -> None:
+    folders(stage / "imagenetv2-matched-frequency-format-val", classes, n=1, ext=".jpeg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tf:
+        tf.add(stage / "imagenetv2-matched-frequency-format-val", arcname="imagenetv2-matched-frequency-format-val")
+
+
+def test_unchecksummed_archives_are_locked_on_first_fetch_and_mirrors_come_first(tmp_path):
+    from dawin.checkpoints import LockMismatch, read_lock
+
+    mirror, lock = tmp_path / "mirror", tmp_path / "lock.json"
+    _v2_archive(mirror / "imagenetv2-matched-frequency.tar.gz", tmp_path / "s1", [0, 1])
+    # the configured URLs are unreachable (nothing listens there): the pre-staged copy is used
+    dead = ["http://127.0.0.1:9/imagenetv2-matched-frequency.tar.gz"]
+    rec = pd.prepare("imagenetv2", tmp_path / "a" / "v2", downloads=tmp_path / "a" / "dl", urls=dead, mirror=mirror,
+                     lock=lock, progress=False, expected_images=2, expected_classes=2)
+    assert rec["n_images"] == 2
+    key = "dataset:imagenetv2/imagenetv2-matched-frequency.tar.gz"
+    assert read_lock(lock)[key] == hashlib.sha256((mirror / "imagenetv2-matched-frequency.tar.gz").read_bytes()).hexdigest()
+    # upstream (here: the mirror) silently replaced with other content: refused, nothing built
+    _v2_archive(mirror / "imagenetv2-matched-frequency.tar.gz", tmp_path / "s2", [0, 1, 2])
+    with pytest.raises(LockMismatch, match="imagenetv2.*the lock file"):
+        pd.prepare("imagenetv2", tmp_path / "b" / "v2", downloads=tmp_path / "b" / "dl", urls=dead, mirror=mirror,
+                   lock=lock, progress=False, expected_images=3, expected_classes=3)
+    assert not (tmp_path / "b" / "v2").exists()

@@ -11,12 +11,13 @@ import torch
 from dawin import paper_tables as PT
 from dawin import results as R
 from dawin.catalog import caption
-from dawin.reference import load_reference
+from dawin.reference import load_reference, load_second_reference
 from dawin.tables import COLUMNS
 from dawin.tensorio import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "config" / "paper_reference.yaml"
+MODEL_SOUPS = ROOT / "config" / "model_soups_reference.yaml"
 DATASETS = ["in", "v2", "r", "a", "sketch", "objectnet", "ood_avg"]
 ROLES = {"in": "id", "v2": "v2", "r": "r", "a": "a", "sketch": "sketch", "objectnet": "objectnet"}
 TABLE2 = ["zeroshot", "finetuned", "output_ensemble", "wise_ft", "uniform_soup", "greedy_soup", "model_stock",
@@ -43,6 +44,11 @@ def tidy_results() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
     return load_reference(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def model_soups() -> pd.DataFrame:
+    return load_second_reference(MODEL_SOUPS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,6 +153,40 @@ def test_display_without_reference(tidy_results):
     assert shown.loc[("ViT-B-32", "dawin"), "ood_avg"] == pytest.approx(value_of("ViT-B-32", "dawin", "ood_avg"))
 
 
+def test_display_table2_shows_model_soups_beside_the_paper(tidy_results, reference, model_soups):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=True, second=model_soups)
+    assert list(shown.index) == TABLE2
+    # model-soups' own published numbers for its soups (uniform_soup_results.jsonl, greedy_soup_results.jsonl)
+    assert shown.loc["uniform_soup", "id (model-soups)"] == pytest.approx(79.972)
+    assert shown.loc["greedy_soup", "id (model-soups)"] == pytest.approx(81.026)
+    assert shown.loc["greedy_soup", "v2 (model-soups)"] == pytest.approx(69.55)
+    assert shown.loc["uniform_soup", "a (model-soups)"] == pytest.approx(29.173333)
+    assert shown.loc["uniform_soup", "ood_avg (model-soups)"] == pytest.approx(
+        (68.51 + 66.54 + 29.1733333 + 47.7057910 + 45.9513298) / 5)
+    # the paper's numbers and our difference to them are unchanged
+    assert shown.loc["uniform_soup", "id (paper)"] == pytest.approx(79.76)
+    assert shown.loc["greedy_soup", "id (Δ)"] == pytest.approx(value_of("ViT-B-32", "greedy_soup", "in") - 80.42)
+    assert shown.columns[:5].tolist() == ["label", "id", "id (paper)", "id (Δ)", "id (model-soups)"]
+    for m in set(TABLE2) - {"uniform_soup", "greedy_soup"}:  # model-soups has no number for the other rows
+        assert math.isnan(shown.loc[m, "id (model-soups)"])
+    assert shown.attrs["notes"] == [model_soups.attrs["note"]]
+
+
+def test_display_second_reference_only_for_its_backbone_and_tables(tidy_results, reference, model_soups):
+    # the demo suite: another backbone, whose soups are not model-soups' runs
+    demo = tidy_results[tidy_results.backbone == "ViT-B-32"].replace({"backbone": {"ViT-B-32": "tiny"}})
+    rows = PT.select("table2", demo, ["tiny"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=False, second=model_soups)
+    plain = PT.display("table2", rows, reference, ROLES, compare=False)
+    assert not [c for c in shown.columns if "model-soups" in c] and not shown.attrs.get("notes")
+    pd.testing.assert_frame_equal(shown, plain)
+    # a table without soup rows
+    rows3 = PT.select("table3", tidy_results, ["ViT-B-32"])
+    shown3 = PT.display("table3", rows3, reference, ROLES, compare=True, second=model_soups)
+    assert not [c for c in shown3.columns if "model-soups" in c] and not shown3.attrs.get("notes")
+
+
 # --------------------------------------------------------------------------------------------------
 # costs
 # --------------------------------------------------------------------------------------------------
@@ -212,6 +252,57 @@ def test_write_all_formats(tmp_path, tidy_results, reference):
     assert "\\begin{tabular}" in tex and "\\caption{Table 2 (fake suite" in tex
     html = Path(str(stem) + ".html").read_text()
     assert "<table" in html and "78.70" in html
+
+
+def test_write_table2_with_model_soups(tmp_path, tidy_results, reference, model_soups):
+    rows = PT.select("table2", tidy_results, ["ViT-B-32"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=True, second=model_soups)
+    stem = tmp_path / "table2"
+    PT.write("table2", rows, shown, stem, "Table 2 (paper suite, ViT-B-32):")
+    pd.testing.assert_frame_equal(pd.read_csv(str(stem) + ".csv"), rows, check_exact=False, atol=1e-4)  # ours only
+    md = Path(str(stem) + ".md").read_text()
+    first = md.split("\n\n")[0]
+    assert first == f"Table 2 (paper suite, ViT-B-32): {caption('table2')} {model_soups.attrs['note']}"
+    for text in ("our uniform and greedy soups use all 72 model-soups runs", "main.py", "(cost 48)",
+                 "48-run pool we cannot identify", "second reference"):
+        assert text in first
+    header = md.split("\n")[2]
+    assert "id (model-soups)" in header and "ood_avg (model-soups)" in header
+    uniform = next(line for line in md.splitlines() if line.startswith("| uniform_soup"))
+    assert "79.97" in uniform and "79.76" in uniform  # model-soups' and the paper's
+    greedy = next(line for line in md.splitlines() if line.startswith("| greedy_soup"))
+    assert "81.03" in greedy and "80.42" in greedy
+    tex = Path(str(stem) + ".tex").read_text()
+    assert "NUM\\_MODELS = 72" in tex and "model\\_0" in tex and "id (model-soups)" in tex
+    page = Path(str(stem) + ".html").read_text()
+    assert "48-run pool we cannot identify" in page and "79.97" in page and "id (model-soups)" in page
+
+
+def test_write_demo_table2_caption_has_no_model_soups_note(tmp_path, tidy_results, reference, model_soups):
+    demo = tidy_results[tidy_results.backbone == "ViT-B-32"].replace({"backbone": {"ViT-B-32": "tiny"}})
+    rows = PT.select("table2", demo, ["tiny"])
+    shown = PT.display("table2", rows, reference, ROLES, compare=False, second=model_soups)
+    PT.write("table2", rows, shown, tmp_path / "table2", "Table 2 (demo suite, tiny):")
+    md = (tmp_path / "table2.md").read_text()
+    assert md.startswith(f"Table 2 (demo suite, tiny): {caption('table2')}\n\n")
+    assert "model-soups" not in md and "79.97" not in md
+
+
+def test_report_caption_shows_the_notes():
+    import jinja2
+
+    template = jinja2.Template((ROOT / "workflow" / "report" / "table.rst").read_text())
+
+    class Snakemake:
+        config = {"suite": "paper"}
+
+        def __init__(self, notes):
+            self.params = type("Params", (), dict(source="Table 2", backbones=["ViT-B-32"], caption="c.", notes=notes))
+
+    note = load_second_reference(MODEL_SOUPS).attrs["note"]
+    text = template.render(snakemake=Snakemake([note]))
+    assert note in text and "48-run pool we cannot identify" in text
+    assert "model-soups" not in template.render(snakemake=Snakemake([]))
 
 
 # --------------------------------------------------------------------------------------------------

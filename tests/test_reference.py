@@ -8,16 +8,51 @@ import yaml
 from dawin.reference import (
     EXPECTED_TABLES,
     LONG_COLUMNS,
+    MODEL_SOUPS_COMMIT,
+    MODEL_SOUPS_FILES,
+    SECOND_COLUMNS,
     ReferenceFormatError,
     attach_reference,
+    attach_second_reference,
     load_reference,
+    load_second_reference,
+    model_soups_reference,
+    model_soups_results,
     reference_for,
     reference_settings,
     reproduction_html,
     reproduction_summary,
+    write_model_soups_reference,
+    write_second_reference,
 )
 
 REF = Path(__file__).resolve().parents[1] / "config" / "paper_reference.yaml"
+MODEL_SOUPS_REF = Path(__file__).resolve().parents[1] / "config" / "model_soups_reference.yaml"
+MODEL_SOUPS_MIRROR = Path("/work/.mirror/mlfoundations+model-soups/repo")  # a bare clone, where one exists
+
+# Exact lines of model-soups' results files at d5398f1 (uniform_soup_results.jsonl, greedy_soup_results.jsonl,
+# the first two lines of individual_model_results.jsonl).
+UNIFORM_LINE = (
+    '{"model_name": "uniform_soup", "ImageNet2p": 0.8270384615384615, "ImageNet": 0.79972, "ImageNetV2": 0.6851, '
+    '"ImageNetSketch": 0.47705791035390754, "ImageNetR": 0.6654, "ObjectNet": 0.4595132981587165, '
+    '"ImageNetA": 0.29173333333333334}')
+GREEDY_LINE = (
+    '{"model_name": "greedy_soup", "ImageNet2p": 0.8397692307692308, "ImageNet": 0.81026, "ImageNetV2": 0.6955, '
+    '"ImageNetSketch": 0.4777456817779874, "ImageNetR": 0.6420333333333333, "ObjectNet": 0.4489609131043394, '
+    '"ImageNetA": 0.2789333333333333}')
+MODEL_0_LINE = (
+    '{"model_name": "model_0", "ImageNet2p": 0.7808076923076923, "ImageNet": 0.75574, "ImageNetV2": 0.6409, '
+    '"ImageNetSketch": 0.40529387490420327, "ImageNetR": 0.6223666666666666, "ObjectNet": 0.42317217616022396, '
+    '"ImageNetA": 0.2657333333333333}')
+MODEL_1_LINE = (
+    '{"model_name": "model_1", "ImageNet2p": 0.7984615384615384, "ImageNet": 0.77266, "ImageNetV2": 0.6579, '
+    '"ImageNetSketch": 0.433472852679361, "ImageNetR": 0.6258, "ObjectNet": 0.41794982233229244, '
+    '"ImageNetA": 0.23386666666666667}')
+# The same accuracies in %, by hand from the lines above; ood_avg = mean of v2, r, a, sketch, objectnet.
+UNIFORM_PCT = {"heldout": 82.703846, "id": 79.972, "v2": 68.51, "r": 66.54, "a": 29.173333, "sketch": 47.705791,
+               "objectnet": 45.95133, "ood_avg": (68.51 + 66.54 + 29.1733333 + 47.7057910 + 45.9513298) / 5}
+MODEL_0_PCT = {"heldout": 78.080769, "id": 75.574, "v2": 64.09, "r": 62.236667, "a": 26.573333, "sketch": 40.529387,
+               "objectnet": 42.317218, "ood_avg": (64.09 + 62.2366667 + 26.5733333 + 40.5293875 + 42.3172176) / 5}
 
 ROWS_PER_TABLE = {
     "table1": 5, "table2": 9, "table3": 11, "table4": 8, "table5": 12, "table6": 12,
@@ -171,3 +206,133 @@ def test_duplicate_rows_are_rejected(tmp_path):
     doc["tables"]["table2"]["rows"].append(dict(doc["tables"]["table2"]["rows"][0]))
     with pytest.raises(ReferenceFormatError, match=r"tables\.table2\.rows\[1\] \(dawin\): duplicate row"):
         load_reference(_write(tmp_path, doc))
+
+
+# --------------------------------------------------------------------------------------------------
+# the second reference: model-soups' published numbers
+# --------------------------------------------------------------------------------------------------
+
+def test_model_soups_results_converts_upstream_lines_to_percent():
+    got = model_soups_results([UNIFORM_LINE, "", MODEL_0_LINE])
+    assert list(got) == ["uniform_soup", "model_0"]
+    for name, want in (("uniform_soup", UNIFORM_PCT), ("model_0", MODEL_0_PCT)):
+        assert list(got[name]) == ["heldout", "id", "v2", "r", "a", "sketch", "objectnet", "ood_avg"]
+        for col, v in want.items():
+            assert got[name][col] == pytest.approx(v, abs=1e-6), (name, col)
+    assert got["uniform_soup"]["id"] == 79.972 and got["uniform_soup"]["v2"] == 68.51  # exact, no float noise
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"model_name": "m", "ImageNet": 0.5}', "exactly the keys"),
+    (UNIFORM_LINE.replace('"model_name": "uniform_soup", ', ""), "model_name"),
+])
+def test_model_soups_results_rejects_other_records(line, message):
+    with pytest.raises(ReferenceFormatError, match=message):
+        model_soups_results([line])
+
+
+def test_model_soups_results_rejects_a_model_twice():
+    with pytest.raises(ReferenceFormatError, match="line 2"):
+        model_soups_results([UNIFORM_LINE, UNIFORM_LINE])
+
+
+def _checkout(tmp_path):
+    """A model-soups checkout with its three results files, two individual runs only."""
+    root = tmp_path / "model-soups"
+    root.mkdir()
+    for name, lines in zip(MODEL_SOUPS_FILES, ([UNIFORM_LINE], [GREEDY_LINE], [MODEL_0_LINE, MODEL_1_LINE])):
+        (root / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_second_reference_round_trip(tmp_path):
+    doc = model_soups_reference(_checkout(tmp_path))
+    assert doc["name"] == "model-soups" and doc["backbone"] == "ViT-B-32" and doc["tables"] == ["table2"]
+    assert doc["source"] == {"repository": "mlfoundations/model-soups", "commit": MODEL_SOUPS_COMMIT,
+                             "files": list(MODEL_SOUPS_FILES)}
+    assert doc["runs"] == 2 and list(doc["models"]) == ["uniform_soup", "greedy_soup", "model_0", "model_1"]
+    path = tmp_path / "ms.yaml"
+    write_second_reference(doc, path)
+    second = load_second_reference(path)
+    assert list(second.columns) == SECOND_COLUMNS and set(second.backbone) == {"ViT-B-32"}
+    cell = second.set_index(["method", "column"]).value
+    for col, v in UNIFORM_PCT.items():
+        assert cell["uniform_soup", col] == pytest.approx(v, abs=1e-6)
+    assert cell["greedy_soup", "id"] == 81.026 and cell["model_1", "a"] == pytest.approx(23.386667)
+    assert second.attrs["name"] == "model-soups" and second.attrs["runs"] == 2
+    assert second.attrs["source"]["commit"] == MODEL_SOUPS_COMMIT
+    write_second_reference(doc, tmp_path / "again.yaml")  # deterministic bytes
+    assert (tmp_path / "again.yaml").read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"runs": 3}, "'runs' is 3 but 'models' lists 2"),
+    ({"backbone": "ViT-B/32"}, "unknown backbone"),
+    ({"tables": ["table9"]}, "'tables' must be a list of table keys"),
+    ({"models": {"uniform_soup": {"id": "79.9"}}}, "must map column keys to numbers"),
+    ({"colour": "red"}, "unknown key"),
+])
+def test_second_reference_invalid_is_a_clear_error(tmp_path, change, message):
+    doc = {**model_soups_reference(_checkout(tmp_path)), **change}
+    path = tmp_path / "bad.yaml"
+    write_second_reference(doc, path)
+    with pytest.raises(ReferenceFormatError, match=message):
+        load_second_reference(path)
+
+
+def test_shipped_model_soups_reference():
+    """config/model_soups_reference.yaml: model-soups' soups and all 72 runs (main.py: NUM_MODELS = 72)."""
+    second = load_second_reference(MODEL_SOUPS_REF)
+    methods = list(dict.fromkeys(second.method))
+    assert methods == ["uniform_soup", "greedy_soup", *(f"model_{i}" for i in range(72))]
+    assert second.attrs["runs"] == 72 and second.attrs["tables"] == ["table2"]
+    assert second.attrs["source"]["commit"] == MODEL_SOUPS_COMMIT
+    cell = second.set_index(["method", "column"]).value
+    converted = model_soups_results([UNIFORM_LINE, GREEDY_LINE, MODEL_0_LINE, MODEL_1_LINE])
+    for model, values in converted.items():
+        for col, v in values.items():
+            assert cell[model, col] == v, (model, col)
+    assert cell["greedy_soup", "id"] == 81.026 and cell["uniform_soup", "id"] == 79.972
+    note = second.attrs["note"]
+    assert "all 72 model-soups runs" in note and "NUM_MODELS = 72" in note
+    assert "(cost 48)" in note and "48-run pool we cannot identify" in note and "second reference" in note
+
+
+@pytest.mark.skipif(not MODEL_SOUPS_MIRROR.exists(), reason="no local clone of mlfoundations/model-soups")
+def test_shipped_model_soups_reference_regenerates_from_upstream(tmp_path):
+    import subprocess
+
+    checkout = tmp_path / "ms"
+    checkout.mkdir()
+    for name in MODEL_SOUPS_FILES:
+        text = subprocess.run(["git", "-C", str(MODEL_SOUPS_MIRROR), "show", f"{MODEL_SOUPS_COMMIT}:{name}"],
+                              check=True, capture_output=True, text=True).stdout
+        (checkout / name).write_text(text)
+    write_model_soups_reference(checkout, tmp_path / "out.yaml")
+    assert (tmp_path / "out.yaml").read_bytes() == MODEL_SOUPS_REF.read_bytes()
+
+
+def test_attach_second_reference_beside_the_paper(ref):
+    second = load_second_reference(MODEL_SOUPS_REF)
+    ours = pd.DataFrame({"id": [80.0, 78.0], "ood_avg": [51.0, 54.0]}, index=["uniform_soup", "dawin"])
+    t2 = attach_reference(ours, ref, "table2", compare=True)
+    out = attach_second_reference(t2, second, "ViT-B-32")
+    assert list(out.columns[:9]) == ["label", "id", "id (paper)", "id (Δ)", "id (model-soups)",
+                                     "ood_avg", "ood_avg (paper)", "ood_avg (Δ)", "ood_avg (model-soups)"]
+    assert out.loc["uniform_soup", "id (model-soups)"] == 79.972
+    assert out.loc["uniform_soup", "id (paper)"] == 79.76  # the paper's own number stays
+    assert math.isnan(out.loc["dawin", "id (model-soups)"])
+    assert out.attrs["notes"] == [second.attrs["note"]] and out.attrs["table"] == "table2"
+    assert "notes" not in t2.attrs  # the input is left alone
+    # another backbone, or a table the reference does not list: unchanged
+    assert attach_second_reference(t2, second, "ViT-B-16") is t2
+    t3 = attach_reference(ours.rename(index={"uniform_soup": "wise_ft"}), ref, "table3", compare=True)
+    assert attach_second_reference(t3, second, "ViT-B-32") is t3
+
+
+def test_reproduction_summary_shows_second_reference_notes(ref):
+    second = load_second_reference(MODEL_SOUPS_REF)
+    t2 = attach_second_reference(
+        attach_reference(pd.DataFrame({"id": [80.0]}, index=["greedy_soup"]), ref, "table2", True), second, "ViT-B-32")
+    md = reproduction_summary({"table2": t2})
+    assert "48-run pool we cannot identify" in md and "81.03" in md and "id (model-soups)" in md

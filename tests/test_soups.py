@@ -1,10 +1,16 @@
 """dawin.soups: uniform soup, greedy soup and Model Stock of tiny classifier files, against direct computations."""
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from dawin import models, soups
 from dawin import weights as W
+from dawin.reference import load_second_reference
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCH = "dawin-tiny-rn"
 
@@ -154,3 +160,21 @@ def test_model_stock_needs_two_runs(files):
     pre, paths = files
     with pytest.raises(ValueError, match="at least two"):
         soups.model_stock(pre, paths[:1])
+
+
+def test_paper_suite_soups_use_all_72_model_soups_runs():
+    """model-soups' main.py soups all its runs: NUM_MODELS = 72, model_0..model_71 (model_0 included, the LP
+    initialisation the others start from); the paper suite's uniform and greedy soups use the same pool."""
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    ing = paper["backbones"]["ViT-B-32"]["soups"]["ingredients"]
+    assert (ing["first"], ing["last"]) == (0, 71)
+    runs = [ing["pattern"].format(i=i) for i in range(ing["first"], ing["last"] + 1)]  # as common.smk expands it
+    assert len(runs) == 72
+    series = paper["paper"]["checkpoint_series"]["soup-ViT-B-32"]
+    assert series["count"] == 72 and series["url"].endswith("/v0.0.2/model_{i}.pt")
+    made = {f"resources/paper/checkpoints/soup-ViT-B-32-{i}.safetensors" for i in range(series["count"])}
+    assert set(runs) == made  # every converted model-soups run, model_0 included
+    # the second reference the paper suite shows beside Table 2 says the same (its caption note)
+    second = load_second_reference(ROOT / paper["model_soups_reference"])
+    assert second.attrs["runs"] == len(runs)
+    assert "all 72 model-soups runs" in second.attrs["note"]

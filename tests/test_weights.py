@@ -77,12 +77,12 @@ TAU2 = {"a": _t(-2.0, 3.0, 1.0, -5.0), "b": _t(0.3, -6.0)}
 
 
 def test_trim_ranks_over_the_whole_flattened_vector():
-    # fraction 0.5 of 6 entries keeps 3. tau1 magnitudes 4, 1, 0.5, 3 | 0.2, 0.1 -> keep 4, 3, 1:
-    # b is zeroed entirely (a per-tensor top-50% would have kept its 0.2).
-    t1 = trim_top_k(TAU1, 0.5)
+    # fraction 1/3 of 6 entries keeps int(6/3) + 1 = 3. tau1 magnitudes 4, 1, 0.5, 3 | 0.2, 0.1 -> keep
+    # 4, 3, 1: b is zeroed entirely (a per-tensor top third would have kept its 0.2).
+    t1 = trim_top_k(TAU1, 1 / 3)
     assert torch.equal(t1["a"], _t(4.0, -1.0, 0.0, -3.0)) and torch.equal(t1["b"], _t(0.0, 0.0))
     # tau2 magnitudes 2, 3, 1, 5 | 0.3, 6 -> keep 6, 5, 3
-    t2 = trim_top_k(TAU2, 0.5)
+    t2 = trim_top_k(TAU2, 1 / 3)
     assert torch.equal(t2["a"], _t(0.0, 3.0, 0.0, -5.0)) and torch.equal(t2["b"], _t(0.0, -6.0))
     assert torch.equal(trim_top_k(TAU1, 1.0)["a"], TAU1["a"])
     for bad in (0.0, 1.5):
@@ -90,8 +90,28 @@ def test_trim_ranks_over_the_whole_flattened_vector():
             trim_top_k(TAU1, bad)
 
 
+def _reference_topk_mask(flat: torch.Tensor, fraction: float) -> torch.Tensor:
+    """AdaMerging's ``topk_values_mask`` (src/ties_merging_utils.py; FusionBench's ties_merging_utils.py is
+    the same), restated: threshold = kthvalue(d - int(d * K)) of |M|, keep |M| >= threshold."""
+    d = flat.numel()
+    kth = flat.abs().kthvalue(d - int(d * fraction)).values
+    return flat.abs() >= kth
+
+
+@pytest.mark.parametrize("n", [7, 10, 99, 1000, 4097])
+def test_trim_keeps_what_the_reference_ties_code_keeps(n):
+    # int(0.2 n) + 1 entries (e.g. 3 of 10), not round(0.2 n) (2 of 10)
+    g = torch.Generator().manual_seed(n)
+    tau = {"w": torch.randn(n - n // 3, generator=g, dtype=torch.float64),
+           "b": torch.randn(n // 3, generator=g, dtype=torch.float64)}
+    kept = trim_top_k(tau, 0.2)
+    flat_kept = torch.cat([kept["w"], kept["b"]]) != 0
+    assert int(flat_kept.sum()) == int(0.2 * n) + 1
+    assert torch.equal(flat_kept, _reference_topk_mask(torch.cat([tau["w"], tau["b"]]), 0.2))
+
+
 def test_elect_signs_and_disjoint_merge_by_hand():
-    t1, t2 = trim_top_k(TAU1, 0.5), trim_top_k(TAU2, 0.5)
+    t1, t2 = trim_top_k(TAU1, 1 / 3), trim_top_k(TAU2, 1 / 3)
     signs = elect_signs([t1, t2])
     # sums: a = [4+0, -1+3, 0+0, -3-5] = [4, 2, 0, -8]; b = [0, -6]
     assert torch.equal(signs["a"], _t(1.0, 1.0, 0.0, -1.0)) and torch.equal(signs["b"], _t(0.0, -1.0))
@@ -114,11 +134,11 @@ def test_a_cancelling_entry_elects_sign_zero_and_merges_to_zero():
 
 def test_ties_merge_is_theta0_plus_lam_times_disjoint_sum():
     theta0 = {"a": _t(1.0, 1.0, 1.0, 1.0), "b": _t(0.0, 0.0), "steps": torch.tensor(7)}
-    out = ties_merge(theta0, [TAU1, TAU2], fraction=0.5, lam=0.3)
+    out = ties_merge(theta0, [TAU1, TAU2], fraction=1 / 3, lam=0.3)
     assert torch.allclose(out["a"], _t(1.0 + 0.3 * 4, 1.0 + 0.3 * 3, 1.0, 1.0 - 0.3 * 8))
     assert torch.allclose(out["b"], _t(0.0, -0.3 * 6))
     assert out["steps"].item() == 7
-    mean = ties_merge(theta0, [TAU1, TAU2], fraction=0.5, lam=1.0, reduce="mean")
+    mean = ties_merge(theta0, [TAU1, TAU2], fraction=1 / 3, lam=1.0, reduce="mean")
     assert torch.allclose(mean["a"], _t(5.0, 4.0, 1.0, -3.0))
 
 
@@ -191,3 +211,14 @@ def test_fisher_weighted_average_falls_back_to_the_mean():
     assert torch.allclose(out["a.weight"][1:], mean["a.weight"][1:], atol=1e-6)
     with pytest.raises(ValueError, match="one Fisher per state dict"):
         fisher_weighted_average(sds, zero[:1])
+
+
+def test_relative_distance_by_hand():
+    from dawin.weights import relative_distance
+
+    ref = {"visual.a": _t(3.0, 4.0), "visual.b": _t(0.0), "head.weight": _t(100.0)}
+    theta = {"visual.a": _t(3.0, 4.0), "visual.b": _t(5.0), "head.weight": _t(0.0), "text": _t(1.0)}
+    assert relative_distance(theta, ref, "visual.") == (1.0, 5.0)  # ||(0,0,5)|| / ||(3,4,0)||
+    assert relative_distance(ref, ref) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="no common"):
+        relative_distance(theta, ref, "nothing.")

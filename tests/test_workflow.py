@@ -181,12 +181,16 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
     assert {k: counts.pop(k) for k in [k for k in counts if k.endswith("_files")]} == {
         f"{t}_files": 1 for t in [*TABLES, *FIGURES, "reproduction"]}
     assert counts == {
-        "paper_dataset": 15, "fetch_checkpoint": 91, "fetch_hf_model": 9, "convert_checkpoint": 91, "zeroshot_head": 11,
+        # 7 robust-fine-tuning sets (fetched by localrules, extracted by jobs), 8 multi-task sets (localrules)
+        "fetch_dataset": 7, "paper_dataset": 7, "multitask_dataset": 8,
+        # + OpenAI's three CLIP releases and task_vectors' zeroshot.pt (the pool's theta0)
+        "fetch_checkpoint": 95, "fetch_hf_model": 9, "convert_checkpoint": 95, "zeroshot_head": 11,
         "zeroshot_model": 3, "cache_logits": 81, "soup": 3, "soup_metrics": 1, "temperatures": 3, "wise_ft_sweep": 21,
         "metrics": 3, "optimality": 1, "profile": 1,
         # B/32: 14 kinds, 31 (kind, assignment) pairs; B/16 and L/14 (Tables 3-5, A, Figures 4, A): 2 kinds, 12 pairs
         "coefficients": 18, "merged_eval": 55,
-        "multitask_logits": 8, "multitask_merge": 19, "multitask_dawin": 5, "multitask_metrics": 1,
+        "multitask_train_split": 8, "multitask_logits": 8, "multitask_merge": 19, "multitask_dawin": 5,
+        "multitask_metrics": 1,
         "multitask_distances": 1, "paper_inputs": 1, "all": 1,
     }
     assert "demo_" not in res.stdout  # the paper suite replaces the demo config, it does not merge into it

@@ -3,12 +3,17 @@
 A checkpoint source in the config is one of
   ``{url: [primary, mirror, ...]}``            (GitHub release assets, any HTTPS host),
   ``{gdrive_file: <id>}``                      (one Google Drive file, through gdown), or
-  ``{gdrive_folder: <id>, file: <name>}``      (one file of a Drive folder; ``file`` may be omitted when the
-                                               folder holds exactly one checkpoint),
-  ``{hf_repo: <owner/name>}``                  (a Hugging Face model directory: config + safetensors weights),
+  ``{gdrive_folder: <id>, file: <name>}``      (one file of a Drive folder, found in the folder's listing and
+                                               downloaded alone by its own id),
+  ``{hf_repo: <owner/name>}``                  (a Hugging Face model directory: config + weights, safetensors or
+                                               ``pytorch_model.bin``),
   ``{head: {backbone: .., dataset: ..}}``      (a zero-shot head built by this workflow: nothing to fetch),
 optionally with ``sha256``. Without a pinned sha256, the first fetch records the file's hash in a lock file
 and every later fetch must match it, so a silently replaced upstream file is an error, never a new number.
+
+A site can pre-stage files in a mirror folder (``paper.mirror`` in the config), consulted before the network
+and checked against the same hashes: ``<mirror>/<file name of the URL>``, ``<mirror>/gdrive/<file id>``,
+``<mirror>/gdrive/<folder id>/<file>`` and ``<mirror>/hf/<owner>/<name>/`` (see :func:`mirror_path`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
-
-from filelock import FileLock
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from .download import DownloadError, fetch, sha256_file
 
@@ -61,46 +65,85 @@ def enforce_lock(key: str, path: str | Path, lock: str | Path, pinned: str | Non
     return actual
 
 
-def _gdrive(spec: Mapping, dest: Path, cache: Path) -> None:
+def mirror_path(spec: Mapping, mirror: str | Path) -> Path:
+    """Where a pre-staged copy of a source lives in the mirror folder (see the module docstring)."""
+    mirror = Path(mirror)
+    if "url" in spec:
+        return mirror / PurePosixPath(urlsplit(spec["url"][0]).path).name
+    if "gdrive_file" in spec:
+        return mirror / "gdrive" / spec["gdrive_file"]
+    if "gdrive_folder" in spec:
+        return mirror / "gdrive" / spec["gdrive_folder"] / spec.get("file", "")
+    if "hf_repo" in spec:
+        return mirror / "hf" / spec["hf_repo"]
+    raise DownloadError(f"a source needs url, gdrive_file, gdrive_folder or hf_repo, got {sorted(spec)}")
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Put a copy of ``src`` (file or directory) at ``dest`` atomically: hard links where possible."""
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _gdrive_download(file_id: str, dest: Path, what: str) -> None:
     import gdown
 
-    if "gdrive_file" in spec:
-        tmp = dest.with_name(dest.name + ".part")
-        if not gdown.download(id=spec["gdrive_file"], output=str(tmp), quiet=False):
-            raise DownloadError(f"Google Drive file {spec['gdrive_file']} could not be downloaded (quota or permissions)")
-        os.replace(tmp, dest)
-        return
-    # a folder is downloaded once into the cache (marked complete at the end) and shared by every file of
-    # it; the lock serialises the parallel jobs that want files of the same folder
-    folder = cache / spec["gdrive_folder"]
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / ".complete").exists():
-            gdown.download_folder(id=spec["gdrive_folder"], output=str(folder), quiet=False)
-            (folder / ".complete").touch()
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != ".complete")
-    wanted = spec.get("file")
-    if wanted is None:
-        ckpts = [f for f in files if f.endswith((".pt", ".pth", ".bin", ".safetensors"))]
-        if len(ckpts) != 1:
-            raise DownloadError(f"Google Drive folder {spec['gdrive_folder']} holds {len(ckpts)} checkpoints "
-                                f"({', '.join(ckpts[:6])}); name one with `file:` in the config")
-        wanted = ckpts[0]
-    if wanted not in files:
-        raise DownloadError(f"Google Drive folder {spec['gdrive_folder']} has no file {wanted!r} "
-                            f"(it has {', '.join(files[:6])})")
-    shutil.copyfile(folder / wanted, dest.with_name(dest.name + ".part"))
-    os.replace(dest.with_name(dest.name + ".part"), dest)
+    tmp = dest.with_name(dest.name + ".part")
+    if not gdown.download(id=file_id, output=str(tmp), quiet=False):
+        raise DownloadError(f"Google Drive file {file_id} ({what}) could not be downloaded (quota or permissions); "
+                            "download it in a browser and put it in the mirror folder (paper.mirror)")
+    os.replace(tmp, dest)
+
+
+def gdrive_folder_listing(folder_id: str) -> dict[str, str]:
+    """``{path inside the folder: file id}`` of a Drive folder, without downloading anything (gdown lists
+    at most 50 entries per folder level)."""
+    import gdown
+
+    entries = gdown.download_folder(id=folder_id, skip_download=True, quiet=True) or []
+    return {PurePosixPath(e.path).as_posix(): e.id for e in entries}
+
+
+def _gdrive_folder_file(spec: Mapping, dest: Path, config_key: str) -> None:
+    """Download only the named file of a Drive folder, by its own id from the folder's listing."""
+    folder, wanted = spec["gdrive_folder"], spec.get("file")
+    listing = gdrive_folder_listing(folder)
+    held = ", ".join(sorted(listing)) or "nothing visible"
+    if not wanted:
+        raise DownloadError(f"Google Drive folder {folder} holds {held}; name the checkpoint with `{config_key}.file`")
+    matches = [p for p in listing if p == wanted] or [p for p in listing if PurePosixPath(p).name == wanted]
+    if len(matches) != 1:
+        problem = f"has no file {wanted!r}" if not matches else f"has {len(matches)} files named {wanted!r}"
+        raise DownloadError(f"Google Drive folder {folder} {problem}; it holds: {held}. Set `{config_key}.file` "
+                            "in the config to the path of the checkpoint you mean")
+    _gdrive_download(listing[matches[0]], dest, f"{matches[0]} of folder {folder}")
 
 
 def _hf_repo(spec: Mapping, dest: Path) -> None:
     from huggingface_hub import snapshot_download
 
     tmp = dest.with_name(dest.name + ".part")
-    snapshot_download(repo_id=spec["hf_repo"], local_dir=str(tmp),
-                      allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"])
+    # transformers 4.x repos (e.g. openai/clip-vit-base-patch32) ship pytorch_model.bin only; the converter
+    # reads it with torch.load(weights_only=True) after its hash is checked
+    snapshot_download(repo_id=spec["hf_repo"], local_dir=str(tmp), allow_patterns=list(HF_PATTERNS))
     shutil.rmtree(tmp / ".cache", ignore_errors=True)
     os.replace(tmp, dest)
+
+
+HF_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+               "pytorch_model.bin.index.json")
 
 
 def describe_source(spec: Mapping) -> str:
@@ -116,19 +159,26 @@ def describe_source(spec: Mapping) -> str:
     return f"gdrive-folder:{spec.get('gdrive_folder')}/{spec.get('file', '')}"
 
 
-def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path,
-                     cache: str | Path | None = None) -> Path:
-    """Download one upstream checkpoint file to ``dest`` and enforce its hash (see the module docstring).
+def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path, *, mirror: str | Path | None = None,
+                     config_key: str | None = None) -> Path:
+    """Fetch one upstream file (or HF model directory) to ``dest`` and enforce its hash (module docstring).
 
-    ``cache`` keeps whole Google Drive folders (default: beside ``dest``).
+    ``mirror`` is consulted first; ``config_key`` (e.g. ``paper.checkpoints.ViT-B-32.sources.checkpoint``)
+    is named in errors that a config change fixes.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    config_key = config_key or key
     if not dest.exists():
-        if "url" in spec:
+        staged = mirror_path(spec, mirror) if mirror else None
+        if staged is not None and staged.exists() and staged.name:
+            _place(staged, dest)
+        elif "url" in spec:
             fetch(list(spec["url"]), dest, spec.get("sha256"))
-        elif "gdrive_file" in spec or "gdrive_folder" in spec:
-            _gdrive(spec, dest, Path(cache) if cache else dest.parent / ".gdrive")
+        elif "gdrive_file" in spec:
+            _gdrive_download(spec["gdrive_file"], dest, config_key)
+        elif "gdrive_folder" in spec:
+            _gdrive_folder_file(spec, dest, config_key)
         elif "hf_repo" in spec:
             _hf_repo(spec, dest)
         else:

@@ -17,6 +17,11 @@ Supported source formats
     Unpickled with :class:`RestrictedUnpickler`: every foreign class is replaced by an inert stand-in that only
     stores its pickled state; anything not on the allow-list is refused by name. Only done for files whose
     sha256 matches the pinned value when one is given.
+``openai-clip``
+    OpenAI's released CLIP (``openaipublic.azureedge.net/clip/models/<sha256>/<name>.pt``, a TorchScript
+    archive in float16), read by open_clip's own ``load_openai_model`` (the loader behind
+    ``pretrained="openai"``) and written whole, text tower included (the zero-shot heads need it), as a
+    ``dawin-clip`` file that :func:`dawin.models.create_clip` reads with ``weights=``.
 ``hf-clip-vision``
     transformers ``CLIPVisionModel`` / ``CLIPVisionModelWithProjection`` / ``CLIPModel`` directories or state
     dicts (e.g. FusionBench's ``tanganke/clip-vit-base-patch32_<task>``), mapped onto open_clip ViT keys.
@@ -59,7 +64,7 @@ from dawin.models import CheckpointError, ImageClassifier
 
 CONVERTER_NAME = "dawin.convert"
 CONVERTER_VERSION = "1"
-SOURCE_FORMATS = ("model-soups", "pickled-modules", "hf-clip-vision")
+SOURCE_FORMATS = ("model-soups", "pickled-modules", "hf-clip-vision", "openai-clip")
 
 QUICK_GELU, GELU = "quick_gelu", "gelu"
 
@@ -162,6 +167,7 @@ class StandIn:
 _STANDIN_PREFIXES = (
     "src.modeling.",          # task_vectors: ImageEncoder, ClassificationHead, ImageClassifier
     "src.models.modeling.",   # WiSE-FT: same classes under src/models/
+    "modeling.",              # AdaMerging's scripts, run from src/: heads pickled as modeling.ClassificationHead
     "open_clip.model.",
     "open_clip.transformer.",
     "open_clip.modified_resnet.",
@@ -211,7 +217,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for foreign model pickles that never imports or calls foreign code.
 
     ``find_class`` resolves
-      * classes of the upstream code bases (``src.modeling``, ``src.models.modeling``, ``open_clip.{model,
+      * classes of the upstream code bases (``src.modeling``, ``modeling``, ``src.models.modeling``, ``open_clip.{model,
         transformer,modified_resnet,timm_model,transform}``, ``clip.{model,clip}``), of ``torch.nn.modules`` and
         of ``torchvision.transforms`` to inert :class:`StandIn` subclasses of the same name;
       * tensor rebuilding (``torch._utils._rebuild_*``, ``torch._tensor._rebuild_from_type_v2``, ``Parameter``,
@@ -511,7 +517,8 @@ def _head_of(obj: Any, path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def convert_pickled_modules(encoder_path: str | Path, head_path: str | Path | None, architecture: str, *,
                             expected_encoder_sha256: str | None = None,
-                            expected_head_sha256: str | None = None) -> ImageClassifier:
+                            expected_head_sha256: str | None = None,
+                            head: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> ImageClassifier:
     """task_vectors / WiSE-FT pickled modules -> classifier.
 
     ``encoder_path``: a pickled ``ImageEncoder`` (``finetuned.pt``/``zeroshot.pt``, ``.model.visual`` = image
@@ -519,13 +526,16 @@ def convert_pickled_modules(encoder_path: str | Path, head_path: str | Path | No
     saves; then ``head_path`` may be None). ``head_path``: a pickled ``ClassificationHead`` (``head_{Task}.pt``,
     an ``nn.Linear`` with ``normalize=True``). Files are read with :func:`load_pickled` after their sha256 is
     checked against ``expected_encoder_sha256``/``expected_head_sha256`` when given. The tower's activation
-    (QuickGELU or GELU module in the pickle) must match ``architecture``'s.
+    (QuickGELU or GELU module in the pickle) must match ``architecture``'s. ``head`` (weight, bias) replaces
+    the head file for an encoder without one (task_vectors' ``zeroshot.pt``).
     """
     encoder_path = Path(encoder_path)
     enc = load_pickled(encoder_path, expected_encoder_sha256)
     visual_obj = _find_visual(enc, encoder_path)
     visual = module_state_dict(visual_obj)
-    if head_path is None:
+    if head is not None:
+        weight, bias = head
+    elif head_path is None:
         if "classification_head" not in _children(enc, "_modules"):
             raise CheckpointError(f"{encoder_path} holds no classification_head; pass the head file")
         weight, bias = _head_of(enc, encoder_path)
@@ -635,6 +645,28 @@ def convert_hf_clip_vision(model_dir_or_state_dict: str | Path | Mapping[str, to
     return model
 
 
+def convert_openai_clip(path: str | Path, architecture: str) -> torch.nn.Module:
+    """OpenAI's CLIP release (TorchScript archive, or a state dict) -> an open_clip CLIP of ``architecture``.
+
+    The weights pass through open_clip's ``load_openai_model`` exactly as ``pretrained="openai"`` does (float16
+    as released, then float32); the architecture must be the QuickGELU variant the release was trained with,
+    and its every tensor must fit.
+    """
+    from open_clip.openai import load_openai_model
+
+    path = Path(path)
+    try:
+        source = load_openai_model(str(path), precision="fp32", device="cpu")
+    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path} is not an OpenAI CLIP release (TorchScript archive or state dict): {e}") from e
+    target = models.create_clip(architecture)
+    if _target_activation(target.visual) != QUICK_GELU:
+        raise CheckpointError(f"{path}: OpenAI CLIP uses QuickGELU, {architecture} does not; "
+                              f"{_activation_hint(architecture, QUICK_GELU)}")
+    models._load_strict(target, source.state_dict(), path, architecture)
+    return target.eval()
+
+
 # ------------------------------------------------------------------------------------------ entry point
 
 
@@ -645,7 +677,7 @@ def _read_head_file(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return head["weight"], head.get("bias")
 
 
-_ROLES = {"model-soups": {"checkpoint"}, "pickled-modules": {"encoder", "head"},
+_ROLES = {"model-soups": {"checkpoint"}, "openai-clip": {"checkpoint"}, "pickled-modules": {"encoder", "head"},
           "hf-clip-vision": {"model", "head", "projection"}}
 
 
@@ -681,8 +713,13 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
         else:
             digests[role] = check_sha256(p, pins.get(role))
 
-    if source_format == "model-soups":
+    if source_format == "openai-clip":
+        model = convert_openai_clip(paths["checkpoint"], architecture)
+    elif source_format == "model-soups":
         model = convert_model_soups(paths["checkpoint"], architecture)
+    elif source_format == "pickled-modules" and paths.get("head", Path()).suffix == ".safetensors":
+        # an encoder without a head of its own (task_vectors' zeroshot.pt) with a head this workflow built
+        model = convert_pickled_modules(paths["encoder"], None, architecture, head=_read_head_file(paths["head"]))
     elif source_format == "pickled-modules":
         model = convert_pickled_modules(paths["encoder"], paths.get("head"), architecture)
     else:
@@ -702,7 +739,7 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     urls = dict(urls or {})
     record = {
-        "format": models.CLASSIFIER_FORMAT,
+        "format": models.CLIP_FORMAT if source_format == "openai-clip" else models.CLASSIFIER_FORMAT,
         "architecture": architecture,
         "source_format": source_format,
         "sources": {role: {"path": str(p), "url": urls.get(role), "sha256": digests[role],
@@ -710,13 +747,16 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
                     for role, p in paths.items()},
         "converter": CONVERTER_NAME,
         "converter_version": CONVERTER_VERSION,
-        "num_classes": int(model.head.weight.shape[0]),
         "output": str(out_path),
     }
-    model.save(out_path,
-               source=";".join(f"{r}={urls.get(r) or p}" for r, p in paths.items()),
-               source_sha256=";".join(f"{r}={d}" for r, d in digests.items()),
-               source_format=source_format, converter=CONVERTER_NAME, converter_version=CONVERTER_VERSION)
+    provenance = dict(source=";".join(f"{r}={urls.get(r) or p}" for r, p in paths.items()),
+                      source_sha256=";".join(f"{r}={d}" for r, d in digests.items()),
+                      source_format=source_format, converter=CONVERTER_NAME, converter_version=CONVERTER_VERSION)
+    if source_format == "openai-clip":
+        models.save_clip(model, architecture, out_path, **provenance)
+    else:
+        record["num_classes"] = int(model.head.weight.shape[0])
+        model.save(out_path, **provenance)
     record["sha256"] = models.sha256(out_path)
     side = Path(sidecar) if sidecar is not None else out_path.with_name(out_path.name + ".json")
     side.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

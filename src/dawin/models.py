@@ -67,8 +67,8 @@ def create_clip(architecture: str, pretrained: str | None = None, weights: str |
     return model.eval()
 
 
-def save_clip(model: torch.nn.Module, architecture: str, path: str | Path) -> None:
-    save_tensors(path, model.state_dict(), {"format": CLIP_FORMAT, "architecture": architecture})
+def save_clip(model: torch.nn.Module, architecture: str, path: str | Path, **metadata: str) -> None:
+    save_tensors(path, model.state_dict(), {**metadata, "format": CLIP_FORMAT, "architecture": architecture})
 
 
 def preprocess(model_or_visual: torch.nn.Module):

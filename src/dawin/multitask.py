@@ -3,6 +3,11 @@
 A pool is the zero-shot classifier's image tower (theta0) plus one expert classifier per task, each a
 tower fine-tuned with its task's frozen head (task_vectors' recipe); the heads stay per task. Merging
 methods (:mod:`dawin.merging`) return one encoder; it is evaluated on every task through that task's head.
+
+What the methods learn from (:func:`method_data`): AdaMerging(++) the whole unlabelled test set of every task
+(a fresh batch per step, read from disk), Fisher merging and RegMean ``n_examples`` images of every task's
+*train* split (FusionBench's ``clip_fisher_merging.yaml`` / ``clip_regmean.yaml``), which the config must
+name (``multitask.tasks.<task>.train``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .datasets import load_dataset
+from .datasets import DatasetError, ImageFolderDataset, load_dataset
 from .expertise import accuracy
 from .logits import compute_logits
-from .merging import get_method
+from .merging import METHODS, get_method
 from .merging.pool import ModelPool
 from .models import ImageClassifier, preprocess
 
@@ -56,7 +61,44 @@ def evaluate(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence
     return out
 
 
-def run_method(name: str, pool: ModelPool, data: Mapping[str, torch.Tensor] | None,
+TRAIN_SPLIT_METHODS = ("fisher", "regmean")
+"""Methods that take their examples from each task's train split."""
+TEST_SET_METHODS = tuple(m for m in METHODS if m.startswith("adamerging"))
+"""Methods that learn from each task's unlabelled test set (AdaMerging's test-time adaptation)."""
+
+
+def method_data(name: str, tasks: Sequence[str], *, test: Mapping[str, str], train: Mapping[str, str | None],
+                transform) -> dict[str, ImageFolderDataset] | None:
+    """The images merging method ``name`` learns from, as lazily read datasets (no image is loaded here):
+    each task's test set for AdaMerging, its train split for Fisher / RegMean, None for the others.
+
+    A task without a train split stops Fisher / RegMean with a DatasetError naming the config key to set
+    (they never fall back to test images).
+    """
+    if name in TEST_SET_METHODS:
+        return {t: load_dataset(test[t], transform=transform) for t in tasks}
+    if name in TRAIN_SPLIT_METHODS:
+        missing = [t for t in tasks if not train.get(t)]
+        if missing:
+            raise DatasetError(f"{name} takes its examples from each task's train split, but no train split is "
+                               f"configured for {', '.join(missing)}: set multitask.tasks.{missing[0]}.train (and "
+                               "for the others) to the split's dataset directory")
+        return {t: load_dataset(train[t], transform=transform) for t in tasks}
+    return None
+
+
+def method_options(name: str, options: Mapping, *, seed: int, num_workers: int = 0) -> dict:
+    """The config options of method ``name`` plus the run's ``seed`` for the methods that draw images (and
+    the loader workers for AdaMerging), unless the options set them."""
+    out = dict(options)
+    if name in TRAIN_SPLIT_METHODS or name in TEST_SET_METHODS:
+        out.setdefault("seed", seed)
+    if name in TEST_SET_METHODS:
+        out.setdefault("num_workers", num_workers)
+    return out
+
+
+def run_method(name: str, pool: ModelPool, data: Mapping | None,
                **options) -> tuple[dict[str, torch.Tensor], float]:
     """Merge with registry method ``name`` (``pretrained`` returns theta0); also the seconds it took."""
     start = time.perf_counter()

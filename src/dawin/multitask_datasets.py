@@ -1,17 +1,25 @@
-"""The 8 multi-task test sets of task arithmetic (DaWin's multi-task setup) in our dataset protocol.
+"""The 8 multi-task datasets of task arithmetic (DaWin's multi-task setup), test and train splits, in our
+dataset protocol.
 
 SUN397, Stanford Cars, RESISC45, EuroSAT, SVHN, GTSRB, MNIST and DTD: class names in label order, prompt
 templates and expected sizes are shipped in ``dawin/data/multitask.json`` (see its ``sources`` fields);
 :func:`load_task_metadata` reads and checks them.
 
-Each ``build_*`` function converts one test split, as its source distributes it, into the protocol of
-:mod:`dawin.datasets`: the images are written under ``<root>/test/<label:03d>/<i:06d>.<ext>`` (``i`` = position
-in the source's test order), ``index.csv`` lists them in that order (so the split and its order are explicit
-and no random split is ever drawn), ``dataset.json`` carries the task's class names and prompt templates (the
+Each ``build_*`` function converts one split (``split="test"``, the default, or ``"train"``), as its source
+distributes it, into the protocol of :mod:`dawin.datasets`: the images are written under
+``<root>/<split>/<label:03d>/<i:06d>.<ext>`` (``i`` = position in the source's order of that split), ``index.csv``
+lists them in that order (so the split and its order are explicit and no random split is ever drawn),
+``dataset.json`` carries the task's class names and prompt templates (the
 zero-shot head comes from those prompts), and ``verify.json`` (image count, class counts, sha256 of
 ``index.csv``, where the data came from) is written last: its presence means the dataset was checked and
 written completely. Encoded images (parquet bytes, JPEG/PPM files) are written byte for byte with the
 extension of their format; arrays (SVHN's .mat, MNIST's idx files) are written as PNG (lossless).
+
+The test splits are what every method is evaluated on (and AdaMerging's unlabelled data). The train splits
+are where Fisher merging and RegMean take their examples, as FusionBench does (``clip_fisher_merging.yaml``,
+``clip_regmean.yaml``: 256 examples from each task's train split): the same sources, split ``train``
+(``data/train-*.parquet``, ``train_32x32.mat``, ``train-*-idx*-ubyte.gz``, GTSRB's training zip, DTD's
+``labels/train1.txt``), with the expected sizes of :data:`EXPECTED_TRAIN_IMAGES`.
 
 ========================  ===================================================================  ========  =======
 task                      sources (first = default of :func:`prepare_task`)                    images    classes
@@ -30,7 +38,9 @@ Labels: for the HF parquet shards the label integers are the source's (its ``Cla
 names embedded in the shards are compared with the shipped class names (case, ``_`` and spacing ignored)
 and a disagreement is an error. SVHN's digit 0 is stored as 10 and mapped to 0 (as torchvision does). DTD
 from the VGG tarball: label = position of the folder in the sorted 47 folder names (torchvision's DTD).
-GTSRB from torchvision's files: label = ``ClassId`` of ``GT-final_test.csv``, in its row order.
+GTSRB from torchvision's files: label = ``ClassId`` of ``GT-final_test.csv``, in its row order (test);
+label = the ``<ClassId:05d>`` class folder of ``GTSRB/Training`` (or ``GTSRB/Final_Training/Images``), folders and
+files sorted, as torchvision's ``GTSRB(split="train")`` (train).
 
 Reading parquet needs ``pyarrow``; it is imported only when a parquet shard is read.
 """
@@ -58,12 +68,20 @@ from .datasets import INDEX, META, DatasetError, write_dataset
 from .download import DownloadError, fetch, fetch_and_extract, sha256_file
 from .paper_datasets import DATA_DIR, VERIFY, _check_count
 
-SPLIT_DIR = "test"
+SPLIT_DIR = "test"  # the default split (and the folder its images are written to)
+SPLITS = ("test", "train")
 HF_ENDPOINT = "https://huggingface.co"
 TASKS = ("sun397", "stanford_cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd")
 
 EXPECTED_IMAGES = {"sun397": 19_850, "stanford_cars": 8_041, "resisc45": 6_300, "eurosat": 2_700,
                    "svhn": 26_032, "gtsrb": 12_630, "mnist": 10_000, "dtd": 1_880}
+# Train split sizes per source: the published counts (multitask.json cites each), None where no exact count was
+# confirmed (the tanganke/* dataset viewers show only rounded row counts for sun397, stanford_cars, eurosat). The
+# HF DTD train split (3,760) is not the VGG tarball's train1 list (1,880).
+EXPECTED_TRAIN_IMAGES: dict[str, dict[str, int | None]] = {
+    "sun397": {"hf": None}, "stanford_cars": {"hf": None}, "resisc45": {"hf": 18_900}, "eurosat": {"hf": None},
+    "svhn": {"torchvision": 73_257}, "gtsrb": {"hf": 26_640, "torchvision": 26_640},
+    "mnist": {"torchvision": 60_000}, "dtd": {"hf": 3_760, "vgg": 1_880}}
 EXPECTED_CLASSES = {"sun397": 397, "stanford_cars": 196, "resisc45": 45, "eurosat": 10, "svhn": 10, "gtsrb": 43,
                     "mnist": 10, "dtd": 47}
 
@@ -102,6 +120,10 @@ def load_task_metadata() -> dict[str, TaskInfo]:
         if t["expected_images"] != EXPECTED_IMAGES.get(name):
             raise DatasetError(f"dawin/data/multitask.json: {name}: expected_images {t['expected_images']} "
                                f"disagrees with EXPECTED_IMAGES {EXPECTED_IMAGES.get(name)}")
+        train = {spec["id"]: spec["train"]["expected_images"] for spec in t["sources"]["data"]}
+        if train != EXPECTED_TRAIN_IMAGES.get(name):
+            raise DatasetError(f"dawin/data/multitask.json: {name}: train expected_images {train} disagree with "
+                               f"EXPECTED_TRAIN_IMAGES {EXPECTED_TRAIN_IMAGES.get(name)}")
         tasks[name] = TaskInfo(name, t["task_vectors_name"], names, templates, t["expected_images"], t["sources"])
     if tuple(tasks) != TASKS:
         raise DatasetError(f"dawin/data/multitask.json: tasks {tuple(tasks)} != {TASKS}")
@@ -120,30 +142,65 @@ SOURCES: dict[str, dict[str, dict]] = {
     name: {spec["id"]: spec for spec in t["sources"]["data"]} for name, t in _raw()["tasks"].items()}
 
 
-def _instructions(name: str) -> str:
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+    return split
+
+
+def source_spec(name: str, via: str, split: str = "test") -> dict:
+    """The download spec of source ``via`` for ``split``: the test spec, with its ``train`` entry merged in."""
+    spec = SOURCES[name][via]
+    if _check_split(split) == "test":
+        return spec
+    return {**{k: v for k, v in spec.items() if k != "train"}, **spec["train"]}
+
+
+def expected_split_images(name: str, split: str = "test", via: str | None = None) -> int | None:
+    """The published size of ``split`` of task ``name`` from source ``via`` (default: the default source)."""
+    task_info(name)
+    if _check_split(split) == "test":
+        return EXPECTED_IMAGES[name]
+    return EXPECTED_TRAIN_IMAGES[name][via or next(iter(SOURCES[name]))]
+
+
+_DEFAULT = object()  # builders' expected_images default: the published size of the split and layout read
+
+
+def _expected(name: str, split: str, via: str, given) -> int | None:
+    return expected_split_images(name, split, via) if given is _DEFAULT else given
+
+
+def instructions(name: str, split: str = "test") -> str:
+    """How to get ``split`` of task ``name`` by hand, for error messages."""
     parts = []
     for spec in SOURCES[name].values():
         if spec["kind"] == "hf_parquet":
-            parts.append(f"download the test shards {spec['pattern']} of the HF dataset {spec['repo']} (e.g. "
-                         f"`hf download {spec['repo']} --repo-type dataset --include 'data/test-*' "
+            parts.append(f"download the {split} shards data/{split}-*.parquet of the HF dataset {spec['repo']} "
+                         f"(e.g. `hf download {spec['repo']} --repo-type dataset --include 'data/{split}-*' "
                          "--local-dir <dir>`) and pass <dir> (reading them needs pyarrow)")
         elif name == "svhn":
-            parts.append("download test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ and pass the file or "
-                         "its folder")
+            parts.append(f"download {split}_32x32.mat from http://ufldl.stanford.edu/housenumbers/ and pass the file "
+                         "or its folder")
         elif name == "mnist":
-            parts.append("download t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (e.g. from "
+            stem = _MNIST_STEM[split]
+            parts.append(f"download {stem}-images-idx3-ubyte.gz and {stem}-labels-idx1-ubyte.gz (e.g. from "
                          "https://ossci-datasets.s3.amazonaws.com/mnist/) into one folder and pass it")
-        elif name == "gtsrb":
+        elif name == "gtsrb" and split == "test":
             parts.append("or extract torchvision's GTSRB_Final_Test_Images.zip and GTSRB_Final_Test_GT.zip "
                          "(sid.erda.dk) into one folder (GT-final_test.csv and GTSRB/Final_Test/Images/*.ppm) and "
                          "pass it")
+        elif name == "gtsrb":
+            parts.append("or extract torchvision's GTSRB-Training_fixed.zip (sid.erda.dk) and pass the folder holding "
+                         "GTSRB/Training/<class>/*.ppm")
         elif name == "dtd":
             parts.append("or extract dtd-r1.0.1.tar.gz (robots.ox.ac.uk/~vgg/data/dtd) and pass the folder "
-                         "holding dtd/images/<class>/ and dtd/labels/test1.txt")
+                         f"holding dtd/images/<class>/ and dtd/labels/{split}1.txt")
     return "; ".join(parts)
 
 
-INSTRUCTIONS = {name: _instructions(name) for name in TASKS}
+_MNIST_STEM = {"test": "t10k", "train": "train"}
+INSTRUCTIONS = {name: instructions(name) for name in TASKS}
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -163,9 +220,10 @@ def _image_ext(data: bytes, what: str) -> str:
     return _FORMAT_EXT.get(fmt or "", "." + (fmt or "img").lower())
 
 
-def _write_split(name: str, root: Path, rows: Iterable[tuple[Payload, int]], n_classes: int) -> list[tuple[str, int]]:
-    """Write every row to ``<root>/test/<label:03d>/<i:06d>.<ext>`` (via a temporary sibling, moved at the end)."""
-    final, tmp = root / SPLIT_DIR, root / f".{SPLIT_DIR}.partial"
+def _write_split(name: str, root: Path, rows: Iterable[tuple[Payload, int]], n_classes: int,
+                 split: str = SPLIT_DIR) -> list[tuple[str, int]]:
+    """Write every row to ``<root>/<split>/<label:03d>/<i:06d>.<ext>`` (via a temporary sibling, moved at the end)."""
+    final, tmp = root / split, root / f".{split}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     items: list[tuple[str, int]] = []
@@ -174,7 +232,7 @@ def _write_split(name: str, root: Path, rows: Iterable[tuple[Payload, int]], n_c
         for i, (payload, label) in enumerate(rows):
             label = int(label)
             if not 0 <= label < n_classes:
-                raise DatasetError(f"{name}: test image {i} has label {label}, outside 0..{n_classes - 1}")
+                raise DatasetError(f"{name}: {split} image {i} has label {label}, outside 0..{n_classes - 1}")
             folder = f"{label:03d}"
             if folder not in made:
                 (tmp / folder).mkdir()
@@ -185,10 +243,10 @@ def _write_split(name: str, root: Path, rows: Iterable[tuple[Payload, int]], n_c
             else:
                 is_file = isinstance(payload, Path)
                 data = payload.read_bytes() if is_file else bytes(payload)
-                what = f"{name}: test image {i}" + (f" ({payload})" if is_file else "")
+                what = f"{name}: {split} image {i}" + (f" ({payload})" if is_file else "")
                 rel = f"{folder}/{i:06d}{_image_ext(data, what)}"
                 (tmp / rel).write_bytes(data)
-            items.append((f"{SPLIT_DIR}/{rel}", label))
+            items.append((f"{split}/{rel}", label))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -201,7 +259,8 @@ def _write_split(name: str, root: Path, rows: Iterable[tuple[Payload, int]], n_c
 
 
 def _build(name: str, root: str | Path, rows: Iterable[tuple[Payload, int]], n_images: int, source: str,
-           expected_images: int | None, expected_classes: int | None, extra: Mapping | None) -> dict:
+           expected_images: int | None, expected_classes: int | None, extra: Mapping | None,
+           split: str = SPLIT_DIR) -> dict:
     """Check the count, write the images, then index.csv, dataset.json and (last) verify.json."""
     info = task_info(name)
     _check_count(name, source, n_images, expected_images)
@@ -209,7 +268,7 @@ def _build(name: str, root: str | Path, rows: Iterable[tuple[Payload, int]], n_i
     root.mkdir(parents=True, exist_ok=True)
     for stale in (VERIFY, META, INDEX):
         (root / stale).unlink(missing_ok=True)
-    items = _write_split(name, root, rows, len(info.classnames))
+    items = _write_split(name, root, rows, len(info.classnames), split)
     if len(items) != n_images:  # a source that announced one size and delivered another
         _check_count(name, source, len(items), n_images)
     counts = np.bincount([label for _, label in items], minlength=len(info.classnames))
@@ -220,9 +279,9 @@ def _build(name: str, root: str | Path, rows: Iterable[tuple[Payload, int]], n_i
                            f"(missing e.g. {', '.join(missing)})")
     write_dataset(root, name, info.classnames, info.templates, items)
     meta = json.loads((root / META).read_text())
-    meta.update({"split": "test", "task_vectors_name": info.task_vectors_name})
+    meta.update({"split": split, "task_vectors_name": info.task_vectors_name})
     (root / META).write_text(json.dumps(meta, indent=1) + "\n")
-    record = {"name": name, "split": "test", "n_images": len(items), "expected_images": expected_images,
+    record = {"name": name, "split": split, "n_images": len(items), "expected_images": expected_images,
               "n_classes": len(info.classnames), "n_classes_present": n_present,
               "images_per_class": {"min": int(counts.min()), "max": int(counts.max())},
               "index_sha256": sha256_file(root / INDEX), "source": source, **(extra or {})}
@@ -338,8 +397,8 @@ def _pyarrow_parquet(name: str):
     return pq
 
 
-def _parquet_source(name: str, files: Sequence[Path], check_names: bool):
-    """(row count, row iterator, record fields) for the test shards ``files``; reads only metadata up front."""
+def _parquet_source(name: str, files: Sequence[Path], check_names: bool, split: str = SPLIT_DIR):
+    """(row count, row iterator, record fields) for the ``split`` shards ``files``; reads only metadata up front."""
     pq = _pyarrow_parquet(name)
     total, cols, names_seen = 0, [], None
     for f in files:
@@ -366,7 +425,7 @@ def _parquet_source(name: str, files: Sequence[Path], check_names: bool):
                 for img, lab in zip(imgs, labels):
                     data = img.get("bytes") if isinstance(img, dict) else img
                     if data is None or lab is None:
-                        raise DatasetError(f"{name}: test row {i} of {f} has no image bytes or no label")
+                        raise DatasetError(f"{name}: {split} row {i} of {f} has no image bytes or no label")
                     yield data, lab
                     i += 1
 
@@ -374,62 +433,69 @@ def _parquet_source(name: str, files: Sequence[Path], check_names: bool):
 
 
 def _build_hf(name: str, source, root, expected_images, expected_classes, check_names: bool,
-              extra: Mapping | None) -> dict:
-    files = parquet_shards(source)
+              extra: Mapping | None, split: str = SPLIT_DIR) -> dict:
+    files = parquet_shards(source, split)
     if not files:
-        raise DatasetError(f"{name}: no test parquet shards at {source} (looked for test-*.parquet there and in "
-                           f"data/). {INSTRUCTIONS[name]}")
-    n, rows, fields = _parquet_source(name, files, check_names)
+        raise DatasetError(f"{name}: no {split} parquet shards at {source} (looked for {split}-*.parquet there and "
+                           f"in data/). {instructions(name, split)}")
+    n, rows, fields = _parquet_source(name, files, check_names, split)
     record_source = str(files[0].parent.resolve())
     extra = {"layout": "HF parquet shards", "source_files": [f.name for f in files], **fields, **(extra or {})}
-    return _build(name, root, rows, n, record_source, expected_images, expected_classes, extra)
+    return _build(name, root, rows, n, record_source, _expected(name, split, "hf", expected_images),
+                  expected_classes, extra, split)
 
 
-def _has_shards(source) -> bool:
-    return not isinstance(source, (str, Path)) or bool(parquet_shards(source))
+def _has_shards(source, split: str = SPLIT_DIR) -> bool:
+    return not isinstance(source, (str, Path)) or bool(parquet_shards(source, split))
 
 
 # --- builders --------------------------------------------------------------------------------------
+# ``expected_images`` defaults to the published size of the split (and, for GTSRB and DTD, of the layout found:
+# see EXPECTED_TRAIN_IMAGES); None skips the count check.
 
 
-def build_sun397(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["sun397"],
+def build_sun397(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                  expected_classes: int | None = EXPECTED_CLASSES["sun397"], check_label_names: bool = True,
                  extra: Mapping | None = None) -> dict:
-    """SUN397 test split from the parquet shards of HF ``tanganke/sun397`` (a folder, a shard or a list)."""
-    return _build_hf("sun397", source, root, expected_images, expected_classes, check_label_names, extra)
+    """SUN397 ``split`` from the parquet shards of HF ``tanganke/sun397`` (a folder, a shard or a list)."""
+    return _build_hf("sun397", source, root, expected_images, expected_classes, check_label_names, extra,
+                     _check_split(split))
 
 
-def build_stanford_cars(source, root: str | Path, *,
-                        expected_images: int | None = EXPECTED_IMAGES["stanford_cars"],
+def build_stanford_cars(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                         expected_classes: int | None = EXPECTED_CLASSES["stanford_cars"],
                         check_label_names: bool = True, extra: Mapping | None = None) -> dict:
-    """Stanford Cars test split from the parquet shards of HF ``tanganke/stanford_cars``."""
-    return _build_hf("stanford_cars", source, root, expected_images, expected_classes, check_label_names, extra)
+    """Stanford Cars ``split`` from the parquet shards of HF ``tanganke/stanford_cars``."""
+    return _build_hf("stanford_cars", source, root, expected_images, expected_classes, check_label_names, extra,
+                     _check_split(split))
 
 
-def build_resisc45(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["resisc45"],
+def build_resisc45(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                    expected_classes: int | None = EXPECTED_CLASSES["resisc45"], check_label_names: bool = True,
                    extra: Mapping | None = None) -> dict:
-    """RESISC45 test split from the parquet shards of HF ``tanganke/resisc45``."""
-    return _build_hf("resisc45", source, root, expected_images, expected_classes, check_label_names, extra)
+    """RESISC45 ``split`` from the parquet shards of HF ``tanganke/resisc45``."""
+    return _build_hf("resisc45", source, root, expected_images, expected_classes, check_label_names, extra,
+                     _check_split(split))
 
 
-def build_eurosat(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["eurosat"],
+def build_eurosat(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                   expected_classes: int | None = EXPECTED_CLASSES["eurosat"], check_label_names: bool = True,
                   extra: Mapping | None = None) -> dict:
-    """EuroSAT test split from the parquet shards of HF ``tanganke/eurosat`` (not task_vectors' own split,
+    """EuroSAT ``split`` from the parquet shards of HF ``tanganke/eurosat`` (not task_vectors' own split,
     which was random and never published)."""
-    return _build_hf("eurosat", source, root, expected_images, expected_classes, check_label_names, extra)
+    return _build_hf("eurosat", source, root, expected_images, expected_classes, check_label_names, extra,
+                     _check_split(split))
 
 
-def build_svhn(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["svhn"],
+def build_svhn(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                expected_classes: int | None = EXPECTED_CLASSES["svhn"], extra: Mapping | None = None) -> dict:
-    """SVHN test split from ``test_32x32.mat`` (the file, or a folder holding it): X is 32x32x3xN, y holds
+    """SVHN ``split`` from ``<split>_32x32.mat`` (the file, or a folder holding it): X is 32x32x3xN, y holds
     1..10 with 10 for the digit 0 (mapped to 0). Images are written as PNG in file order."""
-    name, source = "svhn", Path(source)
-    mat = source if source.is_file() else _find(source, "test_32x32.mat", depth=2)
+    name, source, split = "svhn", Path(source), _check_split(split)
+    fname = f"{split}_32x32.mat"
+    mat = source if source.is_file() else _find(source, fname, depth=2)
     if mat is None:
-        raise DatasetError(f"{name}: no test_32x32.mat at {source}. {INSTRUCTIONS[name]}")
+        raise DatasetError(f"{name}: no {fname} at {source}. {instructions(name, split)}")
     from scipy.io import loadmat
 
     try:
@@ -447,8 +513,9 @@ def build_svhn(source, root: str | Path, *, expected_images: int | None = EXPECT
         raise DatasetError(f"{name}: {mat}: labels must be 1..10 (10 = digit 0), found {y.min()}..{y.max()}")
     y[y == 10] = 0
     rows = ((np.ascontiguousarray(x[:, :, :, i]), int(y[i])) for i in range(y.size))
-    extra = {"layout": "test_32x32.mat", "source_files": [mat.name], **(extra or {})}
-    return _build(name, root, rows, int(y.size), str(mat.resolve()), expected_images, expected_classes, extra)
+    extra = {"layout": fname, "source_files": [mat.name], **(extra or {})}
+    return _build(name, root, rows, int(y.size), str(mat.resolve()),
+                  _expected(name, split, "torchvision", expected_images), expected_classes, extra, split)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -471,16 +538,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     return arr.reshape(dims)
 
 
-def build_mnist(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["mnist"],
+def build_mnist(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                 expected_classes: int | None = EXPECTED_CLASSES["mnist"], extra: Mapping | None = None) -> dict:
-    """MNIST test split from ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]`` (in ``source``
-    or torchvision's ``MNIST/raw`` below it), as grayscale PNG in file order."""
-    name, source = "mnist", Path(source)
+    """MNIST ``split`` from ``t10k-`` (test) or ``train-`` (train) ``images-idx3-ubyte[.gz]`` and
+    ``labels-idx1-ubyte[.gz]`` (in ``source`` or torchvision's ``MNIST/raw`` below it), as grayscale PNG in file
+    order."""
+    name, source, split = "mnist", Path(source), _check_split(split)
     found = {}
-    for key, stem in (("images", "t10k-images-idx3-ubyte"), ("labels", "t10k-labels-idx1-ubyte")):
+    for key, kind in (("images", "images-idx3-ubyte"), ("labels", "labels-idx1-ubyte")):
+        stem = f"{_MNIST_STEM[split]}-{kind}"
         found[key] = next((p for p in (_find(source, stem + ".gz"), _find(source, stem)) if p is not None), None)
         if found[key] is None:
-            raise DatasetError(f"{name}: no {stem}[.gz] at {source}. {INSTRUCTIONS[name]}")
+            raise DatasetError(f"{name}: no {stem}[.gz] at {source}. {instructions(name, split)}")
     images, labels = read_idx(found["images"]), read_idx(found["labels"])
     if images.ndim != 3 or labels.ndim != 1:
         raise DatasetError(f"{name}: expected an N x 28 x 28 image file and an N label file, found shapes "
@@ -489,8 +558,8 @@ def build_mnist(source, root: str | Path, *, expected_images: int | None = EXPEC
         raise DatasetError(f"{name}: {len(images)} images but {len(labels)} labels")
     rows = ((images[i], int(labels[i])) for i in range(len(labels)))
     extra = {"layout": "idx files", "source_files": [found["images"].name, found["labels"].name], **(extra or {})}
-    return _build(name, root, rows, len(labels), str(found["images"].parent.resolve()), expected_images,
-                  expected_classes, extra)
+    return _build(name, root, rows, len(labels), str(found["images"].parent.resolve()),
+                  _expected(name, split, "torchvision", expected_images), expected_classes, extra, split)
 
 
 def _listed_files(name: str, base: Path, listed: list[tuple[Path, int]], expected_images: int | None,
@@ -503,45 +572,66 @@ def _listed_files(name: str, base: Path, listed: list[tuple[Path, int]], expecte
                            f"{len(listed) - len(missing)} (first missing: {missing[0]}); re-download or complete it")
 
 
-def build_gtsrb(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["gtsrb"],
+def _gtsrb_training_files(name: str, images: Path, n_classes: int) -> list[tuple[Path, int]]:
+    """torchvision's ``GTSRB(split="train")``: ``<ClassId:05d>/*.ppm`` in sorted folders, files sorted."""
+    listed = []
+    for folder in sorted(p for p in images.iterdir() if p.is_dir()):
+        if not (folder.name.isdigit() and int(folder.name) < n_classes):
+            raise DatasetError(f"{name}: {folder} is no GTSRB class folder (00000..{n_classes - 1:05d})")
+        listed += [(f, int(folder.name)) for f in sorted(folder.glob("*.ppm"))]
+    return listed
+
+
+def build_gtsrb(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
                 expected_classes: int | None = EXPECTED_CLASSES["gtsrb"], check_label_names: bool = True,
                 extra: Mapping | None = None) -> dict:
-    """GTSRB test split: HF ``tanganke/gtsrb`` parquet shards, or torchvision's files (``GT-final_test.csv``
-    with ``ClassId`` per ``Filename``, images in ``GTSRB/Final_Test/Images``), in the csv's row order."""
-    name = "gtsrb"
-    if _has_shards(source):
-        return _build_hf(name, source, root, expected_images, expected_classes, check_label_names, extra)
+    """GTSRB ``split``: HF ``tanganke/gtsrb`` parquet shards, or torchvision's files: test = ``GT-final_test.csv``
+    with ``ClassId`` per ``Filename``, images in ``GTSRB/Final_Test/Images``, in the csv's row order; train =
+    ``GTSRB/Training/<ClassId:05d>/*.ppm`` (or ``GTSRB/Final_Training/Images/...``), folders and files sorted."""
+    name, split = "gtsrb", _check_split(split)
+    if _has_shards(source, split):
+        return _build_hf(name, source, root, expected_images, expected_classes, check_label_names, extra, split)
     source = Path(source)
-    gt = _find(source, "GT-final_test.csv")
-    images = _find(source, "GTSRB/Final_Test/Images") or _find(source, "Final_Test/Images")
-    if gt is None or images is None:
-        raise DatasetError(f"{name}: neither test parquet shards nor GT-final_test.csv with GTSRB/Final_Test/Images "
-                           f"at {source}. {INSTRUCTIONS[name]}")
-    with open(gt, newline="") as f:
-        try:
-            listed = [(images / r["Filename"], int(r["ClassId"]))
-                      for r in csv.DictReader(f, delimiter=";", skipinitialspace=True)]
-        except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{name}: {gt} is not GTSRB's test ground truth (Filename;...;ClassId): {e}") from e
-    _listed_files(name, images, listed, expected_images, gt.name)
-    extra = {"layout": "torchvision GTSRB (GT-final_test.csv)", "source_files": [gt.name], **(extra or {})}
+    if split == "train":
+        images = _find(source, "GTSRB/Training") or _find(source, "GTSRB/Final_Training/Images")
+        if images is None:
+            raise DatasetError(f"{name}: neither train parquet shards nor GTSRB/Training/<class>/*.ppm at {source}. "
+                               f"{instructions(name, split)}")
+        listed, what = _gtsrb_training_files(name, images, len(task_info(name).classnames)), "class folders"
+        layout, files = f"torchvision GTSRB ({images.parent.name}/{images.name}/<class>/*.ppm)", []
+    else:
+        gt = _find(source, "GT-final_test.csv")
+        images = _find(source, "GTSRB/Final_Test/Images") or _find(source, "Final_Test/Images")
+        if gt is None or images is None:
+            raise DatasetError(f"{name}: neither test parquet shards nor GT-final_test.csv with "
+                               f"GTSRB/Final_Test/Images at {source}. {instructions(name, split)}")
+        with open(gt, newline="") as f:
+            try:
+                listed = [(images / r["Filename"], int(r["ClassId"]))
+                          for r in csv.DictReader(f, delimiter=";", skipinitialspace=True)]
+            except (KeyError, TypeError, ValueError) as e:
+                raise DatasetError(f"{name}: {gt} is not GTSRB's test ground truth (Filename;...;ClassId): {e}") from e
+        what, layout, files = gt.name, "torchvision GTSRB (GT-final_test.csv)", [gt.name]
+    expected_images = _expected(name, split, "torchvision", expected_images)
+    _listed_files(name, images, listed, expected_images, what)
+    extra = {"layout": layout, "source_files": files, **(extra or {})}
     return _build(name, root, iter(listed), len(listed), str(images.resolve()), expected_images,
-                  expected_classes, extra)
+                  expected_classes, extra, split)
 
 
-def build_dtd(source, root: str | Path, *, expected_images: int | None = EXPECTED_IMAGES["dtd"],
+def build_dtd(source, root: str | Path, *, split: str = SPLIT_DIR, expected_images=_DEFAULT,
               expected_classes: int | None = EXPECTED_CLASSES["dtd"], partition: int = 1,
               check_label_names: bool = True, extra: Mapping | None = None) -> dict:
-    """DTD test split: HF ``tanganke/dtd`` parquet shards, or the VGG tarball's ``dtd/labels/test<partition>.txt``
+    """DTD ``split``: HF ``tanganke/dtd`` parquet shards, or the VGG tarball's ``dtd/labels/<split><partition>.txt``
     (lines ``<class>/<file>.jpg``; label = position of the class in the sorted 47 folder names), in list order."""
-    name = "dtd"
-    if _has_shards(source):
-        return _build_hf(name, source, root, expected_images, expected_classes, check_label_names, extra)
+    name, split = "dtd", _check_split(split)
+    if _has_shards(source, split):
+        return _build_hf(name, source, root, expected_images, expected_classes, check_label_names, extra, split)
     source = Path(source)
-    base = _find(source, f"dtd/labels/test{partition}.txt")
+    base = _find(source, f"dtd/labels/{split}{partition}.txt")
     if base is None:
-        raise DatasetError(f"{name}: neither test parquet shards nor dtd/labels/test{partition}.txt at {source}. "
-                           f"{INSTRUCTIONS[name]}")
+        raise DatasetError(f"{name}: neither {split} parquet shards nor dtd/labels/{split}{partition}.txt at "
+                           f"{source}. {instructions(name, split)}")
     dtd = base.parent.parent
     label_of = {c: k for k, c in enumerate(task_info(name).classnames)}
     listed = []
@@ -550,10 +640,11 @@ def build_dtd(source, root: str | Path, *, expected_images: int | None = EXPECTE
         if cls not in label_of or not fname:
             raise DatasetError(f"{name}: {base}: {line!r} is not <one of the 47 classes>/<file>")
         listed.append((dtd / "images" / cls / fname, label_of[cls]))
+    expected_images = _expected(name, split, "vgg", expected_images)
     _listed_files(name, dtd / "images", listed, expected_images, base.name)
-    extra = {"layout": f"VGG dtd-r1.0.1 (labels/test{partition}.txt)", "source_files": [base.name], **(extra or {})}
+    extra = {"layout": f"VGG dtd-r1.0.1 (labels/{base.name})", "source_files": [base.name], **(extra or {})}
     return _build(name, root, iter(listed), len(listed), str((dtd / "images").resolve()), expected_images,
-                  expected_classes, extra)
+                  expected_classes, extra, split)
 
 
 MULTITASK_BUILDERS: dict[str, Callable[..., dict]] = {
@@ -593,18 +684,20 @@ def hf_list(repo: str, revision: str, pattern: str, endpoint: str = HF_ENDPOINT)
     return info.sha, entries
 
 
-def prepare_task(name: str, root: str | Path, *, downloads: str | Path | None = None, via: str | None = None,
-                 urls: Mapping[str, Sequence[str]] | None = None, md5: Mapping[str, str] | None = None,
-                 files: Sequence[str] | None = None, revision: str | None = None, endpoint: str = HF_ENDPOINT,
-                 progress: bool = True, **build_kwargs) -> dict:
-    """Download (if needed) one multi-task test set and convert it with its builder; returns verify.json's record.
+def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloads: str | Path | None = None,
+                 via: str | None = None, urls: Mapping[str, Sequence[str]] | None = None,
+                 md5: Mapping[str, str] | None = None, files: Sequence[str] | None = None,
+                 revision: str | None = None, endpoint: str = HF_ENDPOINT, progress: bool = True,
+                 **build_kwargs) -> dict:
+    """Download (if needed) one split (``"test"`` or ``"train"``) of a multi-task dataset and convert it with its
+    builder; returns verify.json's record.
 
     ``via`` picks the source (the keys of :data:`SOURCES`, default the first: ``hf`` for the six HF tasks,
     ``torchvision`` for SVHN and MNIST; ``torchvision`` for GTSRB's and ``vgg`` for DTD's alternatives).
     Downloads are kept in ``downloads/<name>`` (default ``<root>/../_downloads/<name>``) and re-used when
-    complete.
+    complete; both splits share that folder (their files differ, except DTD's tarball, which both read).
 
-    HF sources: the test shards of ``revision`` (default ``main``) are listed on the hub (resolved to a commit,
+    HF sources: the ``split`` shards of ``revision`` (default ``main``) are listed on the hub (resolved to a commit,
     recorded in verify.json) and fetched with their LFS sha256 checked; ``files`` gives the shard paths instead
     of listing them, ``endpoint`` another hub (tests use a local server). Other sources: ``urls`` replaces the
     URL list of a file by name, ``md5`` its checksum (the shipped md5 is dropped for a file whose URLs are
@@ -615,7 +708,7 @@ def prepare_task(name: str, root: str | Path, *, downloads: str | Path | None = 
     via = via or next(iter(options))
     if via not in options:
         raise DatasetError(f"{name}: unknown source {via!r}; one of {', '.join(options)}")
-    spec = options[via]
+    spec = source_spec(name, via, split)
     root = Path(root)
     downloads = (Path(downloads) if downloads is not None else root.parent / "_downloads") / name
     try:
@@ -651,6 +744,6 @@ def prepare_task(name: str, root: str | Path, *, downloads: str | Path | None = 
             source = downloads / "extracted" if spec["kind"] == "archives" else downloads
             download = {"files": got}
     except DownloadError as e:
-        raise DownloadError(f"{e}\n{name} ({info.task_vectors_name}) by hand: {INSTRUCTIONS[name]}") from e
+        raise DownloadError(f"{e}\n{name} ({info.task_vectors_name}) by hand: {instructions(name, split)}") from e
     extra = {"via": via, "download": download}
-    return MULTITASK_BUILDERS[name](source, root, extra=extra, **build_kwargs)
+    return MULTITASK_BUILDERS[name](source, root, split=split, extra=extra, **build_kwargs)

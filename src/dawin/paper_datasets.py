@@ -37,8 +37,10 @@ Labels and projections (the class lists are shipped in ``dawin/data``, see :func
 - ObjectNet: label = position of the folder in the sorted list of the 113 mapped folder names (WiSE-FT's
   ``ObjectNetBase``: ``sorted(folders_to_ids)``, by folder name, not by display name); class names are the
   ObjectNet labels lower-cased; projection ``{"kind": "group_max", "groups": <ImageNet indices per class>}``.
-  The 2-pixel border crop that WiSE-FT composes into its ObjectNet preprocessing is *not* applied: the
-  authors' DaWin code never applies it. ``border_crop`` (default 0) only records a requested crop in
+  The 2-pixel border crop is *not* applied, as in every upstream evaluation: WiSE-FT's ``ObjectNetBase``
+  (copied by model-soups ``datasets/objectnet.py`` and naver-ai/dawin) assigns ``Compose([crop,
+  preprocess])`` only after ``super().__init__()`` has built its test loader with the plain preprocessing,
+  so the crop never reaches an image. ``border_crop`` (default 0) only records a requested crop in
   ``dataset.json["preprocess"]`` for the evaluation transform; :func:`border_crop` is that transform.
 """
 
@@ -89,9 +91,9 @@ SOURCES: dict[str, dict] = {
 
 INSTRUCTIONS = {
     "imagenet_heldout": (
-        "the ID held-out split is drawn from the ImageNet (ILSVRC2012) train set, which is licence-gated: put "
-        "its 1000 <wnid>/ folders (ILSVRC2012_img_train.tar, extracted per class) in place by hand and set "
-        "paper.manual.imagenet_train in the config to that folder"),
+        "the ID held-out split (model-soups' ImageNet2p) is part of the ImageNet (ILSVRC2012) train set, which "
+        "is licence-gated: put its 1000 <wnid>/ folders (ILSVRC2012_img_train.tar, every class tar extracted, "
+        "1,281,167 images) in place by hand and set paper.manual.imagenet_train in the config to that folder"),
     "imagenet_val": (
         "ImageNet (ILSVRC2012) validation set is licence-gated and must be put in place by hand: download "
         "ILSVRC2012_img_val.tar (and ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org after accepting "
@@ -179,7 +181,7 @@ def imagenet_templates() -> list[str]:
 
 
 def border_crop(px: int = 2) -> Callable:
-    """The ObjectNet border crop of WiSE-FT as a PIL transform (off by default in this project)."""
+    """The ObjectNet border crop WiSE-FT defines (never in effect upstream; off by default here) as a PIL transform."""
     def crop(img):
         w, h = img.size
         return img.crop((px, px, w - px, h - px))
@@ -426,7 +428,7 @@ def build_objectnet(source: str | Path, root: str | Path | None = None, *,
                     expected_classes: int | None = EXPECTED_CLASSES["objectnet"], border_crop: int = 0) -> dict:
     """ObjectNet (manual): the 113 mapped folders of ``objectnet-1.0/images``; the other 200 are ignored.
 
-    ``border_crop`` (pixels, default 0 = off as in the authors' code) is only recorded in
+    ``border_crop`` (pixels, default 0 = off, as upstream in effect) is only recorded in
     ``dataset.json["preprocess"]`` and ``verify.json``; images are never modified.
     """
     lists = load_class_lists()
@@ -445,35 +447,85 @@ def build_objectnet(source: str | Path, root: str | Path | None = None, *,
 TRAIN_DIRS = ("train", "ILSVRC2012_img_train")
 
 
-def build_imagenet_heldout(source: str | Path, root: str | Path, *, fraction: float = 0.02, seed: int = 0,
-                           expected_classes: int | None = 1000) -> dict:
-    """The ID held-out split (temperatures, grid searches): a seeded per-class sample of ImageNet train.
+def imagefolder_samples(base: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """torchvision ``ImageFolder``'s classes and ``(path relative to base, class index)`` samples, in its order.
 
-    ``source`` holds the train set's ``<wnid>/`` folders (manual, like val). From each class's sorted file
-    list, ``max(1, round(fraction * n))`` files are drawn by ``numpy.random.default_rng([seed, class])``;
-    the choice is written to ``index.csv``, so the split is explicit and identical on every machine that
-    has the same train set. (model-soups' "ImageNet2p" is the same idea with another random draw.)
+    The order is torchvision's own (``find_classes``: every sub-folder, sorted; ``make_dataset``: per class,
+    sorted ``os.walk`` and sorted file names with an image extension), taken from torchvision itself, since
+    model-soups' index file addresses images by their position in exactly this list.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    try:
+        classes, class_to_idx = find_classes(str(base))
+        samples = make_dataset(str(base), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    except (FileNotFoundError, OSError) as e:
+        raise DatasetError(f"cannot list {base} as torchvision's ImageFolder does: {e}") from e
+    return classes, [(Path(p).relative_to(base).as_posix(), label) for p, label in samples]
+
+
+def build_imagenet_heldout(source: str | Path, root: str | Path, *, indices: str | Path,
+                           expected_train_images: int | None = 1_281_167, expected_images: int | None = 26_000,
+                           expected_per_class: int | None = 26) -> dict:
+    """The ID held-out split: model-soups' ImageNet2p, the ImageNet train images its index file marks.
+
+    model-soups (``datasets/imagenet.py``: ``ImageNet2p``; naver-ai/dawin ``dawin_rft/datasets/imagenet.py``
+    is the same) loads ``imagenet_98_idxs.npy`` (one 0/1 entry per ImageNet train image, in torchvision
+    ``ImageFolder`` order) and evaluates on ``np.where(idxs)`` (26 images per class); its 72 fine-tuning runs
+    were trained on the complement (``ImageNet98p``, ``finetune.py``). Any other draw would put their
+    training images into the split that fits temperatures and picks grids and the greedy soup.
+
+    ``source`` holds the train set's 1000 ``<wnid>/`` folders (manual). The folder must list exactly as the
+    authors' copy did: the 1000 wnid folders and nothing else (an extra folder shifts every class index),
+    ``expected_train_images`` images (the length of the index file). Anything else is an error that says
+    what differs, since a shifted list would silently select other images.
     """
     import numpy as np
 
     lists = load_class_lists()
-    name, source = "imagenet_heldout", Path(source)
+    name, source, indices = "imagenet_heldout", Path(source), Path(indices)
     base = _descend(source, TRAIN_DIRS)
     if not base.is_dir() or not any(WNID.match(d) for d in _subdirs(base)):
         raise DatasetError(f"{name}: no ImageNet train class folders at {source}. {INSTRUCTIONS[name]}")
-    wnid_idx = lists.wnid_index()
-    present = [d for d in _subdirs(base) if d in wnid_idx]
-    _check_classes(name, base, present, list(wnid_idx), expected_classes)
+    classes, samples = imagefolder_samples(base)
+    if classes != list(lists.imagenet_wnids):
+        missing = sorted(set(lists.imagenet_wnids) - set(classes))
+        extra = sorted(set(classes) - set(lists.imagenet_wnids))
+        raise DatasetError(f"{name}: {base} must hold exactly the 1000 ImageNet wnid folders, as torchvision's "
+                           f"ImageFolder numbers every sub-folder; missing {len(missing)} (e.g. {', '.join(missing[:5])}),"
+                           f" unexpected {len(extra)} (e.g. {', '.join(extra[:5])}). Move the others out of the "
+                           "folder set as paper.manual.imagenet_train")
+    try:
+        idxs = np.load(indices, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{name}: {indices} is not a readable .npy index file ({e}); delete it and fetch it "
+                           "again (snakemake --configfile config/paper.yaml paper_inputs)") from e
+    if idxs.ndim != 1 or not np.isin(idxs, (0, 1)).all():
+        raise DatasetError(f"{name}: {indices} must be a 0/1 vector (model-soups' imagenet_98_idxs.npy), got "
+                           f"shape {idxs.shape} with values {np.unique(idxs)[:5]}")
+    if len(samples) != len(idxs) or (expected_train_images is not None and len(samples) != expected_train_images):
+        state = "partial" if len(samples) < len(idxs) else "larger than the authors' copy"
+        raise DatasetError(f"{name}: the ImageNet train copy at {base} is {state}: {len(samples)} images, but "
+                           f"{indices} marks positions in a list of {len(idxs)} (ILSVRC2012 train has "
+                           f"{expected_train_images}); the held-out split would select other images. Complete "
+                           "the copy (ILSVRC2012_img_train.tar, every class tar extracted) and remove extra files")
+    chosen = np.flatnonzero(idxs.astype(int))
+    items_rel = [samples[i] for i in chosen]
+    counts = np.bincount([label for _, label in items_rel], minlength=len(classes))
+    if expected_images is not None and len(items_rel) != expected_images:
+        raise DatasetError(f"{name}: {indices} selects {len(items_rel)} images, ImageNet2p has {expected_images}; "
+                           "is it model-soups' imagenet_98_idxs.npy?")
+    if expected_per_class is not None and not (counts == expected_per_class).all():
+        bad = int(np.flatnonzero(counts != expected_per_class)[0])
+        raise DatasetError(f"{name}: {indices} selects {counts[bad]} images of class {classes[bad]}, ImageNet2p "
+                           f"has {expected_per_class} per class: the train folder's order differs from the "
+                           "authors' (renamed or re-encoded files?)")
     root = Path(root)
     prefix = _prefix(base, root)
-    items = []
-    for d in present:
-        files = _images_in(base / d)
-        k = max(1, round(fraction * len(files)))
-        chosen = np.random.default_rng([seed, wnid_idx[d]]).choice(len(files), size=k, replace=False)
-        items += [(f"{prefix}{d}/{files[i]}", wnid_idx[d]) for i in sorted(chosen)]
-    extra = {"layout": "class folders", "fraction": fraction, "seed": seed}
-    return _finish(name, root, base, lists.imagenet_classnames, items, {"kind": "identity"}, None, extra)
+    items = [(prefix + path, label) for path, label in items_rel]
+    extra = {"layout": "class folders", "split": "model-soups ImageNet2p (imagenet_98_idxs.npy)",
+             "indices_sha256": sha256_file(indices), "n_train_images": len(samples)}
+    return _finish(name, root, base, lists.imagenet_classnames, items, {"kind": "identity"}, expected_images, extra)
 
 
 BUILDERS: dict[str, Callable[..., dict]] = {
@@ -488,21 +540,43 @@ BUILDERS: dict[str, Callable[..., dict]] = {
 MANUAL = ("imagenet_heldout", "imagenet_val", "objectnet")
 
 
-def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,
-            urls: Sequence[str] | None = None, sha256: str | None = None, md5: str | None = None,
-            progress: bool = True, **build_kwargs) -> dict:
-    """Download (if needed), extract into ``root/raw`` and normalise one of the downloadable sets.
+def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | None = None, sha256: str | None = None,
+                  md5: str | None = None, lock: str | Path | None = None, mirror: str | Path | None = None,
+                  progress: bool = True) -> Path:
+    """Download one downloadable set's archive into ``downloads`` (nothing else: no extraction).
 
-    The archive is kept in ``downloads`` (default ``<root>/../_downloads``); ``urls``/``sha256``/``md5``
-    override :data:`SOURCES` (tests point them at a local server). Manual sets raise with instructions.
+    ``urls``/``sha256``/``md5`` override :data:`SOURCES` (tests point them at a local server). A pre-staged
+    ``<mirror>/<archive name>`` is used instead of the network. Archives without a published checksum
+    (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
+    (:func:`dawin.checkpoints.enforce_lock`).
     """
+    from .checkpoints import _place, enforce_lock
 
     if name in MANUAL:
         raise DatasetError(f"{name} cannot be downloaded: {INSTRUCTIONS[name]}")
     spec = SOURCES[name]
+    target = Path(downloads) / spec["archive"]
+    md5 = md5 if (md5 or urls) else spec.get("md5")
+    staged = Path(mirror) / spec["archive"] if mirror else None
+    if staged is not None and staged.is_file() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _place(staged, target)
+    archive = fetch(list(urls or spec["urls"]), target, sha256, md5=md5, progress=progress)
+    if lock is not None and not sha256 and not md5:
+        enforce_lock(f"dataset:{name}/{spec['archive']}", archive, lock)
+    return archive
+
+
+def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,
+            urls: Sequence[str] | None = None, sha256: str | None = None, md5: str | None = None,
+            lock: str | Path | None = None, mirror: str | Path | None = None, progress: bool = True,
+            **build_kwargs) -> dict:
+    """:func:`fetch_archive` (a no-op when the archive is already in ``downloads``, default
+    ``<root>/../_downloads``), then extract into ``root/raw`` and normalise. Manual sets raise with instructions.
+    """
     root = Path(root)
     downloads = Path(downloads) if downloads is not None else root.parent / "_downloads"
-    archive = fetch(list(urls or spec["urls"]), downloads / spec["archive"], sha256,
-                    md5=md5 if (md5 or urls) else spec.get("md5"), progress=progress)
+    archive = fetch_archive(name, downloads, urls=urls, sha256=sha256, md5=md5, lock=lock, mirror=mirror,
+                            progress=progress)
     raw = extract(archive, root / "raw")
     return BUILDERS[name](raw, root, **build_kwargs)

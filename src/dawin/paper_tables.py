@@ -2,13 +2,15 @@
 
 A table is a :class:`TableSpec` in :data:`TABLES`; :func:`select` picks its rows out of the tidy results
 (written as the table's CSV) and :func:`display` turns them into the wide rendering with the paper's
-number (and, for the paper suite, the difference) beside ours. Dataset names of a suite are mapped to
+number (and, for the paper suite, the difference) beside ours, and a second reference's numbers (model-soups'
+own soups, paper suite) where it has them. Dataset names of a suite are mapped to
 the paper's columns (``id``, ``v2``, ``r``, ``a``, ``sketch``, ``objectnet``) by the config's
 ``datasets.reference_columns``; ``ood_avg`` is the mean over the OOD test sets.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ import pandas as pd
 
 from .catalog import caption as caption_of
 from .catalog import source as source_of
-from .reference import attach_reference, formatted, reference_for
+from .reference import attach_reference, attach_second_reference, formatted, reference_for
 from .tables import COLUMNS, METHOD_LABELS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
@@ -109,14 +111,23 @@ def _wide(name: str, rows: pd.DataFrame, roles: Mapping[str, str], batch_sizes: 
 
 
 def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles: Mapping[str, str],
-            compare: bool, batch_sizes: Sequence[int] = (), pools: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """The wide table: ours, and the paper's number (+ our difference when ``compare``) where it has one."""
+            compare: bool, batch_sizes: Sequence[int] = (), pools: Mapping[str, Sequence[str]] | None = None,
+            second: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The wide table: ours, and the paper's number (+ our difference when ``compare``) where it has one.
+
+    ``second`` (``dawin.reference.load_second_reference``, the paper suite's model-soups numbers) adds its
+    numbers as ``c (<name>)`` columns for the rows it has (Table 2's soups) and its note to ``attrs["notes"]``.
+    """
     wide = _wide(name, rows, roles, batch_sizes, pools or {})
     if reference is not None and len(reference_for(reference, name)):
-        return attach_reference(wide, reference, name, compare=compare)
-    out = wide[["label", *[c for c in wide.columns if c != "label"]]]
-    out.attrs = {"table": name, "source": source_of(name), "title": caption_of(name), "decimals": 2,
-                 "columns": [c for c in out.columns if c != "label"]}
+        out = attach_reference(wide, reference, name, compare=compare)
+    else:
+        out = wide[["label", *[c for c in wide.columns if c != "label"]]]
+        out.attrs = {"table": name, "source": source_of(name), "title": caption_of(name), "decimals": 2,
+                     "columns": [c for c in out.columns if c != "label"]}
+    if second is not None:
+        backbones = list(dict.fromkeys(rows.backbone))
+        out = attach_second_reference(out, second, backbones[0] if len(backbones) == 1 else None)
     return out
 
 
@@ -143,12 +154,25 @@ def costs(results: pd.DataFrame, backbone: str, suite: str, n_ingredients: int, 
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (captions: pandas escapes only the cells)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
 def write(name: str, rows: pd.DataFrame, shown: pd.DataFrame, stem: str | Path, heading: str) -> None:
-    """``stem``.csv (tidy, ours), .md, .tex and .html (wide, with the paper's numbers)."""
+    """``stem``.csv (tidy, ours), .md, .tex and .html (wide, with the paper's and a second reference's numbers).
+
+    The caption is ``heading``, the table's catalog caption and the notes of ``shown.attrs["notes"]`` (a
+    second reference's, e.g. which soup pools the rows come from).
+    """
     stem = str(stem)
-    caption = f"{heading} {caption_of(name)}"
+    caption = " ".join([heading, caption_of(name), *shown.attrs.get("notes", [])])
     rows.to_csv(stem + ".csv", index=False, float_format="%.4f")  # tidy (+ the model pool for Table G)
     text = formatted(shown)
     Path(stem + ".md").write_text(f"{caption}\n\n{text.to_markdown(disable_numparse=True)}\n")
-    Path(stem + ".tex").write_text(text.to_latex(caption=caption.replace("%", r"\%"), escape=True))
-    Path(stem + ".html").write_text(f"<p>{caption}</p>\n{text.to_html()}\n")
+    Path(stem + ".tex").write_text(text.to_latex(caption=latex_escape(caption), escape=True))
+    Path(stem + ".html").write_text(f"<p>{html.escape(caption, quote=False)}</p>\n{text.to_html()}\n")

@@ -6,13 +6,19 @@ paper's numbers of a table: for each column ``c`` it gives ``c`` (ours), ``c (pa
 ``c (Δ)`` = ours - paper, and appends the rows of methods the paper only reports (other papers' methods
 this project does not run), labelled "... (reported)". ``reproduction_summary`` / ``reproduction_html``
 render a set of such tables as one Markdown / HTML page with the mean absolute Δ per table.
+
+A second reference is another repository's published numbers per model: model-soups' accuracies of its
+uniform and greedy soups and of its 72 runs (config/model_soups_reference.yaml, converted from its
+``*_results.jsonl`` by ``write_model_soups_reference``). ``load_second_reference`` reads it and
+``attach_second_reference`` adds its numbers as ``c (model-soups)`` columns to the tables it covers.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -329,6 +335,7 @@ def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
         summary = "No comparable cells (ours or the paper's number missing everywhere)."
     heading = f"{source}: {title}" if title else source
     note = f"Paper source: {source}" + (f"; unit: {unit}" if unit else "; values in %")
+    note += "".join(f". {n.rstrip('.')}" for n in df.attrs.get("notes", []))
     return heading, note, summary
 
 
@@ -358,3 +365,167 @@ def write_summary(tables: Mapping[str, pd.DataFrame], stem) -> None:
     stem = str(stem)
     Path(stem + ".md").write_text(reproduction_summary(tables))
     Path(stem + ".html").write_text(reproduction_html(tables))
+
+
+# --------------------------------------------------------------------------------------------------
+# A second reference: model-soups' own published accuracies of its soups and of its 72 runs
+# --------------------------------------------------------------------------------------------------
+
+MODEL_SOUPS_REPOSITORY = "mlfoundations/model-soups"
+MODEL_SOUPS_COMMIT = "d5398f181ea51c5cd9d95ebacc6ea7132bb108ec"
+MODEL_SOUPS_FILES = ("uniform_soup_results.jsonl", "greedy_soup_results.jsonl", "individual_model_results.jsonl")
+# model-soups' dataset keys -> this project's column keys (ImageNet2p: model-soups' held-out 2% of ImageNet
+# train, the split its greedy soup is chosen on).
+MODEL_SOUPS_COLUMNS = {"ImageNet2p": "heldout", "ImageNet": "id", "ImageNetV2": "v2", "ImageNetR": "r",
+                       "ImageNetA": "a", "ImageNetSketch": "sketch", "ObjectNet": "objectnet"}
+OOD_COLUMNS = ("v2", "r", "a", "sketch", "objectnet")  # the paper's OOD average is over these five
+SECOND_COLUMNS = ["backbone", "method", "column", "value"]
+_SECOND_KEYS = {"name", "source", "backbone", "tables", "runs", "note", "models"}
+
+
+def model_soups_results(lines: Iterable[str]) -> dict[str, dict[str, float]]:
+    """model-soups' ``*_results.jsonl`` lines -> ``{model_name: {column: accuracy in %}}``.
+
+    Each line is one model's record (``model_name`` and accuracies as fractions under model-soups' dataset
+    keys, :data:`MODEL_SOUPS_COLUMNS`). Accuracies become percent rounded to 6 decimals (finer than one test
+    image of any of the sets); ``ood_avg`` is added as the mean over the five OOD sets, the paper's OOD average
+    (model-soups publishes none). Blank lines are skipped; an unknown or missing key is an error.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        name = rec.pop("model_name", None)
+        if not isinstance(name, str) or set(rec) != set(MODEL_SOUPS_COLUMNS) or name in out:
+            raise ReferenceFormatError(
+                f"model-soups results line {n}: expected a new model_name and exactly the keys "
+                f"{sorted(MODEL_SOUPS_COLUMNS)}, got {name!r} with {sorted(rec)}")
+        pct = {col: 100 * float(rec[key]) for key, col in MODEL_SOUPS_COLUMNS.items()}
+        pct["ood_avg"] = sum(pct[c] for c in OOD_COLUMNS) / len(OOD_COLUMNS)
+        out[name] = {col: round(v, 6) for col, v in pct.items()}
+    return out
+
+
+def _model_soups_note(runs: int) -> str:
+    """The caption note of the tables that show model-soups' numbers (the workflow checks, when it plans those
+    tables, that the configured soups do use all ``runs`` runs)."""
+    return (f"Soups: our uniform and greedy soups use all {runs} model-soups runs (model_0 to model_{runs - 1}), "
+            f"as model-soups' main.py does (NUM_MODELS = {runs}); the paper's soup rows (cost 48) come from a "
+            f"48-run pool we cannot identify. model-soups' own published numbers ({MODEL_SOUPS_REPOSITORY} at "
+            f"{MODEL_SOUPS_COMMIT[:7]}) are shown as a second reference in the columns marked (model-soups); "
+            f"their OOD average is computed here over the five shifts.")
+
+
+def model_soups_reference(checkout) -> dict:
+    """The second-reference document (see :func:`load_second_reference`) from a model-soups checkout.
+
+    ``checkout`` is a directory holding model-soups' :data:`MODEL_SOUPS_FILES` (its repository at
+    :data:`MODEL_SOUPS_COMMIT`). The soups and the individual runs keep model-soups' names (``uniform_soup``,
+    ``greedy_soup``, ``model_0`` ... ``model_71``); the soups' names are also this project's method keys.
+    """
+    models: dict[str, dict[str, float]] = {}
+    for name in MODEL_SOUPS_FILES:
+        for model, values in model_soups_results(Path(checkout, name).read_text().splitlines()).items():
+            if model in models:
+                raise ReferenceFormatError(f"{checkout}/{name}: {model} is also in another results file")
+            models[model] = values
+    runs = sum(1 for m in models if m.startswith("model_"))
+    return {
+        "name": "model-soups",
+        "source": {"repository": MODEL_SOUPS_REPOSITORY, "commit": MODEL_SOUPS_COMMIT,
+                   "files": list(MODEL_SOUPS_FILES)},
+        "backbone": "ViT-B-32",
+        "tables": ["table2"],  # the paper's tables with soup rows
+        "runs": runs,
+        "note": _model_soups_note(runs),
+        "models": models,
+    }
+
+
+def write_second_reference(doc: Mapping, path) -> None:
+    """Write a second-reference document as YAML (fixed key order, one flow-style line per model)."""
+    header = (
+        "# Generated by dawin.reference.write_model_soups_reference; do not edit by hand. To regenerate:\n"
+        f"#   git clone https://github.com/{MODEL_SOUPS_REPOSITORY} ms && git -C ms checkout {MODEL_SOUPS_COMMIT[:7]}\n"
+        "#   python -c \"from dawin.reference import write_model_soups_reference as w; "
+        "w('ms', 'config/model_soups_reference.yaml')\"\n"
+        "# Accuracies in %: model-soups' fractions x 100 (6 decimals); columns heldout (ImageNet2p), id, v2, r, a,\n"
+        "# sketch, objectnet, and ood_avg (the mean over the five shifts, computed here). Loaded by\n"
+        "# dawin.reference.load_second_reference.\n"
+    )
+    body = yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=None, width=1000, allow_unicode=True)
+    Path(path).write_text(header + body)
+
+
+def write_model_soups_reference(checkout, path) -> None:
+    """Convert a model-soups checkout's published results into the second-reference YAML at ``path``."""
+    write_second_reference(model_soups_reference(checkout), path)
+
+
+def load_second_reference(path) -> pd.DataFrame:
+    """Another repository's published numbers per model, in long format (columns ``SECOND_COLUMNS``).
+
+    The YAML holds ``name`` (shown in column headers as ``c (<name>)``), ``source`` (provenance), ``backbone``,
+    ``tables`` (the table keys it is shown in), ``runs`` (its number of individual runs), ``note`` (a sentence
+    for those tables' captions) and ``models: {model: {column: number}}``. The metadata is in ``df.attrs``.
+    """
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict):
+        raise ReferenceFormatError(f"{path}: top level must be a mapping with keys {sorted(_SECOND_KEYS)}")
+    _check_keys(str(path), doc, _SECOND_KEYS, _SECOND_KEYS)
+    if doc["backbone"] not in BACKBONES:
+        raise ReferenceFormatError(f"{path}: unknown backbone {doc['backbone']!r}; allowed: {list(BACKBONES)}")
+    for key in ("name", "note"):
+        if not isinstance(doc[key], str) or not doc[key]:
+            raise ReferenceFormatError(f"{path}: {key!r} must be a non-empty string")
+    if not isinstance(doc["tables"], list) or not all(t in EXPECTED_TABLES for t in doc["tables"]):
+        raise ReferenceFormatError(f"{path}: 'tables' must be a list of table keys from {EXPECTED_TABLES}")
+    models = doc["models"]
+    if not isinstance(models, dict) or not models:
+        raise ReferenceFormatError(f"{path}: 'models' must be a non-empty mapping model -> {{column: number}}")
+    records = []
+    for model, values in models.items():
+        if not isinstance(values, dict) or not values or not all(_is_number(v) for v in values.values()):
+            raise ReferenceFormatError(f"{path}: models.{model} must map column keys to numbers")
+        records += [dict(backbone=doc["backbone"], method=str(model), column=str(c), value=float(v))
+                    for c, v in values.items()]
+    runs = sum(1 for m in models if str(m).startswith("model_"))
+    if doc["runs"] != runs:
+        raise ReferenceFormatError(f"{path}: 'runs' is {doc['runs']!r} but 'models' lists {runs} individual runs")
+    df = pd.DataFrame(records, columns=SECOND_COLUMNS)
+    df.attrs = {k: doc[k] for k in ("name", "source", "tables", "runs", "note")}
+    return df
+
+
+def attach_second_reference(table: pd.DataFrame, second: pd.DataFrame, backbone: str | None = None) -> pd.DataFrame:
+    """Add a second reference's numbers beside ours: a column ``c (<name>)`` after each column ``c``'s group.
+
+    ``table`` is a wide table (``attach_reference`` output or ours alone, ``attrs["table"]`` and
+    ``attrs["columns"]`` set), indexed by method, or by (backbone, method). ``backbone`` names the backbone of
+    a table indexed by method only. Rows match on (backbone, method); only tables the reference lists in its
+    ``tables`` and columns it has for a matching row get a column (NaN for rows it has no number for), and
+    the reference's ``note`` is appended to ``attrs["notes"]``. Without any match ``table`` is returned as is.
+    """
+    if table.attrs.get("table") not in second.attrs.get("tables", ()):
+        return table
+    names = list(table.index.names)
+    if "backbone" in names and "method" in names:
+        keys = [(k[names.index("backbone")], k[names.index("method")]) for k in table.index]
+    elif backbone is not None and not isinstance(table.index, pd.MultiIndex):
+        keys = [(backbone, k) for k in table.index]
+    else:
+        return table
+    theirs = {(b, m, c): v for b, m, c, v in zip(second.backbone, second.method, second.column, second.value)}
+    label = second.attrs["name"]
+    columns = [c for c in table.attrs.get("columns", []) if any((b, m, c) in theirs for b, m in keys)]
+    if not columns:
+        return table
+    out = table.copy()
+    for c in columns:
+        group = [g for g in (c, f"{c} (paper)", f"{c} (Δ)") if g in out.columns]
+        at = out.columns.get_loc(group[-1]) + 1 if group else len(out.columns)
+        out.insert(at, f"{c} ({label})", [theirs.get((b, m, c), math.nan) for b, m in keys])
+    out.attrs = {**table.attrs, "notes": [*table.attrs.get("notes", []), second.attrs["note"]]}
+    return out

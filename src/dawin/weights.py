@@ -68,6 +68,20 @@ def add_task_vectors(theta0: StateDict, taus: Sequence[StateDict], coefficients:
     return out
 
 
+def relative_distance(theta: StateDict, reference: StateDict, prefix: str = "") -> tuple[float, float]:
+    """(||theta - reference|| / ||reference||, max |theta - reference|) over the float tensors whose keys start
+    with ``prefix`` in both; e.g. how far task_vectors' theta0 is from the OpenAI weights."""
+    keys = [k for k in _same_keys({k: v for k, v in theta.items() if k.startswith(prefix) and k in reference},
+                                  {k: v for k, v in reference.items() if k.startswith(prefix) and k in theta})
+            if _mergeable(reference[k])]
+    if not keys:
+        raise ValueError(f"no common floating-point tensors with prefix {prefix!r} to compare")
+    diff = sum(float((theta[k].double() - reference[k].double()).pow(2).sum()) for k in keys)
+    norm = sum(float(reference[k].double().pow(2).sum()) for k in keys)
+    worst = max(float((theta[k].double() - reference[k].double()).abs().max()) for k in keys)
+    return (diff / norm) ** 0.5 if norm else float("inf"), worst
+
+
 def lerp_into(target: torch.nn.Module, theta0: StateDict, delta: StateDict, weight: float) -> None:
     """Write theta0 + weight * delta into ``target``'s parameters in place (no new allocations).
 
@@ -100,19 +114,21 @@ def trim_top_k(tau: StateDict, fraction: float) -> dict[str, torch.Tensor]:
 
     The ranking runs over the **whole flattened task vector** (all tensors concatenated), as in the
     TIES and AdaMerging code, not per tensor: layers whose updates are small may be zeroed entirely.
-    ``round(fraction * n)`` entries are kept out of ``n``; entries tied in magnitude with the last
-    kept one are kept too (the threshold is a magnitude, so a tie cannot be broken fairly).
+    As in the reference TIES code (AdaMerging ``src/ties_merging_utils.py`` ``topk_values_mask``, reused by
+    FusionBench), the threshold is the ``(n - int(fraction * n))``-th smallest magnitude and every entry at or
+    above it is kept: ``int(fraction * n) + 1`` entries out of ``n`` (more when magnitudes tie with the
+    threshold). ``fraction = 1`` keeps everything (the reference code fails there: ``kthvalue(0)``).
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}; TIES uses 0.2 (keep the top 20%)")
     _check_task_vector(tau)
-    magnitudes = torch.cat([v.detach().reshape(-1).abs().float() for v in tau.values()])
+    # in the tensors' own (promoted) precision: a threshold rounded to float32 would drop float64 ties
+    magnitudes = torch.cat([v.detach().reshape(-1).abs() for v in tau.values()])
+    if magnitudes.dtype in (torch.float16, torch.bfloat16):
+        magnitudes = magnitudes.float()  # exact; kthvalue needs it on the CPU
     n = magnitudes.numel()
-    n_keep = int(round(fraction * n))
-    if n_keep == 0:
-        return {k: torch.zeros_like(v) for k, v in tau.items()}
-    # the n_keep-th largest magnitude is the (n - n_keep + 1)-th smallest
-    threshold = torch.kthvalue(magnitudes, n - n_keep + 1).values
+    rank = max(n - int(n * fraction), 1)
+    threshold = torch.kthvalue(magnitudes, rank).values
     return {k: torch.where(v.abs() >= threshold.to(v.device), v, torch.zeros_like(v)) for k, v in tau.items()}
 
 

@@ -96,6 +96,9 @@ def model_file(backbone, model):
     """The classifier file of (backbone, model): built zero-shot models and soups, configured fine-tuned ones."""
     if model == "finetuned":
         return config["backbones"][backbone]["finetuned"]
+    stock = config["backbones"][backbone].get("soups", {}).get("model_stock")
+    if model == "model_stock" and isinstance(stock, dict):  # a converted Model Stock checkpoint
+        return stock["checkpoint"]
     return f"{RESULTS}/models/{backbone}/{model}.safetensors"
 
 
@@ -180,7 +183,9 @@ def check_checkpoints():
     """
     for name, bb in sorted(config["backbones"].items()):
         soups = bb.get("soups", {})
-        for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *soups.get("model_stock", [])):
+        stock = soups.get("model_stock", [])
+        stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
+        for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock):
             if path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules):
                 raise WorkflowError(
                     f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
@@ -254,7 +259,7 @@ def metrics_inputs(wildcards):
 MT = config.get("multitask", {})
 MT_TASKS = sorted(MT.get("tasks", {}))
 POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
-MT_PRETRAINED = model_file(MT["backbone"], "zeroshot") if MT else None
+MT_PRETRAINED = MT.get("pretrained", model_file(MT["backbone"], "zeroshot")) if MT else None
 MERGING = [f"merging/{f.name}" for f in sorted((Path(workflow.basedir) / "src/dawin/merging").glob("*.py"))]
 
 
@@ -264,13 +269,30 @@ def pool_eval_tasks(pool):
 
 
 def task_files(tasks, kind):
+    """{task: the configured `kind` path (test, train, expert)} of the tasks that have one."""
     return {t: MT["tasks"][t][kind] for t in tasks if kind in MT["tasks"][t]}
 
 
+def train_split_builder(wildcards):
+    """The builder of a paper task's train split: that of the task's test set (config `paper.datasets`)."""
+    builder = config["paper"]["datasets"].get(wildcards.task)
+    if builder is None:
+        raise ValueError(f"config: paper.datasets has no entry {wildcards.task}; the train split "
+                         f"{wildcards.task}_train is built by the multi-task builder of that test set")
+    return builder
+
+
 def method_inputs(wildcards):
+    """A merge job's files; Fisher / RegMean also read every pool task's train split (FusionBench's protocol)."""
     tasks = POOLS[wildcards.pool]
     inputs = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
               "test": list(task_files(tasks, "test").values())}
     if wildcards.method in ("fisher", "regmean"):
-        inputs["train"] = list(task_files(tasks, "train").values())
+        train = task_files(tasks, "train")
+        missing = [t for t in tasks if t not in train]
+        if missing:
+            raise ValueError(f"config: {wildcards.method} takes its examples from each task's train split; set "
+                             f"multitask.tasks.{missing[0]}.train (missing for {', '.join(missing)}) to the "
+                             "split's dataset directory")
+        inputs["train"] = list(train.values())
     return inputs

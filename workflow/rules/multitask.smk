@@ -7,6 +7,30 @@ if "multitask" in config:
         pool="|".join(map(re.escape, POOLS)),
         method="|".join(["pretrained", *MT["methods"], "task_arithmetic_grid"]),
 
+    if "paper" in config:
+
+        # The paper tasks' train splits (Fisher / RegMean examples, as FusionBench): the same source as the
+        # test set, split "train" (dawin.multitask_datasets.prepare_task); config multitask.tasks.<task>.train.
+        # It downloads, so it runs where snakemake runs (the login node under SLURM).
+        localrules:
+            multitask_train_split,
+
+        rule multitask_train_split:
+            output:
+                directory(f"{PRES}/data/{{task}}_train"),
+            input:
+                src("paper_datasets.py", "multitask_datasets.py", "download.py", "datasets.py"),
+            params:
+                builder=train_split_builder,
+                split="train",
+                downloads=f"{PRES}/downloads",
+            log:
+                f"{PRES}/logs/multitask_train_split/{{task}}.log",
+            conda:
+                "../../envs/dawin.yaml"
+            script:
+                "../scripts/paper_dataset.py"
+
     rule multitask_logits:
         output:
             f"{RESULTS}/multitask/logits/{{task}}.safetensors",
@@ -41,7 +65,6 @@ if "multitask" in config:
             eval_tasks=lambda wc: pool_eval_tasks(wc.pool),
             options=lambda wc: MT["methods"].get(wc.method, {}),
             grid=MT["task_arithmetic_grid"],
-            n_examples=MT["n_examples"],
             seed=config["seed"],
             **EVAL_PARAMS,
         resources:

@@ -1,21 +1,75 @@
 # The paper suite's inputs: dataset downloads / manual-copy verification, checkpoint fetch and conversion.
-# Only active when the config has a `paper` section (config/paper.yaml).
+# Only active when the config has a `paper` section (config/paper.yaml). Every download is a localrule (under
+# SLURM it runs where `snakemake` runs, the login node, which has internet); building datasets from the
+# downloaded archives (multi-GB extraction) and converting checkpoints are ordinary jobs, and nothing after
+# `paper_inputs` touches the network.
 if "paper" in config:
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
+    FETCH = dict(lock=PAPER["lock"], mirror=PAPER.get("mirror"))
+
+    localrules:
+        fetch_checkpoint,
+        fetch_hf_model,
+        fetch_dataset,
+        multitask_dataset,
+        paper_inputs,
+
+    # the robust fine-tuning sets (downloads: the archive; ImageNet2p: model-soups' index file; the manual
+    # sets: nothing) and the multi-task sets, whose download and conversion are one step (small sets)
+    ROBUST_DATASETS = [d for d in sorted(PAPER["datasets"]) if PAPER["datasets"][d] not in config.get("multitask", {}).get("tasks", {})]
+    MT_DATASETS = [d for d in sorted(PAPER["datasets"]) if d not in ROBUST_DATASETS]
+
+    rule fetch_dataset:
+        output:
+            directory(f"{PRES}/downloads/{{dataset}}"),
+        input:
+            src("paper_datasets.py", "checkpoints.py", "download.py"),
+        params:
+            builder=lambda wc: PAPER["datasets"][wc.dataset],
+            indices=PAPER["heldout"]["indices"],
+            **FETCH,
+        wildcard_constraints:
+            dataset="|".join(ROBUST_DATASETS),
+        log:
+            f"{PRES}/logs/fetch_dataset/{{dataset}}.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/fetch_dataset.py"
+
+    rule multitask_dataset:
+        output:
+            directory(f"{PRES}/data/{{dataset}}"),
+        input:
+            src("multitask_datasets.py", "download.py", "datasets.py"),
+        params:
+            builder=lambda wc: PAPER["datasets"][wc.dataset],
+            split="test",
+            downloads=f"{PRES}/downloads",
+        wildcard_constraints:
+            dataset="|".join(MT_DATASETS) or "^$",
+        log:
+            f"{PRES}/logs/multitask_dataset/{{dataset}}.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/paper_dataset.py"
 
     rule paper_dataset:
         output:
             directory(f"{PRES}/data/{{dataset}}"),
         input:
-            src("paper_datasets.py", "multitask_datasets.py", "download.py", "datasets.py"),
+            downloads=f"{PRES}/downloads/{{dataset}}",
+            code=src("paper_datasets.py", "checkpoints.py", "download.py", "datasets.py"),
         params:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
-            downloads=f"{PRES}/downloads",
-            heldout=PAPER["heldout"],
-            seed=config["seed"],
+            heldout={k: v for k, v in PAPER["heldout"].items() if k != "indices"},
+            lock=PAPER["lock"],
+        wildcard_constraints:
+            dataset="|".join(ROBUST_DATASETS),
         log:
             f"{PRES}/logs/paper_dataset/{{dataset}}.log",
         conda:
@@ -30,8 +84,9 @@ if "paper" in config:
             src("checkpoints.py", "download.py"),
         params:
             spec=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"][wc.role],
-            lock=PAPER["lock"],
-            cache=f"{PRES}/downloads/gdrive",
+            key=lambda wc: f"{wc.ckpt}/{wc.role}",
+            config_key=lambda wc: f"paper.checkpoints.{wc.ckpt}.sources.{wc.role}",
+            **FETCH,
         log:
             f"{PRES}/logs/fetch_checkpoint/{{ckpt}}/{{role}}.log",
         conda:
@@ -46,8 +101,9 @@ if "paper" in config:
             src("checkpoints.py", "convert.py"),
         params:
             spec=hf_repo_spec,
-            lock=PAPER["lock"],
-            cache=f"{PRES}/downloads/gdrive",
+            key=lambda wc: f"{wc.owner}/{wc.name}",
+            config_key=lambda wc: f"hf_repo {wc.owner}/{wc.name}",
+            **FETCH,
         log:
             f"{PRES}/logs/fetch_hf_model/{{owner}}/{{name}}.log",
         conda:
@@ -61,7 +117,8 @@ if "paper" in config:
             sidecar=f"{PRES}/checkpoints/{{ckpt}}.json",
         input:
             unpack(checkpoint_sources),
-            code=src("convert.py", "models.py"),
+            code=src("convert.py", "models.py", "weights.py"),
+            compare_to=lambda wc: [f"{PRES}/checkpoints/{c}.safetensors" for c in [PAPER["checkpoints"][wc.ckpt].get("compare_to")] if c],
         params:
             format=lambda wc: PAPER["checkpoints"][wc.ckpt]["format"],
             architecture=lambda wc: PAPER["checkpoints"][wc.ckpt]["architecture"],
@@ -82,3 +139,5 @@ if "paper" in config:
             expand(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors", backbone=BACKBONES),
             # zero-shot heads of the multi-task datasets (task_vectors templates), for the B/32 backbone
             expand(f"{RESULTS}/heads/{config['multitask']['backbone']}/{{task}}.safetensors", task=sorted(config["multitask"]["tasks"])),
+            # the multi-task train splits (Fisher / RegMean examples)
+            [t["train"] for t in config["multitask"]["tasks"].values() if "train" in t],

@@ -1,8 +1,41 @@
 # The paper's robust fine-tuning tables, one rule each (`<table>_files`), from tidy results.
+import yaml
 
 
 def has_soups(backbone):
     return "soups" in config["backbones"][backbone]
+
+
+def model_soups_reference():
+    """The configured second reference (`model_soups_reference`: model-soups' published numbers), or None."""
+    if not config.get("model_soups_reference"):
+        return None
+    path = str(Path(workflow.basedir) / config["model_soups_reference"])
+    if not Path(path).exists():
+        raise WorkflowError(f"model_soups_reference: {path} does not exist (it ships with the workflow in config/)")
+    with open(path) as f:
+        return {"path": path, **yaml.safe_load(f)}
+
+
+MODEL_SOUPS = model_soups_reference()
+
+
+def second_reference(name):
+    """model-soups' numbers for table `name`: {path, note} when the file lists the table and its backbone is
+    one of the table's, else None. Its note says that our soups use all of its runs: check that they do."""
+    if MODEL_SOUPS is None or name not in MODEL_SOUPS["tables"] or name in MULTITASK_TABLES:
+        return None
+    backbone = MODEL_SOUPS["backbone"]
+    if backbone not in target_backbones(name):
+        return None
+    n = len(soup_ingredients(backbone))
+    if n != MODEL_SOUPS["runs"]:
+        raise WorkflowError(
+            f"model_soups_reference compares {catalog.source(name)}'s soups with model-soups' soups of all its "
+            f"{MODEL_SOUPS['runs']} runs, but backbones.{backbone}.soups.ingredients lists {n} runs: use all "
+            f"{MODEL_SOUPS['runs']} (model-soups' main.py, NUM_MODELS) or remove model_soups_reference from the config"
+        )
+    return {"path": MODEL_SOUPS["path"], "note": MODEL_SOUPS["note"]}
 
 
 def table_inputs(name):
@@ -22,12 +55,16 @@ def table_inputs(name):
         inputs["metrics"] += [f"{RESULTS}/analysis/{b}/optimality.csv" for b in bbs]
     if name == "table_f":
         inputs["metrics"] += [f"{RESULTS}/profile/{b}.csv" for b in bbs]
+    if second_reference(name):
+        inputs["second_reference"] = second_reference(name)["path"]
     return inputs
 
 
 def soup_sizes(backbone):
     return {"n_ingredients": len(soup_ingredients(backbone)),
-            "n_model_stock": len(config["backbones"][backbone].get("soups", {}).get("model_stock", []))}
+            # a converted Model Stock checkpoint is the authors' own: two fine-tuning runs by the method's design
+            "n_model_stock": (lambda m: len(m) if isinstance(m, list) else 2)(
+                config["backbones"][backbone].get("soups", {}).get("model_stock", []))}
 
 
 def table_backbones(name):
@@ -60,6 +97,7 @@ for _name in [*ROBUST_TABLES, *MULTITASK_TABLES]:
             batch_sizes=ANALYSIS["batch_sizes"],
             grid_size=len(config["grid"]),
             soups={b: soup_sizes(b) for b in table_backbones(_name)},
+            notes=[second_reference(_name)["note"]] if second_reference(_name) else [],
         log:
             f"{RESULTS}/logs/tables/{_name}.log",
         conda:

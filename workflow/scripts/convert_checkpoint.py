@@ -1,6 +1,9 @@
+from safetensors.torch import load_file
+
 from dawin.checkpoints import describe_source
 from dawin.convert import convert
 from dawin.runtime import setup_logging
+from dawin.weights import relative_distance
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
@@ -9,3 +12,6 @@ record = convert(p.format, {role: snakemake.input[role] for role in p.specs}, p.
                  sidecar=snakemake.output.sidecar, urls=urls,
                  expected_sha256={role: spec.get("sha256") for role, spec in p.specs.items()})
 log.info("converted %s (%s) to %s", p.format, p.architecture, snakemake.output.model)
+for other in snakemake.input.compare_to:  # e.g. task_vectors' theta0 against the OpenAI weights
+    rel, worst = relative_distance(load_file(snakemake.output.model), load_file(other), "visual.")
+    log.info("image tower vs %s: relative L2 distance %.3g, largest entry difference %.3g", other, rel, worst)

@@ -3,7 +3,7 @@ import time
 import pandas as pd
 
 from dawin import models
-from dawin.multitask import evaluate, load_images, load_pool, run_method
+from dawin.multitask import evaluate, load_pool, method_data, method_options, run_method
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -12,15 +12,9 @@ pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.e
 transform = models.preprocess(pool.encoder())
 eval_kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
 roots = dict(zip(p.tasks, snakemake.input.test))
-data = None
-if method in ("fisher", "regmean"):  # training images of every task (Fisher uses the model's own predictions)
-    train = snakemake.input.get("train") or []
-    if len(train) != len(p.tasks):
-        log.warning("no training split configured for every task: %s uses test images, unlabeled", method)
-        train = [roots[t] for t in p.tasks]
-    data = {t: load_images(r, p.n_examples, p.seed, transform)[0] for t, r in zip(p.tasks, train)}
-elif method.startswith("adamerging"):  # unlabeled test images of every task, loaded once
-    data = {t: load_images(roots[t], p.n_examples, p.seed, transform)[0] for t in p.tasks}
+# AdaMerging: each task's whole test set, read per step; Fisher / RegMean: each task's train split
+data = method_data(method, p.tasks, test=roots, train=dict(zip(p.tasks, snakemake.input.get("train") or [])),
+                   transform=transform)
 
 rows = []
 if method == "task_arithmetic_grid":  # Figure 8's search baseline: every lambda, the best average reported
@@ -34,7 +28,8 @@ if method == "task_arithmetic_grid":  # Figure 8's search baseline: every lambda
     log.info("task arithmetic grid: best lambda %.2f (average over the test sets: an upper bound for a search)", best)
     rows.append(dict(method=method, dataset="all", metric="lambda", value=best))
 else:
-    state, merge_seconds = run_method(method, pool, data, **p.options)
+    state, merge_seconds = run_method(method, pool, data,
+                                      **method_options(method, p.options, seed=p.seed, num_workers=p.num_workers))
     start = time.perf_counter()
     accuracy = evaluate(pool, state, p.eval_tasks, roots, **eval_kw)
     eval_seconds = time.perf_counter() - start

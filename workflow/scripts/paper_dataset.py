@@ -3,12 +3,16 @@ from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p, name, root = snakemake.params, snakemake.params.builder, snakemake.output[0]
-if name == "imagenet_heldout":
-    record = paper_datasets.build_imagenet_heldout(p.manual["imagenet_train"], root, seed=p.seed, **p.heldout)
+split = getattr(p, "split", None)
+if split is not None:
+    # the multi-task sets: test (rule multitask_dataset) and train splits (rule multitask_train_split)
+    record = multitask_datasets.prepare_task(name, root, split=split, downloads=f"{p.downloads}/{name}")
+elif name == "imagenet_heldout":
+    record = paper_datasets.build_imagenet_heldout(p.manual["imagenet_train"], root,
+                                                   indices=f"{snakemake.input.downloads}/imagenet_98_idxs.npy",
+                                                   **p.heldout)
 elif name in paper_datasets.MANUAL:
     record = paper_datasets.BUILDERS[name](p.manual[name], root)
-elif name in multitask_datasets.MULTITASK_BUILDERS:
-    record = multitask_datasets.prepare_task(name, root, downloads=f"{p.downloads}/{name}")
-else:
-    record = paper_datasets.prepare(name, root, downloads=p.downloads)
+else:  # the archive is already in the downloads folder (rule fetch_dataset): extraction only
+    record = paper_datasets.prepare(name, root, downloads=snakemake.input.downloads, lock=p.lock, progress=False)
 log.info("%s: %d images, %d classes", name, record["n_images"], record["n_classes"])

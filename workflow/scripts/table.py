@@ -1,7 +1,7 @@
 import pandas as pd
 
 from dawin import paper_tables
-from dawin.reference import load_reference
+from dawin.reference import load_reference, load_second_reference
 from dawin.results import collect
 from dawin.runtime import setup_logging
 
@@ -12,8 +12,10 @@ if p.name == "table2":
     results = pd.concat([results, *(paper_tables.costs(results, b, p.suite, grid_size=p.grid_size, **p.soups[b])
                                     for b in p.backbones)], ignore_index=True)
 rows = paper_tables.select(p.name, results, p.backbones, p.batch_sizes)
+second = snakemake.input.get("second_reference")  # model-soups' own numbers (paper suite, Table 2)
 shown = paper_tables.display(p.name, rows, load_reference(snakemake.input.reference), p.roles,
-                             compare=p.suite == "paper", batch_sizes=p.batch_sizes, pools=p.pools)
+                             compare=p.suite == "paper", batch_sizes=p.batch_sizes, pools=p.pools,
+                             second=load_second_reference(second) if second else None)
 heading = f"{p.source} ({p.suite} suite, {', '.join(p.backbones)}):"
 paper_tables.write(p.name, rows, shown, snakemake.output[0].removesuffix(".csv"), heading)
 log.info("\n%s", shown.to_string())

@@ -19,11 +19,16 @@ Facts taken from the authors' code (paths above):
   ``torch.clamp(lambdas_raw, 0, 1)`` inside every forward pass, so a raw value that leaves [0, 1]
   gets no gradient and the merged model uses the clamped value. We do exactly that, and report the
   clamped values as the final lambdas.
-* One step = for every task, the loss of two batches of 16 images from a freshly shuffled test
-  loader (``if i > 0: break``), summed over tasks and batches; 500 steps. Summing two batch means
+* One step = for every task, the loss of two batches of 16 images from a freshly shuffled loader
+  over the task's *whole* test set (``get_dataloader_shuffle``, ``if i > 0: break``), summed over
+  tasks and batches; 500 steps (EnnengYang/AdaMerging ``src/main_layer_wise_adamerging.py``, the
+  same in naver-ai/dawin ``dawin_mtl/src/main_layer_wise_adamerging.py``). Summing two batch means
   only doubles the gradient, which Adam's normalisation removes, so ``batch_size=32`` is the
-  equivalent single-batch setting. Our batches are drawn without replacement per step and task
-  with a seeded ``torch.Generator``.
+  equivalent single-batch setting. Each step draws its batch afresh from the whole test set:
+  ``batch_size`` distinct images chosen uniformly at random, seeded by (seed, task, step)
+  (:func:`step_indices`), so the steps see different images and, over the run, the whole set.
+  ``data`` holds lazily read datasets: a step's images are read from disk by a DataLoader when
+  the step needs them (the 8 test sets are about 52 GB as float tensors; none is ever built).
 * Only ``named_parameters`` are merged (the code's ``make_functional``); buffers stay those of the
   pre-trained model. CLIP ViTs have no floating-point buffers; for a ResNet this keeps theta0's
   BatchNorm statistics (``native_batch_norm`` is not differentiable in its running statistics).
@@ -36,17 +41,18 @@ Facts taken from the authors' code (paths above):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..expertise import entropy
 from ..logits import default_device
 from ..weights import disjoint_merge, elect_signs, trim_top_k
-from .pool import ModelPool
+from .pool import ModelPool, TaskData, example_indices, stack_images
 
 INIT = 0.3
 """AdaMerging's initial coefficient (``prior = 0.3``)."""
@@ -104,7 +110,36 @@ class _Merger(torch.nn.Module):
                 for i, n in enumerate(self.names)}
 
 
-def _check_inputs(pool: ModelPool, data: Mapping[str, torch.Tensor], steps: int, batch_size: int, lr: float,
+def step_indices(n_images: int, batch_size: int, seed: int, task: str, step: int) -> np.ndarray:
+    """The positions in ``task``'s test set of the images AdaMerging step ``step`` trains on: ``batch_size``
+    distinct ones drawn uniformly from all ``n_images`` (the authors' freshly shuffled loader), seeded by
+    (seed, task, step)."""
+    return example_indices(n_images, batch_size, seed, task, step)
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """A batch sampler yielding, for steps 0..steps-1, the positions of :func:`step_indices`."""
+
+    def __init__(self, n_images: int, batch_size: int, seed: int, task: str, steps: int):
+        self.args, self.steps = (n_images, batch_size, seed, task), steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n_images, batch_size, seed, task = self.args
+        return (step_indices(n_images, batch_size, seed, task, s).tolist() for s in range(self.steps))
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def step_batches(data: TaskData, task: str, *, steps: int, batch_size: int, seed: int, num_workers: int = 0,
+                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``data`` that yields, step after step, the (B, 3, H, W) batch of :func:`step_indices`;
+    it reads only those images, when the step asks for them (``num_workers`` > 0 prefetches a few steps)."""
+    return torch.utils.data.DataLoader(data, batch_sampler=_StepBatches(len(data), batch_size, seed, task, steps),
+                                       num_workers=num_workers, collate_fn=stack_images, pin_memory=pin_memory)
+
+
+def _check_inputs(pool: ModelPool, data: Mapping[str, TaskData], steps: int, batch_size: int, lr: float,
                   init: float) -> None:
     if not pool.experts:
         raise ValueError("the pool has no experts to merge")
@@ -116,7 +151,7 @@ def _check_inputs(pool: ModelPool, data: Mapping[str, torch.Tensor], steps: int,
         raise ValueError(f"no head for tasks {no_head}")
     empty = [t for t in pool.tasks if len(data[t]) == 0]
     if empty:
-        raise ValueError(f"empty image tensors for tasks {empty}")
+        raise ValueError(f"no images for tasks {empty}: their test sets are empty")
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -127,8 +162,8 @@ def _check_inputs(pool: ModelPool, data: Mapping[str, torch.Tensor], steps: int,
         raise ValueError(f"init must lie in [0, 1] (lambdas are clamped there), got {init!r}")
 
 
-def _adamerging(pool: ModelPool, data: Mapping[str, torch.Tensor], *, layer_wise: bool, steps: int,
-                batch_size: int, lr: float, init: float, seed: int, plus_plus: bool,
+def _adamerging(pool: ModelPool, data: Mapping[str, TaskData], *, layer_wise: bool, steps: int,
+                batch_size: int, lr: float, init: float, seed: int, plus_plus: bool, num_workers: int,
                 device: torch.device | str | None) -> tuple[dict[str, torch.Tensor], AdaMergingInfo]:
     _check_inputs(pool, data, steps, batch_size, lr, init)
     device = torch.device(device) if device is not None else default_device()
@@ -144,15 +179,18 @@ def _adamerging(pool: ModelPool, data: Mapping[str, torch.Tensor], *, layer_wise
     merger = _Merger(pool.pretrained, [taus[t] for t in tasks], names, layer_wise, init, device)
     heads = {t: pool.heads[t].to(device) for t in tasks}
     optimizer = torch.optim.Adam([merger.lambdas_raw], lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
+    # one loader per task, iterated in lockstep: step s reads task t's images of step_indices(..., t, s);
+    # the num_workers loader processes are shared among the tasks (at least one each when > 0)
+    workers = max(1, num_workers // len(tasks)) if num_workers > 0 else 0
+    loaders = [iter(step_batches(data[t], t, steps=steps, batch_size=batch_size, seed=seed, num_workers=workers,
+                                 pin_memory=device.type == "cuda")) for t in tasks]
     losses: list[float] = []
     for _ in range(steps):
         params = merger.params()
         loss = torch.zeros((), device=device)
-        for t in tasks:
-            images = data[t]
-            idx = torch.randperm(len(images), generator=generator)[:batch_size]
-            features = torch.func.functional_call(encoder, params, (images[idx].to(device),))
+        for t, loader in zip(tasks, loaders):
+            images = next(loader)
+            features = torch.func.functional_call(encoder, params, (images.to(device),))
             # the task's frozen zero-shot head on L2-normalised features, as ImageClassifier does
             logits = F.normalize(features.float(), dim=-1) @ heads[t].T
             loss = loss + entropy(logits).mean().to(loss.dtype)
@@ -171,27 +209,31 @@ def _adamerging(pool: ModelPool, data: Mapping[str, torch.Tensor], *, layer_wise
     return state, info
 
 
-def merge_task_wise(pool: ModelPool, data: Mapping[str, torch.Tensor], *, steps: int = 500, batch_size: int = 32,
+def merge_task_wise(pool: ModelPool, data: Mapping[str, TaskData], *, steps: int = 500, batch_size: int = 32,
                     lr: float = 1e-3, init: float = INIT, seed: int = 0, plus_plus: bool = False,
+                    num_workers: int = 0,
                     device: torch.device | str | None = None) -> tuple[dict[str, torch.Tensor], AdaMergingInfo]:
     """Task-wise AdaMerging(++): theta0 + sum_j lambda_j tau_j with lambda learned by entropy minimisation.
 
-    ``data`` maps every task of the pool to its preprocessed, unlabelled test images (N_t, 3, H, W),
-    loaded once. Returns the merged encoder state dict and an :class:`AdaMergingInfo`.
+    ``data`` maps every task of the pool to its whole unlabelled test set: a dataset of preprocessed images
+    (read lazily by ``num_workers`` loader processes in all, 0 = in this process) or an (N_t, 3, H, W)
+    tensor; every step draws a fresh batch of ``batch_size`` from it (:func:`step_indices`). Returns the merged encoder state dict and an
+    :class:`AdaMergingInfo`.
     """
     return _adamerging(pool, data, layer_wise=False, steps=steps, batch_size=batch_size, lr=lr, init=init,
-                       seed=seed, plus_plus=plus_plus, device=device)
+                       seed=seed, plus_plus=plus_plus, num_workers=num_workers, device=device)
 
 
-def merge_layer_wise(pool: ModelPool, data: Mapping[str, torch.Tensor], *, steps: int = 500, batch_size: int = 32,
+def merge_layer_wise(pool: ModelPool, data: Mapping[str, TaskData], *, steps: int = 500, batch_size: int = 32,
                      lr: float = 1e-3, init: float = INIT, seed: int = 0, plus_plus: bool = False,
+                     num_workers: int = 0,
                      device: torch.device | str | None = None) -> tuple[dict[str, torch.Tensor], AdaMergingInfo]:
     """Layer-wise AdaMerging(++): one lambda per task and parameter tensor; otherwise as merge_task_wise."""
     return _adamerging(pool, data, layer_wise=True, steps=steps, batch_size=batch_size, lr=lr, init=init,
-                       seed=seed, plus_plus=plus_plus, device=device)
+                       seed=seed, plus_plus=plus_plus, num_workers=num_workers, device=device)
 
 
-def merge(pool: ModelPool, data: Mapping[str, torch.Tensor], granularity: Literal["task", "layer"] = "layer",
+def merge(pool: ModelPool, data: Mapping[str, TaskData], granularity: Literal["task", "layer"] = "layer",
           plus_plus: bool = False, **kw) -> dict[str, torch.Tensor]:
     """The merged encoder state dict of task- or layer-wise AdaMerging(++); ``kw`` go to merge_*_wise."""
     if granularity == "task":

@@ -3,6 +3,11 @@
 theta* = sum_j F_j theta_j / sum_j F_j with F_j the diagonal Fisher of expert j's *classifier*
 (expert encoder + task j's frozen head) on task j's images; see ``dawin.weights.fisher_weighted_average``.
 
+The images: ``n_examples`` = 256 (FusionBench's ``num_fisher_examples``, tanganke/fusion_bench@54c9e8c9
+``config/method/fisher_merging/clip_fisher_merging.yaml``) from each task's *train* split. FusionBench
+takes the first 256 of an unshuffled train loader; we draw them at random with the config seed
+(:func:`~dawin.merging.pool.example_indices`), since the HF train splits are stored sorted by class.
+
 Which Fisher (following FusionBench's CLIP Fisher merging, which never reads the task labels): the
 Fisher of the model's own predictive distribution, F = E_x E_{y~p(y|x)} [(d log p(y|x) / d theta)^2].
 FusionBench estimates the inner expectation with one backward pass of
@@ -24,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..weights import fisher_weighted_average
-from .pool import ModelPool
-from .regmean import task_examples
+from .pool import ModelPool, TaskData
+from .regmean import task_examples, task_indices
 
 
 def diagonal_fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -64,11 +69,13 @@ def _normalized(fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return fisher if norm == 0 else {k: f / norm.to(f.dtype) for k, f in fisher.items()}
 
 
-def merge(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, *, n_examples: int = 256,
-          labels: dict[str, torch.Tensor] | None = None, eps: float = 1e-6, normalize: bool = True,
+def merge(pool: ModelPool, data: dict[str, TaskData] | None = None, *, n_examples: int = 256,
+          labels: dict[str, torch.Tensor] | None = None, eps: float = 1e-6, normalize: bool = True, seed: int = 0,
           device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Fisher-merged encoder; expert j's Fisher from the first ``n_examples`` images of task j."""
-    examples = task_examples(pool, data, n_examples)
+    """Fisher-merged encoder; expert j's Fisher from ``n_examples`` images of task j drawn with ``seed``
+    (``data``: each task's train split; ``labels``, if given, are indexed like ``data``)."""
+    examples = task_examples(pool, data, n_examples, seed)
+    indices = task_indices(pool, data, n_examples, seed)
     missing_heads = [t for t in pool.tasks if t not in pool.heads]
     if missing_heads:
         raise ValueError(f"Fisher merging needs each task's head; pool.heads lacks {missing_heads}")
@@ -79,7 +86,7 @@ def merge(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, *, n_exa
     fishers = []
     for task in pool.tasks:
         classifier = pool.classifier(task, pool.experts[task]).to(device)
-        task_labels = None if labels is None else labels[task][:n_examples]
+        task_labels = None if labels is None else torch.as_tensor(labels[task])[torch.as_tensor(indices[task])]
         fisher = diagonal_fisher(classifier, examples[task], task_labels)
         # keep the encoder's entries, named as in the encoder state dict (the head is frozen anyway)
         fisher = {k.removeprefix("visual."): v.cpu() for k, v in fisher.items() if k.startswith("visual.")}

@@ -11,8 +11,11 @@ Choices (following FusionBench's CLIP RegMean):
   weighs the same whatever its number of examples;
 * off-diagonal entries of each G_j are multiplied by ``alpha`` (non-diagonal shrinkage towards the
   diagonal, which pulls the solution towards a plain average; alpha = 1 is exact RegMean). The
-  default 0.95 is the value this project's issue asks for; the FusionBench ``clip_regmean.yaml``
-  we read sets ``reduce_non_diagonal_ratio: 0.6``, so pass ``alpha=0.6`` to match that config;
+  default 0.95 is FusionBench's ``reduce_non_diagonal_ratio`` (tanganke/fusion_bench@54c9e8c9
+  ``config/method/regmean/clip_regmean.yaml``);
+* the examples: ``n_examples`` = 256 (``num_regmean_examples``) drawn at random from each task's
+  *train* split, as FusionBench does (a shuffled train loader); ours are a seeded draw
+  (:func:`~dawin.merging.pool.example_indices`), read from disk when ``data`` holds datasets;
 * the system is solved in float64 with the pseudo-inverse of the (symmetric) Gram sum, so input
   directions no task uses (a singular sum) do not break the merge.
 
@@ -30,30 +33,43 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..weights import StateDict, weighted_sum
-from .pool import ModelPool
+from .pool import ModelPool, TaskData, example_indices, gather_images
 
 
-def task_examples(pool: ModelPool, data: dict[str, torch.Tensor] | None, n_examples: int) -> dict[str, torch.Tensor]:
-    """The first ``n_examples`` images of every pool task, checked to be (N, 3, H, W) batches."""
+def task_indices(pool: ModelPool, data: dict[str, TaskData] | None, n_examples: int,
+                 seed: int = 0) -> dict[str, np.ndarray]:
+    """Which ``n_examples`` images of every pool task Fisher / RegMean use: a seeded uniform draw (all when a
+    task has fewer), per task (:func:`~dawin.merging.pool.example_indices`)."""
     if not pool.experts:
         raise ValueError("the model pool has no experts to merge; add fine-tuned encoders to pool.experts")
     if data is None:
-        raise ValueError(f"this method needs data={{task: images (N, 3, H, W)}} for the tasks {pool.tasks}")
+        raise ValueError(f"this method needs data={{task: images (N, 3, H, W) or a dataset}} for the tasks "
+                         f"{pool.tasks}")
     missing = [t for t in pool.tasks if t not in data]
     if missing:
         raise ValueError(f"no images for tasks {missing}; pass data={{task: images}} for every pool task")
     if n_examples < 1:
         raise ValueError(f"n_examples must be >= 1, got {n_examples}")
+    empty = [t for t in pool.tasks if len(data[t]) == 0]
+    if empty:
+        raise ValueError(f"no images for tasks {empty}: their data is empty")
+    return {t: example_indices(len(data[t]), n_examples, seed, t) for t in pool.tasks}
+
+
+def task_examples(pool: ModelPool, data: dict[str, TaskData] | None, n_examples: int,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """The images of :func:`task_indices` (only those are read), checked to be (N, 3, H, W) batches."""
     out = {}
-    for t in pool.tasks:
-        images = data[t]
-        if images.ndim != 4 or images.shape[0] == 0:
+    for t, idx in task_indices(pool, data, n_examples, seed).items():
+        images = gather_images(data[t], idx)
+        if images.ndim != 4:
             raise ValueError(f"images of task {t} have shape {tuple(images.shape)}; expected a non-empty (N, 3, H, W) batch")
-        out[t] = images[:n_examples]
+        out[t] = images
     return out
 
 
@@ -145,10 +161,12 @@ def regmean_merge(module: nn.Module, states: Sequence[StateDict], inputs: Sequen
     return merged
 
 
-def merge(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, *, n_examples: int = 256,
-          alpha: float = 0.95, batch_size: int = 32, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """RegMean over the pool's experts, expert j's Grams from the first ``n_examples`` images of task j."""
-    examples = task_examples(pool, data, n_examples)
+def merge(pool: ModelPool, data: dict[str, TaskData] | None = None, *, n_examples: int = 256,
+          alpha: float = 0.95, batch_size: int = 32, seed: int = 0,
+          device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """RegMean over the pool's experts, expert j's Grams from ``n_examples`` images of task j drawn with ``seed``
+    (``data``: each task's train split, see the module docstring)."""
+    examples = task_examples(pool, data, n_examples, seed)
     work = pool.encoder().to(device)
     return regmean_merge(work, [pool.experts[t] for t in pool.tasks], [examples[t] for t in pool.tasks],
                          alpha=alpha, batch_size=batch_size)

@@ -1,0 +1,70 @@
+"""config/paper.yaml against what the upstream code does (each assertion cites the upstream file)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+
+
+def test_evaluation_is_fp32_as_upstream(paper):
+    # model-soups utils.py get_model_from_sd (reused by naver-ai/dawin) casts every parameter to float
+    assert paper["evaluation"]["autocast"] is False
+
+
+def test_heldout_split_is_model_soups_imagenet2p(paper):
+    held = paper["paper"]["heldout"]
+    assert all("mlfoundations/model-soups" in u and u.endswith("/imagenet_98_idxs.npy") for u in held["indices"]["url"])
+    assert (held["expected_train_images"], held["expected_images"], held["expected_per_class"]) == (1281167, 26000, 26)
+    assert "fraction" not in held
+
+
+def test_drive_folders_name_the_file_to_fetch(paper):
+    ckpts = paper["paper"]["checkpoints"]
+    # naver-ai/dawin dawin_rft/README.md loads checkpoints/finetune_clipvitb32.pt; wise-ft's README finetuned.pt
+    assert ckpts["ViT-B-32"]["sources"]["checkpoint"] == {"gdrive_folder": "1NZ9kxXmsFWuY6oSAozTaaZwSISlZ_RgX",
+                                                          "file": "finetune_clipvitb32.pt"}
+    assert ckpts["ViT-B-16"]["sources"]["encoder"]["file"] == "finetuned.pt"
+
+
+# naver-ai/dawin dawin_mtl/download_ckpt.py: one Drive id per file (ftdict, headdict, zeroshot.pt)
+TASK_VECTORS = {
+    "GTSRB": ("1BDEpJSL0GWGfD93OvymW_oZZeWfyYclM", "1j2yVXOGdzHzcT6Zp5kc8xold77VRxwIC"),
+    "SUN397": ("1HWs-n0GEewLQ9hXnOJYtm85GtJpJl35Q", "1kXAWZZ9P4p_fsqQ8UjOKEWGViksF8rsx"),
+    "EuroSAT": ("1EZIkpSox2tuXRDADFw2Ih9Rfown94BKU", "1-aqbjz5rKJDPPtduQk1L7n0OimWkpRM6"),
+    "MNIST": ("1IYE99VnUcKso2UOUYRfuts8MtrZ7IdqU", "1_9lBNw877gb9fGcXQTZljVANgU8e_9Z4"),
+    "Cars": ("101U8_jLvsDg6WePgsDK9QvEFw1_9jnbC", "1NZmJHeELIwGDa0vhoPHp89J4iXpsVhb5"),
+    "DTD": ("1octqDdrX8vOSRfMWKHSBodPiC5OS4XBA", "1hWP7hN_inUnuZIin_4yooD74iKQfNq5q"),
+    "RESISC45": ("1Glu2Hky3qa58LJgtWhwDa50CLkCPdkuo", "1HrUa1eDtG_CFd_TYox-tO_8BHqME1YR3"),
+    "SVHN": ("1_xM_tfAJPm_0YoonnaSn4rVeek2qrzk9", "1AXWsTQjk5KKaRsIJK3wszZT4RvEWJ3cM"),
+}
+
+
+def test_task_vectors_files_are_fetched_one_by_one(paper):
+    ckpts = paper["paper"]["checkpoints"]
+    for task, (encoder, head) in TASK_VECTORS.items():
+        assert ckpts[f"tv-{task}"]["sources"] == {"encoder": {"gdrive_file": encoder}, "head": {"gdrive_file": head}}
+    assert ckpts["tv-zeroshot"]["sources"]["encoder"] == {"gdrive_file": "145ZjznF8HyTQvtlK1Mw9ybArVhm4b-8C"}
+    assert not any("gdrive_folder" in s and s["gdrive_folder"] == "1u_Tva6x0p6oxu5Eo0ZZsf-520Cc_3MKw"
+                   for c in ckpts.values() for s in c["sources"].values())
+    # task vectors were made from task_vectors' zeroshot.pt: it is the pool's theta0
+    assert paper["multitask"]["pretrained"] == "resources/paper/checkpoints/tv-zeroshot.safetensors"
+
+
+def test_pretrained_weights_are_fetched_with_the_other_inputs(paper):
+    # nothing downloads at run time on compute nodes: each zero-shot model is a converted, hash-pinned file
+    ckpts = paper["paper"]["checkpoints"]
+    for name, bb in paper["backbones"].items():
+        assert "pretrained" not in bb["zeroshot"]
+        ckpt = Path(bb["zeroshot"]["weights"]).name.removesuffix(".safetensors")
+        entry = ckpts[ckpt]
+        assert entry["format"] == "openai-clip" and entry["architecture"] == bb["architecture"]
+        url, = entry["sources"]["checkpoint"]["url"]
+        # OpenAI's release URLs carry the file's sha256 (open_clip pretrained.py `openai` entries)
+        assert url.split("/")[-2] == entry["sources"]["checkpoint"]["sha256"]

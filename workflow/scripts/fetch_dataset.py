@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from dawin import paper_datasets
+from dawin.checkpoints import fetch_checkpoint
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p, name, out = snakemake.params, snakemake.params.builder, Path(snakemake.output[0])
+out.mkdir(parents=True, exist_ok=True)
+if name == "imagenet_heldout":  # the images themselves are manual (ImageNet train)
+    fetch_checkpoint("imagenet_98_idxs.npy", p.indices, out / "imagenet_98_idxs.npy", p.lock, mirror=p.mirror,
+                     config_key="paper.heldout.indices")
+elif name in paper_datasets.MANUAL:
+    log.info("%s is placed by hand (paper.manual): nothing to download", name)
+else:
+    paper_datasets.fetch_archive(name, out, lock=p.lock, mirror=p.mirror, progress=False)
+log.info("%s: fetched %s", name, sorted(f.name for f in out.iterdir()))
