@@ -206,3 +206,12 @@ def test_zip_traversal_and_escaping_symlink_are_refused(tmp_path):
     with pytest.raises(DownloadError, match="refusing"):
         extract(arch, tmp_path / "lout")
     assert not (tmp_path / "lout").exists()
+
+
+def test_url_rewrites_replace_the_first_matching_prefix():
+    from dawin.download import rewrite_urls
+
+    rewrites = {"https://": "http://127.0.0.1:9/", "http://": "http://127.0.0.1:9/"}
+    assert rewrite_urls(["https://github.com/a/b.pt", "http://ufldl.stanford.edu/x.mat", "ftp://h/f"], rewrites) == [
+        "http://127.0.0.1:9/github.com/a/b.pt", "http://127.0.0.1:9/ufldl.stanford.edu/x.mat", "ftp://h/f"]
+    assert rewrite_urls(["https://h/f"], None) == ["https://h/f"]

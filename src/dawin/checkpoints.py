@@ -160,11 +160,12 @@ def describe_source(spec: Mapping) -> str:
 
 
 def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path, *, mirror: str | Path | None = None,
-                     config_key: str | None = None) -> Path:
+                     config_key: str | None = None, rewrites: Mapping[str, str] | None = None) -> Path:
     """Fetch one upstream file (or HF model directory) to ``dest`` and enforce its hash (module docstring).
 
     ``mirror`` is consulted first; ``config_key`` (e.g. ``paper.checkpoints.ViT-B-32.sources.checkpoint``)
-    is named in errors that a config change fixes.
+    is named in errors that a config change fixes; ``rewrites`` applies to URL sources
+    (:func:`dawin.download.rewrite_urls`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path
         if staged is not None and staged.exists() and staged.name:
             _place(staged, dest)
         elif "url" in spec:
-            fetch(list(spec["url"]), dest, spec.get("sha256"))
+            fetch(list(spec["url"]), dest, spec.get("sha256"), rewrites=rewrites)
         elif "gdrive_file" in spec:
             _gdrive_download(spec["gdrive_file"], dest, config_key)
         elif "gdrive_folder" in spec:

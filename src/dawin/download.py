@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -110,9 +110,19 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool, session
         raise _Retryable(f"{type(e).__name__}: {e}") from e
 
 
+def rewrite_urls(urls: Iterable[str], rewrites: Mapping[str, str] | None) -> list[str]:
+    """Each URL with its first matching prefix of ``rewrites`` replaced (config ``paper.url_rewrite``: a
+    site's proxy or mirror host, or the loopback replica server of the rehearsal)."""
+    out = []
+    for url in urls:
+        prefix = next((p for p in (rewrites or {}) if url.startswith(p)), None)
+        out.append(rewrites[prefix] + url[len(prefix):] if prefix is not None else url)
+    return out
+
+
 def fetch(urls: str | Sequence[str], dest: str | Path, sha256: str | None = None, *, md5: str | None = None,
           expected_size: int | None = None, timeout: float = 60.0, retries: int = 2, backoff: float = 1.0,
-          progress: bool = True) -> Path:
+          progress: bool = True, rewrites: Mapping[str, str] | None = None) -> Path:
     """Download ``dest`` from the first of ``urls`` that yields a file passing the checks.
 
     - Each URL is tried in turn. An HTTP error status (403, 404, 500, ...) moves on to the next URL at
@@ -123,10 +133,11 @@ def fetch(urls: str | Sequence[str], dest: str | Path, sha256: str | None = None
       tried: a checksum mismatch therefore never leaves a file behind.
     - If ``dest`` already exists and passes the checks it is returned without a download (with no
       checks given, an existing file is trusted); if it fails them it is downloaded again.
+    - ``rewrites`` maps URL prefixes to replacements (:func:`rewrite_urls`), applied first.
     - If every URL fails, :class:`DownloadError` lists each URL with what happened to it (the HTTP status,
       the connection error, or the expected and actual hash).
     """
-    urls = [urls] if isinstance(urls, str) else list(urls)
+    urls = rewrite_urls([urls] if isinstance(urls, str) else urls, rewrites)
     if not urls:
         raise DownloadError(f"no URL given for {dest}")
     dest = Path(dest)

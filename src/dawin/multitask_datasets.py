@@ -687,7 +687,8 @@ def hf_list(repo: str, revision: str, pattern: str, endpoint: str = HF_ENDPOINT)
 def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloads: str | Path | None = None,
                  via: str | None = None, urls: Mapping[str, Sequence[str]] | None = None,
                  md5: Mapping[str, str] | None = None, files: Sequence[str] | None = None,
-                 revision: str | None = None, endpoint: str = HF_ENDPOINT, progress: bool = True,
+                 revision: str | None = None, endpoint: str = HF_ENDPOINT,
+                 rewrites: Mapping[str, str] | None = None, progress: bool = True,
                  **build_kwargs) -> dict:
     """Download (if needed) one split (``"test"`` or ``"train"``) of a multi-task dataset and convert it with its
     builder; returns verify.json's record.
@@ -701,7 +702,7 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
     recorded in verify.json) and fetched with their LFS sha256 checked; ``files`` gives the shard paths instead
     of listing them, ``endpoint`` another hub (tests use a local server). Other sources: ``urls`` replaces the
     URL list of a file by name, ``md5`` its checksum (the shipped md5 is dropped for a file whose URLs are
-    replaced). Failed downloads raise :class:`DownloadError` with the URLs tried and the manual instructions.
+    replaced); ``rewrites`` maps URL prefixes (:func:`dawin.download.rewrite_urls`). Failed downloads raise :class:`DownloadError` with the URLs tried and the manual instructions.
     """
     info = task_info(name)
     options = SOURCES[name]
@@ -736,9 +737,9 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
                 if spec["kind"] == "archives":
                     stem = re.sub(r"(\.tar)?\.(gz|tgz|zip|tar|bz2|xz)$", "", fname)
                     fetch_and_extract(file_urls, dest, downloads / "extracted" / stem, md5=file_md5,
-                                      progress=progress)
+                                      progress=progress, rewrites=rewrites)
                 else:
-                    fetch(file_urls, dest, md5=file_md5, progress=progress)
+                    fetch(file_urls, dest, md5=file_md5, progress=progress, rewrites=rewrites)
                 got.append({"name": fname, "urls": file_urls, "md5": file_md5,
                             "sha256": sha256_file(dest) if dest.is_file() else None})
             source = downloads / "extracted" if spec["kind"] == "archives" else downloads

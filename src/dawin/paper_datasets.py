@@ -542,13 +542,14 @@ MANUAL = ("imagenet_heldout", "imagenet_val", "objectnet")
 
 def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | None = None, sha256: str | None = None,
                   md5: str | None = None, lock: str | Path | None = None, mirror: str | Path | None = None,
-                  progress: bool = True) -> Path:
+                  rewrites: Mapping[str, str] | None = None, progress: bool = True) -> Path:
     """Download one downloadable set's archive into ``downloads`` (nothing else: no extraction).
 
     ``urls``/``sha256``/``md5`` override :data:`SOURCES` (tests point them at a local server). A pre-staged
     ``<mirror>/<archive name>`` is used instead of the network. Archives without a published checksum
     (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
-    (:func:`dawin.checkpoints.enforce_lock`).
+    (:func:`dawin.checkpoints.enforce_lock`). ``md5`` replaces a published checksum; ``rewrites`` maps URL
+    prefixes (:func:`dawin.download.rewrite_urls`).
     """
     from .checkpoints import _place, enforce_lock
 
@@ -561,7 +562,7 @@ def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | Non
     if staged is not None and staged.is_file() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         _place(staged, target)
-    archive = fetch(list(urls or spec["urls"]), target, sha256, md5=md5, progress=progress)
+    archive = fetch(list(urls or spec["urls"]), target, sha256, md5=md5, progress=progress, rewrites=rewrites)
     if lock is not None and not sha256 and not md5:
         enforce_lock(f"dataset:{name}/{spec['archive']}", archive, lock)
     return archive
@@ -569,14 +570,14 @@ def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | Non
 
 def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,
             urls: Sequence[str] | None = None, sha256: str | None = None, md5: str | None = None,
-            lock: str | Path | None = None, mirror: str | Path | None = None, progress: bool = True,
-            **build_kwargs) -> dict:
+            lock: str | Path | None = None, mirror: str | Path | None = None,
+            rewrites: Mapping[str, str] | None = None, progress: bool = True, **build_kwargs) -> dict:
     """:func:`fetch_archive` (a no-op when the archive is already in ``downloads``, default
     ``<root>/../_downloads``), then extract into ``root/raw`` and normalise. Manual sets raise with instructions.
     """
     root = Path(root)
     downloads = Path(downloads) if downloads is not None else root.parent / "_downloads"
     archive = fetch_archive(name, downloads, urls=urls, sha256=sha256, md5=md5, lock=lock, mirror=mirror,
-                            progress=progress)
+                            rewrites=rewrites, progress=progress)
     raw = extract(archive, root / "raw")
     return BUILDERS[name](raw, root, **build_kwargs)

@@ -203,6 +203,12 @@ def source_path(ckpt, role, spec):
     return f"{pres}/downloads/checkpoints/{ckpt}/{role}"
 
 
+def expected_size(name):
+    """A paper dataset's expected image and class counts from `paper.expected` (replicas), else {}: the
+    builders then check the published counts."""
+    return config.get("paper", {}).get("expected", {}).get(name, {})
+
+
 def checkpoint_sources(wildcards):
     """The sources of one paper checkpoint, named by their role (checkpoint, encoder, head, ...)."""
     specs = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]

@@ -24,6 +24,8 @@ if "multitask" in config:
                 builder=train_split_builder,
                 split="train",
                 downloads=f"{PRES}/downloads",
+                expected=lambda wc: expected_size(f"{wc.task}_train"),
+                **MT_FETCH,
             log:
                 f"{PRES}/logs/multitask_train_split/{{task}}.log",
             conda:

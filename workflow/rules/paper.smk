@@ -7,7 +7,12 @@ if "paper" in config:
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
-    FETCH = dict(lock=PAPER["lock"], mirror=PAPER.get("mirror"))
+    # where downloads come from: the lock file, a pre-staged mirror folder, URL prefix rewrites (a site's
+    # proxy; the rehearsal's loopback server) and replacements of published md5s, by file name
+    FETCH = dict(lock=PAPER["lock"], mirror=PAPER.get("mirror"), rewrites=PAPER.get("url_rewrite", {}),
+                 md5=PAPER.get("md5", {}))
+    # the hub for the multi-task sets' parquet shards
+    MT_FETCH = dict(FETCH, hf_endpoint=PAPER.get("hf_endpoint", "https://huggingface.co"))
 
     localrules:
         fetch_checkpoint,
@@ -48,6 +53,8 @@ if "paper" in config:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             split="test",
             downloads=f"{PRES}/downloads",
+            expected=lambda wc: expected_size(wc.dataset),
+            **MT_FETCH,
         wildcard_constraints:
             dataset="|".join(MT_DATASETS) or "^$",
         log:
@@ -67,7 +74,8 @@ if "paper" in config:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
             heldout={k: v for k, v in PAPER["heldout"].items() if k != "indices"},
-            lock=PAPER["lock"],
+            expected=lambda wc: expected_size(wc.dataset),
+            **FETCH,
         wildcard_constraints:
             dataset="|".join(ROBUST_DATASETS),
         log:

@@ -3,5 +3,6 @@ from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
-path = fetch_checkpoint(p.key, p.spec, snakemake.output[0], p.lock, mirror=p.mirror, config_key=p.config_key)
+path = fetch_checkpoint(p.key, p.spec, snakemake.output[0], p.lock, mirror=p.mirror, config_key=p.config_key,
+                        rewrites=p.rewrites)
 log.info("fetched %s", path)

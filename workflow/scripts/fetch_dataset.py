@@ -9,9 +9,10 @@ p, name, out = snakemake.params, snakemake.params.builder, Path(snakemake.output
 out.mkdir(parents=True, exist_ok=True)
 if name == "imagenet_heldout":  # the images themselves are manual (ImageNet train)
     fetch_checkpoint("imagenet_98_idxs.npy", p.indices, out / "imagenet_98_idxs.npy", p.lock, mirror=p.mirror,
-                     config_key="paper.heldout.indices")
+                     config_key="paper.heldout.indices", rewrites=p.rewrites)
 elif name in paper_datasets.MANUAL:
     log.info("%s is placed by hand (paper.manual): nothing to download", name)
 else:
-    paper_datasets.fetch_archive(name, out, lock=p.lock, mirror=p.mirror, progress=False)
+    paper_datasets.fetch_archive(name, out, md5=p.md5.get(paper_datasets.SOURCES[name]["archive"]), lock=p.lock,
+                                 mirror=p.mirror, rewrites=p.rewrites, progress=False)
 log.info("%s: fetched %s", name, sorted(f.name for f in out.iterdir()))

@@ -1,0 +1,63 @@
+"""The paper suite on replicas of its upstream sources (dawin.replicas): every source of config/paper.yaml in
+its upstream form, served on 127.0.0.1 (URLs through paper.url_rewrite, the hub's dataset API through
+paper.hf_endpoint) or pre-staged in the mirror folder (Google Drive, the hub's model repositories).
+
+With the server up, the download rules of `paper_inputs` fetch everything; then the server stops and
+`paper_inputs` builds every input offline: all dataset builders, every checkpoint format, the zero-shot models
+and heads. config/paper.yaml is used as is, with one overlay that says only where things are and how big
+they are.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dawin.replicas.rehearsal import build_rehearsal
+from dawin.replicas.server import serve
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "config/paper.yaml"
+DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "multitask_dataset", "multitask_train_split"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(wd, overlay, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
+           "--configfile", str(PAPER), str(overlay)]
+    res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    return res
+
+
+def test_paper_inputs_from_upstream_replicas(tmp_path):
+    httpd, base = serve(tmp_path / "replicas" / "site")
+    try:
+        overlay = build_rehearsal(yaml.safe_load(PAPER.read_text()), tmp_path / "replicas", base)
+        wd = tmp_path / "wd"
+        wd.mkdir()
+        snakemake(wd, tmp_path / "replicas/overlay.yaml", "paper_inputs", "--until", *DOWNLOADS)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # offline from here: nothing may reach for the network
+    res = snakemake(wd, tmp_path / "replicas/overlay.yaml", "paper_inputs")
+    assert not any(f"rule {r}:" in res.stdout for r in DOWNLOADS)
+
+    # every dataset and multi-task train split, built by its own builder with every class present
+    for name, size in overlay["paper"]["expected"].items():
+        record = json.loads((wd / f"resources/paper/data/{name}/verify.json").read_text())
+        assert (record["n_images"], record["n_classes_present"]) == (size["images"], size["classes"]), name
+    held = json.loads((wd / "resources/paper/data/imagenet_heldout/verify.json").read_text())
+    assert held["n_images"] == overlay["paper"]["heldout"]["expected_images"]
+    formats = {json.loads(p.read_text())["source_format"]
+               for p in (wd / "resources/paper/checkpoints").glob("*.json")}
+    assert formats == {"openai-clip", "model-soups", "pickled-modules", "hf-clip-vision"}
+    lock = json.loads((wd / "resources/paper/checkpoints.lock.json").read_text())
+    assert {"imagenet_98_idxs.npy", "dataset:imagenetv2/imagenetv2-matched-frequency.tar.gz",
+            "dataset:imagenet_sketch/ImageNet-Sketch.zip", "tv-SVHN/encoder", "ViT-B-32/checkpoint"} <= set(lock)
+    assert (wd / "results/paper/models/ViT-B-32/zeroshot.safetensors").exists()
