@@ -79,7 +79,7 @@ def mirror_path(spec: Mapping, mirror: str | Path) -> Path:
     raise DownloadError(f"a source needs url, gdrive_file, gdrive_folder or hf_repo, got {sorted(spec)}")
 
 
-def _place(src: Path, dest: Path) -> None:
+def place_copy(src: Path, dest: Path) -> None:
     """Put a copy of ``src`` (file or directory) at ``dest`` atomically: hard links where possible."""
     tmp = dest.with_name(dest.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
@@ -173,7 +173,7 @@ def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path
     if not dest.exists():
         staged = mirror_path(spec, mirror) if mirror else None
         if staged is not None and staged.exists() and staged.name:
-            _place(staged, dest)
+            place_copy(staged, dest)
         elif "url" in spec:
             fetch(list(spec["url"]), dest, spec.get("sha256"), rewrites=rewrites)
         elif "gdrive_file" in spec:

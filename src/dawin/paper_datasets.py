@@ -546,22 +546,22 @@ def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | Non
     """Download one downloadable set's archive into ``downloads`` (nothing else: no extraction).
 
     ``urls``/``sha256``/``md5`` override :data:`SOURCES` (tests point them at a local server). A pre-staged
-    ``<mirror>/<archive name>`` is used instead of the network. Archives without a published checksum
-    (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
+    copy in the mirror folder (:func:`dawin.checkpoints.mirror_path`: the URL's file name) is used instead
+    of the network. Archives without a published checksum (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
     (:func:`dawin.checkpoints.enforce_lock`). ``md5`` replaces a published checksum; ``rewrites`` maps URL
     prefixes (:func:`dawin.download.rewrite_urls`).
     """
-    from .checkpoints import _place, enforce_lock
+    from .checkpoints import enforce_lock, mirror_path, place_copy
 
     if name in MANUAL:
         raise DatasetError(f"{name} cannot be downloaded: {INSTRUCTIONS[name]}")
     spec = SOURCES[name]
     target = Path(downloads) / spec["archive"]
     md5 = md5 if (md5 or urls) else spec.get("md5")
-    staged = Path(mirror) / spec["archive"] if mirror else None
+    staged = mirror_path({"url": list(urls or spec["urls"])}, mirror) if mirror else None  # the one mirror layout
     if staged is not None and staged.is_file() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        _place(staged, target)
+        place_copy(staged, target)
     archive = fetch(list(urls or spec["urls"]), target, sha256, md5=md5, progress=progress, rewrites=rewrites)
     if lock is not None and not sha256 and not md5:
         enforce_lock(f"dataset:{name}/{spec['archive']}", archive, lock)
