@@ -143,3 +143,12 @@ def test_hf_snapshots_accept_pytorch_model_bin():
     for name in ("pytorch_model.bin", "config.json", "model.safetensors", "pytorch_model-00001-of-00002.bin"):
         assert any(fnmatch.fnmatch(name, p) for p in HF_PATTERNS), name
     assert not any(fnmatch.fnmatch("flax_model.msgpack", p) for p in HF_PATTERNS)
+
+
+def test_a_drive_folder_without_a_file_name_is_not_taken_from_the_mirror(tmp_path, drive):
+    from dawin.download import DownloadError
+
+    (tmp_path / "mirror" / "gdrive" / "FOLDER").mkdir(parents=True)  # the folder itself is staged
+    with pytest.raises(DownloadError, match="name the checkpoint with `k.file`"):
+        fetch_checkpoint("k", {"gdrive_folder": "FOLDER"}, tmp_path / "x", tmp_path / "l.json", mirror=tmp_path / "mirror")
+    assert not (tmp_path / "x").exists()

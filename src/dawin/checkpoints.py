@@ -65,15 +65,16 @@ def enforce_lock(key: str, path: str | Path, lock: str | Path, pinned: str | Non
     return actual
 
 
-def mirror_path(spec: Mapping, mirror: str | Path) -> Path:
-    """Where a pre-staged copy of a source lives in the mirror folder (see the module docstring)."""
+def mirror_path(spec: Mapping, mirror: str | Path) -> Path | None:
+    """Where a pre-staged copy of a source lives in the mirror folder (see the module docstring); None for a
+    Drive folder source that names no file (its fetch then lists the folder and asks for the name)."""
     mirror = Path(mirror)
     if "url" in spec:
         return mirror / PurePosixPath(urlsplit(spec["url"][0]).path).name
     if "gdrive_file" in spec:
         return mirror / "gdrive" / spec["gdrive_file"]
     if "gdrive_folder" in spec:
-        return mirror / "gdrive" / spec["gdrive_folder"] / spec.get("file", "")
+        return mirror / "gdrive" / spec["gdrive_folder"] / spec["file"] if spec.get("file") else None
     if "hf_repo" in spec:
         return mirror / "hf" / spec["hf_repo"]
     raise DownloadError(f"a source needs url, gdrive_file, gdrive_folder or hf_repo, got {sorted(spec)}")
@@ -172,7 +173,7 @@ def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path
     config_key = config_key or key
     if not dest.exists():
         staged = mirror_path(spec, mirror) if mirror else None
-        if staged is not None and staged.exists() and staged.name:
+        if staged is not None and staged.exists():
             place_copy(staged, dest)
         elif "url" in spec:
             fetch(list(spec["url"]), dest, spec.get("sha256"), rewrites=rewrites)
