@@ -68,3 +68,49 @@ def test_pretrained_weights_are_fetched_with_the_other_inputs(paper):
         url, = entry["sources"]["checkpoint"]["url"]
         # OpenAI's release URLs carry the file's sha256 (open_clip pretrained.py `openai` entries)
         assert url.split("/")[-2] == entry["sources"]["checkpoint"]["sha256"]
+
+
+# The robust fine-tuning test sets' published sizes (the builders' table in dawin.paper_datasets' docstring);
+# the builders take them from paper.expected, never from constants of their own.
+PUBLISHED_COUNTS = {
+    "imagenet_val": {"images": 50000, "classes": 1000},
+    "imagenetv2": {"images": 10000, "classes": 1000},
+    "imagenet_r": {"images": 30000, "classes": 200},
+    "imagenet_a": {"images": 7500, "classes": 200},
+    "imagenet_sketch": {"images": 50889, "classes": 1000},
+    "objectnet": {"images": 18574, "classes": 113},
+}
+
+
+def test_expected_counts_are_the_published_ones(paper):
+    datasets, expected = paper["paper"]["datasets"], paper["paper"]["expected"]
+    robust = {name: builder for name, builder in datasets.items() if builder in PUBLISHED_COUNTS}
+    assert sorted(robust) == ["imagenet", "imagenet_a", "imagenet_r", "imagenet_sketch", "imagenetv2", "objectnet"]
+    # exactly the robust sets (ImageNet2p's counts are paper.heldout; the multi-task sets' dawin/data/multitask.json)
+    assert expected == {name: PUBLISHED_COUNTS[builder] for name, builder in robust.items()}
+
+
+def test_builders_require_the_counts(tmp_path):
+    from dawin import paper_datasets as pd
+
+    for builder in PUBLISHED_COUNTS:
+        with pytest.raises(TypeError, match="expected_images"):
+            pd.BUILDERS[builder](tmp_path / "nothing", tmp_path / "root")
+        with pytest.raises(TypeError, match="expected_classes"):
+            pd.BUILDERS[builder](tmp_path / "nothing", tmp_path / "root", expected_images=None)
+    with pytest.raises(TypeError, match="expected_images"):
+        pd.prepare("imagenet_r", tmp_path / "r", downloads=tmp_path / "dl")
+
+
+def test_a_missing_expected_entry_names_the_config_key(paper):
+    from dawin import paper_datasets as pd
+    from dawin.datasets import DatasetError
+
+    expected = paper["paper"]["expected"]
+    # what workflow/scripts/paper_dataset.py passes to the builder of a robust set
+    assert pd.expected_counts("imagenet", expected["imagenet"]) == {"expected_images": 50000,
+                                                                    "expected_classes": 1000}
+    with pytest.raises(DatasetError, match=r"paper\.expected\.imagenet_r is missing.*images: .*classes: "):
+        pd.expected_counts("imagenet_r", {})  # expected_size() of a dataset without an entry
+    with pytest.raises(DatasetError, match=r"paper\.expected\.objectnet has no classes"):
+        pd.expected_counts("objectnet", {"images": 18574})

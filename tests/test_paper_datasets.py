@@ -129,12 +129,12 @@ def test_imagenet_a_in_place_and_checks(tmp_path, lists):
     with pytest.raises(DatasetError, match="expected 7 images, found 6"):
         pd.build_imagenet_a(tmp_path, tmp_path / "a2", expected_images=7, expected_classes=2)
     with pytest.raises(DatasetError, match="expected 200 class folders, found 2"):
-        pd.build_imagenet_a(tmp_path, tmp_path / "a3", expected_images=6)
+        pd.build_imagenet_a(tmp_path, tmp_path / "a3", expected_images=6, expected_classes=200)
     folders(base, [lists.imagenet_wnids[0]], n=1)  # tench is not one of ImageNet-A's classes
     with pytest.raises(DatasetError, match="not classes of this set.*n01440764"):
         pd.build_imagenet_a(tmp_path, tmp_path / "a4", expected_images=None, expected_classes=None)
     with pytest.raises(DatasetError, match="hendrycks/imagenet-a.tar"):
-        pd.build_imagenet_a(tmp_path / "nothing", tmp_path / "a5")
+        pd.build_imagenet_a(tmp_path / "nothing", tmp_path / "a5", expected_images=7500, expected_classes=200)
 
 
 def test_imagenetv2_folders_are_indices(tmp_path, lists):
@@ -154,7 +154,7 @@ def test_imagenet_sketch(tmp_path, lists):
     assert [lab for _, lab in index(tmp_path / "sk")] == [0, 0, 999, 999]
     assert meta(tmp_path / "sk", "verify.json")["expected_images"] == 4
     with pytest.raises(DatasetError, match="expected 50889 images, found 4"):
-        pd.build_imagenet_sketch(tmp_path, tmp_path / "sk2", expected_classes=2)
+        pd.build_imagenet_sketch(tmp_path, tmp_path / "sk2", expected_images=50889, expected_classes=2)
 
 
 def test_prepare_downloads_extracts_and_builds(tmp_path, lists):
@@ -180,7 +180,7 @@ def test_prepare_downloads_extracts_and_builds(tmp_path, lists):
     assert rec["n_images"] == 2 and index(root)[1] == (f"raw/imagenet-r/{lists.imagenet_r.wnids[1]}/img0.jpg", 1)
     assert len(load_dataset(root)) == 2
     with pytest.raises(DatasetError, match="image-net.org"):
-        pd.prepare("imagenet_val", tmp_path / "iv")
+        pd.prepare("imagenet_val", tmp_path / "iv", expected_images=50000, expected_classes=1000)
 
 
 # --- manual sets -----------------------------------------------------------------------------------
@@ -197,10 +197,10 @@ def test_imagenet_val_wnid_folders(tmp_path, lists):
 
 def test_imagenet_val_absent_gives_instructions(tmp_path):
     with pytest.raises(DatasetError, match=r"image-net\.org.*<wnid>"):
-        pd.build_imagenet_val(tmp_path / "missing")
+        pd.build_imagenet_val(tmp_path / "missing", expected_images=50000, expected_classes=1000)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="ILSVRC2012_val_XXXXXXXX.JPEG"):
-        pd.build_imagenet_val(tmp_path / "empty")
+        pd.build_imagenet_val(tmp_path / "empty", expected_images=50000, expected_classes=1000)
 
 
 def _flat_val(folder: Path, n: int) -> None:
@@ -222,7 +222,7 @@ def test_imagenet_val_flat_with_devkit_ground_truth(tmp_path, lists):
     assert lists.imagenet_classnames[65] == "sea snake" and lists.imagenet_classnames[278] == "kit fox"
     assert rec["layout"] == "flat + ground truth"
     with pytest.raises(DatasetError, match="expected 50000 images, found 3"):
-        pd.build_imagenet_val(flat, tmp_path / "in2")
+        pd.build_imagenet_val(flat, tmp_path / "in2", expected_images=50000, expected_classes=1000)
     # the devkit tarball itself works as well
     gt_dir = tmp_path / "devkit" / "ILSVRC2012_devkit_t12" / "data"
     gt_dir.mkdir(parents=True)
@@ -261,9 +261,9 @@ def test_objectnet_mapped_folders_only(tmp_path, lists):
     z[0, 530] = 5.0  # digital clock -> alarm clock
     assert ds.projection(z).argmax(dim=1).item() == 0
     with pytest.raises(DatasetError, match="expected 113 class folders, found 3.*backpack"):
-        pd.build_objectnet(tmp_path, tmp_path / "on2", expected_images=6)
+        pd.build_objectnet(tmp_path, tmp_path / "on2", expected_images=6, expected_classes=113)
     with pytest.raises(DatasetError, match="partial: expected 18574 images, found 6"):
-        pd.build_objectnet(tmp_path, tmp_path / "on3", expected_classes=3)
+        pd.build_objectnet(tmp_path, tmp_path / "on3", expected_images=18574, expected_classes=3)
     pd.build_objectnet(tmp_path, tmp_path / "on4", expected_images=6, expected_classes=3, border_crop=2)
     assert meta(tmp_path / "on4")["preprocess"] == {"border_crop": 2}
     with Image.open(images / "banana" / "img0.png") as im:
@@ -272,10 +272,10 @@ def test_objectnet_mapped_folders_only(tmp_path, lists):
 
 def test_objectnet_absent_gives_instructions(tmp_path):
     with pytest.raises(DatasetError, match=r"objectnet\.dev"):
-        pd.build_objectnet(tmp_path / "nowhere")
+        pd.build_objectnet(tmp_path / "nowhere", expected_images=18574, expected_classes=113)
     (tmp_path / "objectnet-1.0" / "images" / "squeegee").mkdir(parents=True)
     with pytest.raises(DatasetError, match=r"objectnet\.dev"):
-        pd.build_objectnet(tmp_path)
+        pd.build_objectnet(tmp_path, expected_images=18574, expected_classes=113)
 
 
 def test_registry():

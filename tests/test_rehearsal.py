@@ -2,11 +2,16 @@
 its upstream form, served on 127.0.0.1 (URLs through paper.url_rewrite, the hub's dataset API through
 paper.hf_endpoint) or pre-staged in the mirror folder (Google Drive, the hub's model repositories).
 
-With the server up, the download rules of `paper_inputs` fetch everything; then the server stops and
-`paper_inputs` builds every input offline: all dataset builders, every checkpoint format, the zero-shot models
-and heads. config/paper.yaml is used as is, with one overlay that says only where things are and how big
-they are.
+With the server up, the download rules of `paper_inputs` fetch everything; then the server stops and, offline,
+`paper_inputs` builds every input (all dataset builders, every checkpoint format, the zero-shot models and
+heads) and `table2` and `table6` are computed from them: temperatures, coefficients, mixtures, soups, WiSE-FT,
+merged evaluation, every multi-task merging method. The replica images are drawn from class prototypes the
+replica models recognise (dawin.replicas.prototypes), so every model is informative and calibration has an
+optimum. config/paper.yaml is used as is, with one overlay that says only where things are, how big they are
+and smaller batches.
 """
+
+import csv
 
 import json
 import subprocess
@@ -29,12 +34,17 @@ pytestmark = pytest.mark.workflow
 def snakemake(wd, overlay, *args):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
            "--configfile", str(PAPER), str(overlay)]
-    res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=2400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return res
 
 
-def test_paper_inputs_from_upstream_replicas(tmp_path):
+def read_table(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_paper_tables_from_upstream_replicas(tmp_path):
     httpd, base = serve(tmp_path / "replicas" / "site")
     try:
         overlay = build_rehearsal(yaml.safe_load(PAPER.read_text()), tmp_path / "replicas", base)
@@ -45,8 +55,8 @@ def test_paper_inputs_from_upstream_replicas(tmp_path):
         httpd.shutdown()
         httpd.server_close()
     # offline from here: nothing may reach for the network
-    res = snakemake(wd, tmp_path / "replicas/overlay.yaml", "paper_inputs")
-    assert not any(f"rule {r}:" in res.stdout for r in DOWNLOADS)
+    res = snakemake(wd, tmp_path / "replicas/overlay.yaml", "paper_inputs", "table2", "table6")
+    assert not any(f"rule {r}:" in res.stdout + res.stderr for r in DOWNLOADS)
 
     # every dataset and multi-task train split, built by its own builder with every class present
     for name, size in overlay["paper"]["expected"].items():
@@ -61,3 +71,20 @@ def test_paper_inputs_from_upstream_replicas(tmp_path):
     assert {"imagenet_98_idxs.npy", "dataset:imagenetv2/imagenetv2-matched-frequency.tar.gz",
             "dataset:imagenet_sketch/ImageNet-Sketch.zip", "tv-SVHN/encoder", "ViT-B-32/checkpoint"} <= set(lock)
     assert (wd / "results/paper/models/ViT-B-32/zeroshot.safetensors").exists()
+
+    # Table 2: every method on every test set, the paper's number beside ours; the replicas are informative
+    rows = read_table(wd / "results/paper/tables/table2.csv")
+    acc = {(r["method"], r["dataset"]): float(r["value"]) for r in rows if r["metric"] == "accuracy"}
+    methods = {m for m, _ in acc}
+    assert {"zeroshot", "finetuned", "wise_ft", "uniform_soup", "greedy_soup", "model_stock", "dawin_per_sample",
+            "dawin"} <= methods
+    for m in methods:
+        assert {d for mm, d in acc if mm == m} >= {"imagenet", "imagenetv2", "imagenet_r", "imagenet_a",
+                                                    "imagenet_sketch", "objectnet"}, m
+    assert acc["zeroshot", "imagenet"] > 20 * 100 / 1000  # 20 times chance among 1000 classes
+    assert "(paper)" in (wd / "results/paper/tables/table2.md").read_text()
+    # Table 6: every merging method on the 8 tasks
+    rows = read_table(wd / "results/paper/tables/table6.csv")
+    merged = {r["method"] for r in rows if r["metric"] == "accuracy" and r["dataset"] == "avg"}
+    assert {"weight_average", "task_arithmetic", "ties", "fisher", "regmean", "adamerging_task",
+            "adamerging_layer", "adamerging_pp_layer"} <= merged

@@ -197,7 +197,7 @@ def test_objectnet_113_classes_of_313_folders(replicas, tmp_path):
     label_of = {c.folder: k for k, c in enumerate(pd.load_class_lists().objectnet)}
     assert all(label == label_of[p.split("/")[-2]] for p, label in index(tmp_path / "on"))
     img = load_dataset(tmp_path / "on")[0][0]
-    assert img.getpixel((0, 0)) == (255, 0, 0) and 8 <= img.size[0] <= 16  # the real images' red border
+    assert img.getpixel((0, 0)) == (255, 0, 0) and rd.MIN_PX <= img.size[0] <= rd.MAX_PX  # the real images' red border
 
 
 def test_heldout_is_the_index_files_selection(replicas, server, tmp_path, config):

@@ -21,6 +21,7 @@ from dawin.replicas import models as R
 
 torch.set_num_threads(1)
 ARCH = R.ARCHITECTURE
+EMBED = open_clip.get_model_config(ARCH)["embed_dim"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -108,7 +109,7 @@ def test_model_soups(tmp_path, bb):
         "classification_head.weight", "classification_head.bias"} and keys[-2:] == ["classification_head.weight",
                                                                                     "classification_head.bias"]
     assert all(v.dtype == torch.float32 for v in loaded.values())
-    assert loaded["classification_head.weight"].shape == (1000, 32)
+    assert loaded["classification_head.weight"].shape == (1000, EMBED)
     R.write_model_soups(R.soups_run_state(bb, 5, "soup-ViT-B-32"), tmp_path / "again" / "model_5.pt")
     assert _sha(path) == _sha(tmp_path / "again" / "model_5.pt")
 
@@ -171,7 +172,7 @@ def test_task_vectors_encoders_and_heads(tmp_path, bb):
     assert zipfile.is_zipfile(tmp_path / "finetuned.pt")  # torch.save, not pickle.dump
 
     # the head is task_vectors' zero-shot head (normalize=True, bias 0), = dawin.models.zeroshot_head
-    assert head.normalize and not head.bias.any() and head.weight.shape == (10, 32)
+    assert head.normalize and not head.bias.any() and head.weight.shape == (10, EMBED)
     assert torch.allclose(head.weight, models.zeroshot_head(bb.clip(), ARCH, info.classnames, info.templates),
                           atol=1e-5)
 
@@ -207,7 +208,7 @@ def test_hf_clip_vision_and_clip_model(tmp_path, bb):
     assert vcfg["architectures"] == ["CLIPVisionModel"] and vcfg["hidden_act"] == "quick_gelu"
     assert vcfg["model_type"] == "clip_vision_model" and vcfg["transformers_version"].startswith("4.")
 
-    w = torch.randn(10, 32, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(10, EMBED, generator=torch.Generator().manual_seed(0))
     b = torch.zeros(10)
     save_file({"weight": w, "bias": b}, str(tmp_path / "head.safetensors"))
     convert.convert("hf-clip-vision", {"model": vdir, "projection": cdir, "head": tmp_path / "head.safetensors"},

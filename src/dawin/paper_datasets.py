@@ -1,10 +1,10 @@
 """Normalisers for the robust fine-tuning test sets of the paper suite.
 
 Each ``build_*`` function takes the data as its source distributes it (an extracted archive or a manual
-copy), checks it (class folders, image count against the published size) and writes our protocol
-(:mod:`dawin.datasets`): ``index.csv`` and ``dataset.json`` via :func:`dawin.datasets.write_dataset`, then a
-verification record ``verify.json`` (image count, class counts, sha256 of ``index.csv``), written last, so
-its presence means the dataset was checked and written completely.
+copy), checks it (class folders, image count against the published size the caller states: config
+``paper.expected``) and writes our protocol (:mod:`dawin.datasets`): ``index.csv`` and ``dataset.json`` via
+:func:`dawin.datasets.write_dataset`, then a verification record ``verify.json`` (image count, class counts,
+sha256 of ``index.csv``), written last, so its presence means the dataset was checked and written completely.
 
 Where the images live. ``root`` is the dataset root that receives the three files; ``source`` is where the
 images are. If ``source`` lies inside ``root`` (or ``root`` is omitted: then ``root = source``), index
@@ -12,7 +12,11 @@ paths are relative to ``root`` directly. Otherwise a symlink ``root/images -> so
 paths go through it; nothing is copied, so moving the source breaks the dataset (which
 :func:`dawin.datasets.load_dataset` then reports as partial).
 
-Layouts accepted (the ``source`` argument may also be the parent folder holding the named sub-folder):
+Layouts accepted (the ``source`` argument may also be the parent folder holding the named sub-folder), with
+the published image and class counts. The counts are not built in: every builder (and :func:`prepare`) takes
+``expected_images`` and ``expected_classes`` as required keyword arguments, so a caller always states them
+(``None`` explicitly skips that check); the workflow reads them from the config, ``paper.expected.<dataset>``
+(``{images: N, classes: C}``; config/paper.yaml holds the published ones below), see :func:`expected_counts`.
 
 ========================  ======================================================  =========  ========
 builder                   layout                                                  images     classes
@@ -66,10 +70,9 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 WNID = re.compile(r"^n\d{8}$")
 VAL_FILE = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 
-EXPECTED_IMAGES = {"imagenet_val": 50_000, "imagenetv2": 10_000, "imagenet_r": 30_000, "imagenet_a": 7_500,
-                   "imagenet_sketch": 50_889, "objectnet": 18_574}
-EXPECTED_CLASSES = {"imagenet_val": 1000, "imagenetv2": 1000, "imagenet_r": 200, "imagenet_a": 200,
-                    "imagenet_sketch": 1000, "objectnet": 113}
+# The config key that holds every robust set's published image and class counts ({images: N, classes: C} per
+# dataset name of paper.datasets); the builders take them as required keyword arguments (see expected_counts).
+EXPECTED_KEY = "paper.expected"
 
 # Where the downloadable sets come from (primary first, then mirrors). md5 values are the ones torchvision-
 # style loaders pin for the Berkeley tars; no sha256 is published for any of them.
@@ -325,12 +328,13 @@ GROUND_TRUTH_NAMES = ("LOC_val_solution.csv", "ILSVRC2012_validation_ground_trut
                       "ILSVRC2012_devkit_t12.tar.gz")
 
 
-def build_imagenet_val(source: str | Path, root: str | Path | None = None, *,
-                       expected_images: int | None = EXPECTED_IMAGES["imagenet_val"],
-                       expected_classes: int | None = EXPECTED_CLASSES["imagenet_val"],
-                       ground_truth: str | Path | None = None) -> dict:
+def build_imagenet_val(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                       expected_classes: int | None, ground_truth: str | Path | None = None) -> dict:
     """ImageNet validation set (manual). Class folders ``<wnid>/`` (also found as ``val_in_folder``/``val``
     under ``source``), or the flat ``ILSVRC2012_val_XXXXXXXX.JPEG`` files with a ground-truth file.
+
+    ``expected_images``/``expected_classes`` (required; ``None`` skips the check): the set's image and class
+    counts, in the workflow from config ``paper.expected.<dataset>`` (published: 50,000 images, 1,000 classes).
 
     Ground truth for the flat layout (``ground_truth``, else looked up next to the images and in their
     parent under the names of :data:`GROUND_TRUTH_NAMES`): the devkit's
@@ -378,10 +382,12 @@ def build_imagenet_val(source: str | Path, root: str | Path | None = None, *,
                    {"layout": "flat + ground truth", "ground_truth": str(Path(ground_truth).resolve())})
 
 
-def build_imagenetv2(source: str | Path, root: str | Path | None = None, *,
-                     expected_images: int | None = EXPECTED_IMAGES["imagenetv2"],
-                     expected_classes: int | None = EXPECTED_CLASSES["imagenetv2"]) -> dict:
-    """ImageNet-V2 matched-frequency: folders are the ImageNet indices ``0..999``."""
+def build_imagenetv2(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                     expected_classes: int | None) -> dict:
+    """ImageNet-V2 matched-frequency: folders are the ImageNet indices ``0..999``.
+
+    ``expected_images``/``expected_classes`` as for every builder: required, from config ``paper.expected``.
+    """
     lists = load_class_lists()
     return _folder_dataset("imagenetv2", Path(source), root, (SOURCES["imagenetv2"]["subdir"],),
                            {str(i): i for i in range(1000)}, lists.imagenet_classnames, {"kind": "identity"},
@@ -397,36 +403,44 @@ def _build_sublist(name: str, sub: SubList, source, root, expected_images, expec
                            expected_images, expected_classes)
 
 
-def build_imagenet_r(source: str | Path, root: str | Path | None = None, *,
-                     expected_images: int | None = EXPECTED_IMAGES["imagenet_r"],
-                     expected_classes: int | None = EXPECTED_CLASSES["imagenet_r"]) -> dict:
-    """ImageNet-R: ``imagenet-r/<wnid>/``; labels index the 200-wnid sublist, projection ``subset``."""
+def build_imagenet_r(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                     expected_classes: int | None) -> dict:
+    """ImageNet-R: ``imagenet-r/<wnid>/``; labels index the 200-wnid sublist, projection ``subset``.
+
+    ``expected_images``/``expected_classes`` as for every builder: required, from config ``paper.expected``.
+    """
     return _build_sublist("imagenet_r", load_class_lists().imagenet_r, source, root, expected_images,
                           expected_classes)
 
 
-def build_imagenet_a(source: str | Path, root: str | Path | None = None, *,
-                     expected_images: int | None = EXPECTED_IMAGES["imagenet_a"],
-                     expected_classes: int | None = EXPECTED_CLASSES["imagenet_a"]) -> dict:
-    """ImageNet-A: ``imagenet-a/<wnid>/``; labels index the 200-wnid sublist, projection ``subset``."""
+def build_imagenet_a(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                     expected_classes: int | None) -> dict:
+    """ImageNet-A: ``imagenet-a/<wnid>/``; labels index the 200-wnid sublist, projection ``subset``.
+
+    ``expected_images``/``expected_classes`` as for every builder: required, from config ``paper.expected``.
+    """
     return _build_sublist("imagenet_a", load_class_lists().imagenet_a, source, root, expected_images,
                           expected_classes)
 
 
-def build_imagenet_sketch(source: str | Path, root: str | Path | None = None, *,
-                          expected_images: int | None = EXPECTED_IMAGES["imagenet_sketch"],
-                          expected_classes: int | None = EXPECTED_CLASSES["imagenet_sketch"]) -> dict:
-    """ImageNet-Sketch: ``sketch/<wnid>/`` (the zip's layout), 1000 classes, identity projection."""
+def build_imagenet_sketch(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                          expected_classes: int | None) -> dict:
+    """ImageNet-Sketch: ``sketch/<wnid>/`` (the zip's layout), 1000 classes, identity projection.
+
+    ``expected_images``/``expected_classes`` as for every builder: required, from config ``paper.expected``.
+    """
     lists = load_class_lists()
     return _folder_dataset("imagenet_sketch", Path(source), root, (SOURCES["imagenet_sketch"]["subdir"],),
                            lists.wnid_index(), lists.imagenet_classnames, {"kind": "identity"},
                            expected_images, expected_classes)
 
 
-def build_objectnet(source: str | Path, root: str | Path | None = None, *,
-                    expected_images: int | None = EXPECTED_IMAGES["objectnet"],
-                    expected_classes: int | None = EXPECTED_CLASSES["objectnet"], border_crop: int = 0) -> dict:
+def build_objectnet(source: str | Path, root: str | Path | None = None, *, expected_images: int | None,
+                    expected_classes: int | None, border_crop: int = 0) -> dict:
     """ObjectNet (manual): the 113 mapped folders of ``objectnet-1.0/images``; the other 200 are ignored.
+
+    ``expected_images``/``expected_classes`` as for every builder: required, from config ``paper.expected``
+    (published: 18,574 images in the 113 mapped folders).
 
     ``border_crop`` (pixels, default 0 = off, as upstream in effect) is only recorded in
     ``dataset.json["preprocess"]`` and ``verify.json``; images are never modified.
@@ -571,13 +585,35 @@ def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | Non
 def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,
             urls: Sequence[str] | None = None, sha256: str | None = None, md5: str | None = None,
             lock: str | Path | None = None, mirror: str | Path | None = None,
-            rewrites: Mapping[str, str] | None = None, progress: bool = True, **build_kwargs) -> dict:
+            rewrites: Mapping[str, str] | None = None, progress: bool = True, expected_images: int | None,
+            expected_classes: int | None, **build_kwargs) -> dict:
     """:func:`fetch_archive` (a no-op when the archive is already in ``downloads``, default
     ``<root>/../_downloads``), then extract into ``root/raw`` and normalise. Manual sets raise with instructions.
+
+    ``expected_images``/``expected_classes`` (required, as for the builders: config ``paper.expected.<dataset>``;
+    ``None`` skips a check) go to the builder with the other ``build_kwargs``.
     """
     root = Path(root)
     downloads = Path(downloads) if downloads is not None else root.parent / "_downloads"
     archive = fetch_archive(name, downloads, urls=urls, sha256=sha256, md5=md5, lock=lock, mirror=mirror,
                             rewrites=rewrites, progress=progress)
     raw = extract(archive, root / "raw")
-    return BUILDERS[name](raw, root, **build_kwargs)
+    return BUILDERS[name](raw, root, expected_images=expected_images, expected_classes=expected_classes,
+                          **build_kwargs)
+
+
+def expected_counts(dataset: str, entry: Mapping | None) -> dict[str, int]:
+    """The builder keyword arguments ``expected_images``/``expected_classes`` of the robust set ``dataset`` (its
+    name in config ``paper.datasets``) from its config entry ``paper.expected.<dataset>`` (``{images: N,
+    classes: C}``). A missing entry (or one without both counts) raises, naming the key and what to put there,
+    since the builders no longer assume the published counts.
+    """
+    entry = dict(entry or {})
+    missing = [k for k in ("images", "classes") if k not in entry]
+    if missing:
+        raise DatasetError(
+            f"config {EXPECTED_KEY}.{dataset} {'is missing' if len(missing) == 2 else 'has no ' + missing[0]}: "
+            f"put the set's published image and class counts there, {EXPECTED_KEY}.{dataset}: "
+            "{images: <number of images>, classes: <number of classes>} (config/paper.yaml lists the published "
+            "counts of every robust fine-tuning test set)")
+    return {"expected_images": entry["images"], "expected_classes": entry["classes"]}

@@ -204,9 +204,26 @@ def source_path(ckpt, role, spec):
 
 
 def expected_size(name):
-    """A paper dataset's expected image and class counts from `paper.expected` (replicas), else {}: the
-    builders then check the published counts."""
+    """A paper dataset's expected image and class counts from `paper.expected`, else {}. The robust sets must
+    have an entry (check_paper_expected); for the multi-task sets an entry (replicas) replaces the published
+    counts of dawin/data/multitask.json."""
     return config.get("paper", {}).get("expected", {}).get(name, {})
+
+
+def check_paper_expected(datasets):
+    """Every robust set rule paper_dataset builds (ImageNet2p aside: its counts are paper.heldout) needs its
+    image and class counts in `paper.expected`: the builders no longer assume the published ones. Checked
+    when the workflow is parsed, so a missing entry stops it before any job runs, naming the key."""
+    for name in datasets:
+        entry = expected_size(name)
+        missing = [k for k in ("images", "classes") if k not in entry]
+        if missing:
+            raise WorkflowError(
+                f"config paper.expected.{name} {'is missing' if len(missing) == 2 else 'has no ' + missing[0]}: "
+                f"put the set's published image and class counts there, paper.expected.{name}: "
+                "{images: <number of images>, classes: <number of classes>} (config/paper.yaml lists the "
+                "published counts of every robust fine-tuning test set)"
+            )
 
 
 def checkpoint_sources(wildcards):

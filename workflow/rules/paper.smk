@@ -25,6 +25,8 @@ if "paper" in config:
     # sets: nothing) and the multi-task sets, whose download and conversion are one step (small sets)
     ROBUST_DATASETS = [d for d in sorted(PAPER["datasets"]) if PAPER["datasets"][d] not in config.get("multitask", {}).get("tasks", {})]
     MT_DATASETS = [d for d in sorted(PAPER["datasets"]) if d not in ROBUST_DATASETS]
+    # their image and class counts: paper.expected (ImageNet2p's are paper.heldout)
+    check_paper_expected([d for d in ROBUST_DATASETS if PAPER["datasets"][d] != "imagenet_heldout"])
 
     rule fetch_dataset:
         output:

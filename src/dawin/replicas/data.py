@@ -1,7 +1,7 @@
 """Miniature replicas of every dataset source of the paper suite, in the form its upstream ships it.
 
 :func:`write_dataset_replicas` writes, for the datasets a config names (``paper.datasets``, ``paper.heldout``,
-``multitask.tasks.<t>.train``), every class with ``per_class`` tiny images (8-16 px, real JPEG / PNG / PPM
+``multitask.tasks.<t>.train``), every class with ``per_class`` small images (24-32 px, real JPEG / PNG / PPM
 bytes; MNIST 28x28 and SVHN 32x32 as their formats fix), deterministic in ``seed``:
 
 - ``<manual>/`` the licence-gated sets as image-net.org and objectnet.dev ship them:
@@ -28,6 +28,8 @@ headers, so the same ``seed`` and ``per_class`` give byte-identical files.
 from __future__ import annotations
 
 import colorsys
+import contextlib
+import contextvars
 import gzip
 import hashlib
 import io
@@ -36,7 +38,7 @@ import shutil
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -47,7 +49,7 @@ from .. import multitask_datasets as mt
 from .. import paper_datasets as pd
 from ..datasets import DatasetError
 
-MIN_PX, MAX_PX = 8, 16
+MIN_PX, MAX_PX = 24, 32  # 8-16 px images lose a replica model's class cues to resizing and JPEG
 MARKER = ".dawin-replica-data.json"  # in <manual>: the folders below it may be replaced by a rerun
 HUB = "hf"  # <site>/hf/... is the emulated hub's endpoint
 ARCHIVE_MTIME = 1_325_376_000  # 2012-01-01 UTC: the time stamp of every archive member (fixed bytes)
@@ -145,12 +147,33 @@ def class_colour(key: int) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h, s, v)) * 255.0
 
 
-def pixels(key: int, variant: int, salt: int, seed: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A small HxWx3 uint8 image of class ``key``: its colour in stripes whose orientation and period depend on
-    the class (so classes differ in colour and texture), with a little per-image noise. ``size`` (h, w)
-    defaults to a random 8..16 px per side."""
+_PROTOTYPES: contextvars.ContextVar[Mapping[str, np.ndarray]] = contextvars.ContextVar("prototypes", default={})
+
+
+@contextlib.contextmanager
+def painting(prototypes: Mapping[str, np.ndarray] | None) -> Iterator[None]:
+    """Within the block, images of a class with a prototype (``{domain: (C, s, s, 3) floats in [0, 1]}``, see
+    :mod:`dawin.replicas.prototypes`) are drawn from it; other classes keep their stripes."""
+    token = _PROTOTYPES.set(dict(prototypes or {}))
+    try:
+        yield
+    finally:
+        _PROTOTYPES.reset(token)
+
+
+def pixels(key: int, variant: int, salt: int, seed: int, size: tuple[int, int] | None = None,
+           domain: str = "imagenet") -> np.ndarray:
+    """A small HxWx3 uint8 image of class ``key`` of ``domain`` (``imagenet``: ImageNet class indices; a
+    multi-task dataset's name: its labels). Drawn from the class's prototype inside :func:`painting`; otherwise
+    its colour in stripes whose orientation and period depend on the class (so classes differ in colour and
+    texture). A little per-image noise; ``size`` (h, w) defaults to a random MIN_PX..MAX_PX px per side."""
     rng = np.random.default_rng([seed, salt, key, variant])
     h, w = size or tuple(int(x) for x in rng.integers(MIN_PX, MAX_PX + 1, 2))
+    protos = _PROTOTYPES.get().get(domain)
+    if protos is not None and key < len(protos):
+        from .prototypes import render
+
+        return render(protos[key], (h, w), rng)
     base = class_colour(key)
     other = 0.55 * base + 0.45 * (255.0 - base)
     y, x = np.mgrid[0:h, 0:w]
@@ -161,20 +184,26 @@ def pixels(key: int, variant: int, salt: int, seed: int, size: tuple[int, int] |
 
 
 def encode(arr: np.ndarray, fmt: str) -> bytes:
-    """Encoded image bytes (PIL; JPEG at quality 90, PNG / PPM lossless)."""
+    """Encoded image bytes (PIL; JPEG at quality 90 without chroma subsampling, PNG / PPM lossless). At these
+    sizes 4:2:0 subsampling would blur the colours that carry a class to a replica model (a tenth the accuracy)."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    Image.fromarray(arr).save(buf, fmt, **({"quality": 90, "subsampling": 0} if fmt == "JPEG" else {}))
     return buf.getvalue()
 
 
-def image(key: int, variant: int, salt: int, seed: int, fmt: str = "JPEG") -> bytes:
-    """The encoded bytes of :func:`pixels` (class ``key``, image ``variant``)."""
-    return encode(pixels(key, variant, salt, seed), fmt)
+def image(key: int, variant: int, salt: int, seed: int, fmt: str = "JPEG", domain: str = "imagenet") -> bytes:
+    """The encoded bytes of :func:`pixels` (class ``key`` of ``domain``, image ``variant``)."""
+    return encode(pixels(key, variant, salt, seed, domain=domain), fmt)
 
 
-def _digit(d: int, variant: int, salt: int, seed: int, size: int, rgb: bool) -> np.ndarray:
-    """A digit drawn with PIL's default font on a noisy background (MNIST: 28x28 grey; SVHN: 32x32 RGB)."""
+def _digit(d: int, variant: int, salt: int, seed: int, size: int, rgb: bool, domain: str) -> np.ndarray:
+    """A digit drawn with PIL's default font on a noisy background (MNIST: 28x28 grey; SVHN: 32x32 RGB), or inside
+    :func:`painting` the digit's prototype at that size."""
     from PIL import ImageDraw
+
+    if domain in _PROTOTYPES.get():
+        px = pixels(d, variant, salt, seed, (size, size), domain)
+        return px if rgb else px[..., 0]
 
     rng = np.random.default_rng([seed, salt, d, variant])
     if rgb:  # SVHN: house-number plates of any colour, digit lighter than the plate
@@ -525,7 +554,7 @@ def _hf_files(task: str, splits: Sequence[str], per_class: int, seed: int) -> di
         rows = _task_rows(task, split, per_class, seed)
         salt = _salt(f"{task}/{split}")
         path = mt.source_spec(task, "hf", split)["pattern"].replace("*", "00000-of-00001")
-        out[path] = hf_parquet([image(c, j, salt, seed, fmt) for c, j in rows], [c for c, _ in rows], names)
+        out[path] = hf_parquet([image(c, j, salt, seed, fmt, task) for c, j in rows], [c for c, _ in rows], names)
     return out
 
 
@@ -536,7 +565,7 @@ def _svhn_files(task: str, splits: Sequence[str], per_class: int, seed: int) -> 
     for split in splits:
         rows = _task_rows(task, split, per_class, seed)
         salt = _salt(f"{task}/{split}")
-        x = np.stack([_digit(d, j, salt, seed, 32, rgb=True) for d, j in rows], axis=3)
+        x = np.stack([_digit(d, j, salt, seed, 32, rgb=True, domain=task) for d, j in rows], axis=3)
         y = np.array([[d if d else 10] for d, _ in rows], np.uint8)
         out[f"{split}_32x32.mat"] = savemat_bytes({"X": x, "y": y})
     return out
@@ -550,7 +579,7 @@ def _mnist_files(task: str, splits: Sequence[str], per_class: int, seed: int) ->
         rows = _task_rows(task, split, per_class, seed)
         salt = _salt(f"{task}/{split}")
         stem = mt._MNIST_STEM[split]
-        out[f"{stem}-images-idx3-ubyte.gz"] = idx_gz(np.stack([_digit(d, j, salt, seed, 28, rgb=False)
+        out[f"{stem}-images-idx3-ubyte.gz"] = idx_gz(np.stack([_digit(d, j, salt, seed, 28, rgb=False, domain=task)
                                                                for d, j in rows]))
         out[f"{stem}-labels-idx1-ubyte.gz"] = idx_gz(np.array([d for d, _ in rows], np.uint8))
     return out
@@ -570,7 +599,7 @@ def _gtsrb_files(task: str, splits: Sequence[str], per_class: int, seed: int) ->
         if split == "test":
             z, rows, gt = ZipBuilder(), _task_rows(task, split, per_class, seed), []
             for n, (c, j) in enumerate(rows):
-                px = pixels(c, j, salt, seed)
+                px = pixels(c, j, salt, seed, domain=task)
                 h, w = px.shape[:2]
                 z.add(f"GTSRB/Final_Test/Images/{n:05d}.ppm", encode(px, "PPM"))
                 gt.append(f"{n:05d}.ppm;{w};{h};0;0;{w - 1};{h - 1}")
@@ -586,7 +615,7 @@ def _gtsrb_files(task: str, splits: Sequence[str], per_class: int, seed: int) ->
             for c in range(len(mt.task_info(task).classnames)):
                 lines = [GTSRB_CSV_HEAD]
                 for j in range(per_class):
-                    px = pixels(c, j, salt, seed)
+                    px = pixels(c, j, salt, seed, domain=task)
                     h, w = px.shape[:2]
                     fname = f"{j // 30:05d}_{j % 30:05d}.ppm"  # 30 images per physical sign track
                     z.add(f"GTSRB/Training/{c:05d}/{fname}", encode(px, "PPM"))
@@ -608,7 +637,7 @@ def _dtd_files(task: str, splits: Sequence[str], per_class: int, seed: int) -> d
     for c, name in enumerate(classes):
         for j in range(3 * per_class):
             rel = f"{name}/{name}_{j + 1:04d}.jpg"
-            tar.add(f"dtd/images/{rel}", image(c, j, salt, seed))
+            tar.add(f"dtd/images/{rel}", image(c, j, salt, seed, domain=task))
             lists[("train", "val", "test")[j // per_class]].append(rel)
             joint.append(f"{rel} {name} ")
     for split, rels in lists.items():
@@ -668,10 +697,11 @@ def _claim_manual(manual: Path, parts: Iterable[str]) -> None:
 
 
 def write_dataset_replicas(config: Mapping, site: str | Path, manual: str | Path, *, per_class: int = 1,
-                           seed: int = 0) -> dict:
+                           seed: int = 0, prototypes: Mapping[str, np.ndarray] | None = None) -> dict:
     """Write the dataset replicas of ``config`` (the paper suite's: ``paper.datasets``, ``paper.heldout``,
     ``multitask.tasks``) under ``site`` (served files) and ``manual`` (licence-gated copies); see the module
-    docstring for the layouts. Every class gets ``per_class`` images per test (and train) split; the ImageNet
+    docstring for the layouts; with ``prototypes`` (:func:`dawin.replicas.prototypes.suite_prototypes`) the images
+    are drawn from them (:func:`painting`), so that the replica models recognise them. Every class gets ``per_class`` images per test (and train) split; the ImageNet
     train replica has ``2 * per_class`` per class, of which model-soups' index file marks ``per_class``.
 
     Returns what the overlay config must say (plain JSON types)::
@@ -698,7 +728,12 @@ def write_dataset_replicas(config: Mapping, site: str | Path, manual: str | Path
     """
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
-    site_root, manual = Path(site), Path(manual)
+    with painting(prototypes):
+        return _write_dataset_replicas(config, Path(site), Path(manual), per_class, seed)
+
+
+def _write_dataset_replicas(config: Mapping, site: Path, manual: Path, per_class: int, seed: int) -> dict:
+    site_root = site
     paper = config["paper"]
     builders = dict(paper["datasets"])
     unknown = sorted(n for n, b in builders.items() if b not in pd.BUILDERS and b not in mt.MULTITASK_BUILDERS)

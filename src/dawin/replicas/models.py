@@ -90,7 +90,8 @@ from torch import nn
 from torchvision.transforms import (CenterCrop, Compose, InterpolationMode, Normalize, RandomResizedCrop, Resize,
                                     ToTensor)
 
-from .. import models  # noqa: F401 - registers the architectures of src/dawin/model_configs
+from .. import models  # registers the architectures of src/dawin/model_configs
+from ..models import zeroshot_head
 from ..checkpoints import digest, mirror_path
 
 ARCHITECTURE = "dawin-mini-vit-quickgelu"
@@ -102,8 +103,8 @@ HF_VISION_TRANSFORMERS_VERSION = "4.40.0"
 HF_CLIP_TRANSFORMERS_VERSION = "4.16.0.dev0"
 
 # noise scales, relative to each tensor's RMS: the shared fine-tuning direction, a run's own perturbation,
-# a task direction (task_vectors / FusionBench experts)
-_DIRECTION, _RUN_NOISE, _TASK = 0.05, 0.03, 0.10
+# a task direction (task_vectors / FusionBench experts), a backbone group's image tower
+_DIRECTION, _RUN_NOISE, _TASK, _GROUP = 0.05, 0.03, 0.10, 0.005
 _HEAD_DIRECTION, _HEAD_NOISE, _BIAS = 0.10, 0.05, 0.02
 
 
@@ -606,8 +607,8 @@ class Backbone:
     """One zero-shot CLIP (theta0) of the replica architecture and the fine-tunes made from it.
 
     ``state``: open_clip / OpenAI CLIP key space, float32 tensors holding float16 values (OpenAI released float16
-    weights; every fine-tune started from them cast to float32). ``imagenet_head``: a zero-shot-like (1000, D)
-    ImageNet head from theta0's text tower (one prompt per class: the full 80-template head is the workflow's job).
+    weights; every fine-tune started from them cast to float32). ``imagenet_head``: the zero-shot (1000, D)
+    ImageNet head of the common text tower (all 80 templates, :func:`_theta0`).
     """
 
     group: str
@@ -633,10 +634,10 @@ class Backbone:
         return model.eval()
 
     def zeroshot_head(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-        """theta0's zero-shot head for these classes and prompt templates (:func:`zeroshot_weights`)."""
+        """theta0's zero-shot head for these classes and prompt templates (:func:`dawin.models.zeroshot_head`)."""
         if self._text_model is None:
             self._text_model = self.clip()
-        return zeroshot_weights(self._text_model, self.architecture, classnames, templates)
+        return zeroshot_head(self._text_model, self.architecture, classnames, templates)
 
     def direction(self, name: str, scale: float) -> dict[str, torch.Tensor]:
         """A seeded direction over the image tower (one per ``name``: shared by every run that uses it)."""
@@ -686,36 +687,13 @@ def _check_architecture(architecture: str) -> dict:
     return cfg
 
 
-@torch.no_grad()
-def zeroshot_weights(model: nn.Module, architecture: str, classnames: Sequence[str], templates: Sequence[str],
-                     batch_size: int = 1024) -> torch.Tensor:
-    """:func:`dawin.models.zeroshot_head`'s head (task_vectors ``src/heads.py``'s formula: per class the normalised
-    mean of the normalised prompt embeddings, times ``logit_scale.exp()``), all prompts encoded in batches."""
-    tokenizer = open_clip.get_tokenizer(architecture)
-    prompts = [t.format(c=c) for c in classnames for t in templates]
-    emb = torch.cat([F.normalize(model.encode_text(tokenizer(prompts[i:i + batch_size])).float(), dim=-1)
-                     for i in range(0, len(prompts), batch_size)])
-    emb = F.normalize(emb.view(len(classnames), len(templates), -1).mean(dim=1), dim=-1)
-    return model.logit_scale.exp().float() * emb
-
-
-def _imagenet_prompts() -> tuple[list[str], str]:
-    from ..paper_datasets import load_class_lists
-
-    lists = load_class_lists()
-    templates = list(lists.templates)
-    template = "a photo of a {c}." if "a photo of a {c}." in templates else templates[0]
-    return list(lists.imagenet_classnames), template
-
-
-def make_backbone(group: str, *, architecture: str = ARCHITECTURE, seed: int = 0) -> Backbone:
-    """theta0 of one backbone group (e.g. ``ViT-B-32-quickgelu``): seeded open_clip init, every tensor perturbed so
-    it matters (LayerNorms and biases are 1/0 at init), ``logit_scale`` = ln 100 as in trained CLIP, rounded to
-    float16 values; plus its zero-shot-like ImageNet head."""
-    _check_architecture(architecture)
-    s = derive_seed(seed, "backbone", group)
-    model = _create(architecture, s)
-    gen = _generator(s, "theta0")
+@functools.lru_cache(maxsize=4)
+def _theta0(architecture: str, seed: int) -> dict[str, torch.Tensor]:
+    """The state of the replicas' common pre-trained CLIP: seeded open_clip init, every tensor perturbed so it
+    matters (LayerNorms and biases are 1/0 at init), ``logit_scale`` = ln 100 as in trained CLIP, float16 values.
+    Cached: every backbone group shares its text tower."""
+    model = _create(architecture, derive_seed(seed, "theta0"))
+    gen = _generator(derive_seed(seed, "theta0"), "theta0")
     state = {}
     for k, v in model.state_dict().items():
         if not v.is_floating_point():
@@ -726,10 +704,38 @@ def make_backbone(group: str, *, architecture: str = ARCHITECTURE, seed: int = 0
         else:
             v = v + 0.02 * torch.randn(v.shape, generator=gen)
         state[k] = v.detach().half().float()
-    model.load_state_dict(state)
-    classnames, template = _imagenet_prompts()
-    head = zeroshot_weights(model.eval(), architecture, classnames, [template])
-    return Backbone(group, architecture, s, state, head)
+    return state
+
+
+@functools.lru_cache(maxsize=4)
+def theta0_imagenet_head(architecture: str = ARCHITECTURE, seed: int = 0) -> torch.Tensor:
+    """The common CLIP's zero-shot ImageNet head with all 80 templates: the workflow's own head, and the fine-tunes'
+    linear-probe initialisation (about 20 s: 80,000 prompts)."""
+    from ..paper_datasets import load_class_lists
+
+    lists = load_class_lists()
+    return zeroshot_head(theta0_clip(architecture, seed), architecture, list(lists.imagenet_classnames),
+                            list(lists.templates))
+
+
+def make_backbone(group: str, *, architecture: str = ARCHITECTURE, seed: int = 0) -> Backbone:
+    """theta0 of one backbone group (e.g. ``ViT-B-32-quickgelu``): the common replica CLIP (:func:`_theta0`) with
+    a small group-specific change of its image tower (0.5 % of each tensor's RMS, float16 values), so that the
+    class images of :mod:`dawin.replicas.prototypes` (found on the common one) mean the same to every group."""
+    _check_architecture(architecture)
+    base, head = _theta0(architecture, seed), theta0_imagenet_head(architecture, seed)
+    s = derive_seed(seed, "backbone", group)
+    gen = _generator(s, "group")
+    state = {k: (v + _noise(v, _GROUP, gen)).half().float() if k.startswith("visual.") and v.is_floating_point()
+             else v.clone() for k, v in base.items()}
+    return Backbone(group, architecture, s, state, head.clone())
+
+
+def theta0_clip(architecture: str = ARCHITECTURE, seed: int = 0) -> nn.Module:
+    """The common replica CLIP of :func:`_theta0` as an open_clip model (float32, eval)."""
+    model = _create(architecture, derive_seed(seed, "theta0"))
+    model.load_state_dict(_theta0(architecture, seed))
+    return model.eval()
 
 
 # ---------------------------------------------------------------------------------------- OpenAI release

@@ -5,7 +5,8 @@
 the unchanged paper config at them. The overlay says only where things are and how big they are: the
 replica server (``paper.url_rewrite``, ``paper.hf_endpoint``), the mirror folder for Google Drive and the
 hub's model repositories, the manual copies, the small architecture and the replicas' checksums and counts,
-fewer model-soups runs (``runs``), and smaller batches. Which rules run, and how, is the paper config's.
+fewer model-soups runs (``runs``), and smaller batches (``batch_size`` for evaluation, ``adamerging_batch``
+images per task and AdaMerging step). Which rules run, and how, is the paper config's.
 
 Run it by hand (``python -m dawin.replicas.rehearsal DEST``): it builds, serves until interrupted, and
 prints the two commands: ``paper_inputs`` with the server up, then the targets with the server stopped.
@@ -24,14 +25,19 @@ import yaml
 from .. import paper_datasets
 from .data import write_dataset_replicas
 from .models import ARCHITECTURE, write_checkpoint_replicas
+from .prototypes import suite_prototypes
 from .server import HF_PREFIX, serve
 
 
 def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, runs: int = 3, per_class: int = 1,
-                    batch_size: int = 64, seed: int = 0) -> dict:
+                    batch_size: int = 64, adamerging_batch: int = 4, seed: int = 0,
+                    informative: bool = True) -> dict:
     """Write the replicas of ``paper_config`` (config/paper.yaml, loaded) under ``dest`` (``site/`` served at
     ``base_url``, ``mirror/``, ``manual/``) and return the overlay config (also written to
-    ``dest/overlay.yaml``). ``runs`` model-soups runs replace the 72 (at least 3: Model Stock merges runs 1, 2)."""
+    ``dest/overlay.yaml``). ``runs`` model-soups runs replace the 72 (at least 3: Model Stock merges runs 1, 2).
+    ``informative``: draw the images from class prototypes the replica models recognise
+    (:mod:`dawin.replicas.prototypes`, about a minute of search), as every computation past the inputs needs;
+    without, the images are stripes at chance level (enough to rehearse the inputs alone)."""
     if runs < 3:
         raise ValueError(f"runs must be at least 3 (Model Stock uses runs 1 and 2), got {runs}")
     dest = Path(dest).resolve()
@@ -40,8 +46,9 @@ def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, r
     series = {name: {"count": runs} for name in config["paper"].get("checkpoint_series", {})}
     for name, change in series.items():
         config["paper"]["checkpoint_series"][name].update(change)
-    data = write_dataset_replicas(config, site, manual, per_class=per_class, seed=seed)
     models = write_checkpoint_replicas(config, site, mirror, architecture=ARCHITECTURE, seed=seed)
+    prototypes = suite_prototypes(config, ARCHITECTURE, seed) if informative else None
+    data = write_dataset_replicas(config, site, manual, per_class=per_class, seed=seed, prototypes=prototypes)
     arch = models["architecture"]
 
     md5: dict[str, str] = {}
@@ -74,6 +81,12 @@ def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, r
         "backbones": backbones,
         "evaluation": {"batch_size": batch_size, "num_workers": 0},
     }
+    # smaller AdaMerging batches (images per task and step; the number of steps is the paper config's)
+    methods = (config.get("multitask") or {}).get("methods") or {}
+    small = {name: {"batch_size": min(adamerging_batch, m["batch_size"])} for name, m in methods.items()
+             if isinstance(m, Mapping) and "batch_size" in m}
+    if small:
+        overlay["multitask"] = {"methods": small}
     (dest / "overlay.yaml").write_text(yaml.safe_dump(overlay, sort_keys=True))
     return overlay
 
