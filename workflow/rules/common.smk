@@ -211,15 +211,16 @@ def expected_size(name):
 
 
 def check_paper_expected(datasets):
-    """Every robust set rule paper_dataset builds (ImageNet2p aside: its counts are paper.heldout) needs its
+    """Every robust set that paper_dataset builds (ImageNet2p aside: its counts are paper.heldout) needs its
     image and class counts in `paper.expected`: the builders no longer assume the published ones. Checked
     when the workflow is parsed, so a missing entry stops it before any job runs, naming the key."""
     for name in datasets:
         entry = expected_size(name)
         missing = [k for k in ("images", "classes") if k not in entry]
         if missing:
+            what = "is missing" if len(missing) == 2 else f"has no {missing[0]}"
             raise WorkflowError(
-                f"config paper.expected.{name} {'is missing' if len(missing) == 2 else 'has no ' + missing[0]}: "
+                f"config paper.expected.{name} {what}: "
                 f"put the set's published image and class counts there, paper.expected.{name}: "
                 "{images: <number of images>, classes: <number of classes>} (config/paper.yaml lists the "
                 "published counts of every robust fine-tuning test set)"
