@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -151,6 +153,39 @@ def test_lint_passes():
     res = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile")], cwd=REPO,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def planned_reasons(out: str) -> dict[str, set[str]]:
+    """{rule: its jobs' reason lines} of a dry run."""
+    reasons: dict[str, set[str]] = {}
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n(.*?)(?:\n\n|\Z)", out, re.M | re.S):
+        line = re.search(r"^\s*reason: (.*)$", m.group(2), re.M)
+        reasons.setdefault(m.group(1), set()).add(line.group(1) if line else "")
+    return reasons
+
+
+@pytest.mark.parametrize("module, direct, downstream, untouched", [
+    # reached by one script only, deep in the graph
+    ("calibration.py", {"temperatures"}, {"coefficients", "merged_eval", "table2_files"},
+     {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_merge", "demo_pretrain"}),
+    # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry)
+    ("merging/opcm.py", {"multitask_logits", "multitask_merge", "multitask_dawin"}, {"table6_files"},
+     {"cache_logits", "temperatures", "coefficients", "merged_eval", "demo_task_expert"}),
+])
+def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module, direct, downstream, untouched):
+    path = REPO / "src/dawin" / module
+    text, st = path.read_bytes(), path.stat()
+    try:  # an edit (Snakemake compares small inputs by checksum: a touch alone reruns nothing)
+        path.write_bytes(text + b"\n# an edit\n")
+        os.utime(path, ns=(st.st_atime_ns, time.time_ns() + 10**9))
+        plan = snakemake(workdir, "-n")
+    finally:
+        path.write_bytes(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    reasons = planned_reasons(plan.stdout)
+    assert {r for r, why in reasons.items() if any(module in w for w in why)} == direct
+    assert downstream <= set(reasons) and not untouched & set(reasons)
 
 
 def test_changed_mixture_reruns_only_the_mixture_and_what_follows(workdir):

@@ -5,7 +5,7 @@ rule optimality:
     output:
         f"{RESULTS}/analysis/{{backbone}}/optimality.csv",
     input:
-        code=src("analysis.py"),
+        code=code_of("optimality.py"),
         sweeps=lambda wc: sweep_files(wc.backbone, TEST_SETS),
         oracle=lambda wc: coefficients_file(wc.backbone, "cross_entropy"),
         selection=f"{RESULTS}/metrics/{{backbone}}.selection.json",
@@ -26,7 +26,7 @@ rule profile:
     output:
         f"{RESULTS}/profile/{{backbone}}.csv",
     input:
-        code=src("profiling.py", "evaluation.py", "logits.py", "mixtures.py"),
+        code=code_of("profile.py"),
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=DS["roots"][DS["id_test"]],

@@ -7,7 +7,7 @@ rule wise_ft_sweep:
         csv=f"{RESULTS}/wise_ft/{{backbone}}/{{dataset}}.csv",
         samples=f"{RESULTS}/wise_ft/{{backbone}}/{{dataset}}.safetensors",
     input:
-        code=src("evaluation.py", "weights.py", "models.py"),
+        code=code_of("wise_ft_sweep.py"),
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=dataset_dir,
@@ -31,7 +31,7 @@ rule soup:
         f"{RESULTS}/models/{{backbone}}/{{soup}}.safetensors",
     input:
         unpack(soup_inputs),
-        code=src("soups.py", "weights.py", "baselines.py", "models.py"),
+        code=code_of("soup.py"),
     params:
         **EVAL_PARAMS,
     resources:
@@ -52,7 +52,7 @@ rule metrics:
         selection=f"{RESULTS}/metrics/{{backbone}}.selection.json",
     input:
         unpack(metrics_inputs),
-        code=src("baselines.py", "tables.py", "results.py"),
+        code=code_of("metrics.py"),
     params:
         suite=SUITE,
         id_val=DS["id_val"],
@@ -71,7 +71,7 @@ rule soup_metrics:
     output:
         f"{RESULTS}/metrics/{{backbone}}/soups.csv",
     input:
-        code=src("tables.py", "results.py"),
+        code=code_of("soup_metrics.py"),
         logits=lambda wc: [logits_file(wc.backbone, s, d) for s in SOUPS for d in TEST_SETS],
     params:
         suite=SUITE,

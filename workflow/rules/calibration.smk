@@ -5,7 +5,7 @@ rule temperatures:
     output:
         f"{RESULTS}/calibration/{{backbone}}.json",
     input:
-        code=src("calibration.py"),
+        code=code_of("temperatures.py"),
         logits=lambda wc: [logits_file(wc.backbone, m, DS["id_val"]) for m in MODELS],
     params:
         models=MODELS,

@@ -7,7 +7,7 @@ rule coefficients:
         coefficients_file("{backbone}", "{kind}"),
     input:
         unpack(coefficient_logits),
-        code=src("variants.py", "coefficients.py", "expertise.py"),
+        code=code_of("coefficients.py"),
         temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
     params:
         datasets=TEST_SETS,

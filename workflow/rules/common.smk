@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from dawin import catalog  # noqa: E402  - plain data: the paper's name and caption of every target
+from dawin import catalog, codedeps  # noqa: E402  - plain data and an ast reader: no torch at DAG time
 
 RESULTS = config["results"]
 SUITE = config["suite"]
@@ -79,9 +79,15 @@ wildcard_constraints:
     assignment=r"per_sample|mixture|batch[1-9][0-9]*|scaled[0-9.]+",
 
 
-def src(*modules):
-    """The package modules a rule's script uses: declared as inputs so code changes rerun the rule."""
-    return [workflow.source_path(f"../../src/dawin/{m}") for m in modules]
+PACKAGE_ROOT = Path(workflow.basedir) / "src" / "dawin"
+
+
+def code_of(script):
+    """The package files a rule's script (workflow/scripts/<script>) runs: its transitive imports of dawin, read
+    from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to any module the script
+    reaches reruns the rule and what follows, and a change elsewhere reruns nothing."""
+    path = Path(workflow.basedir) / "workflow" / "scripts" / script
+    return [str(f) for f in codedeps.package_files(path, PACKAGE_ROOT)]
 
 
 def dataset_dir(wildcards):
@@ -279,12 +285,11 @@ def metrics_inputs(wildcards):
     }
 
 
-# Multi-task merging: the tasks, the model pools (`all` and Table G's), theta0, the method modules.
+# Multi-task merging: the tasks, the model pools (`all` and Table G's), theta0.
 MT = config.get("multitask", {})
 MT_TASKS = sorted(MT.get("tasks", {}))
 POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
 MT_PRETRAINED = MT.get("pretrained", model_file(MT["backbone"], "zeroshot")) if MT else None
-MERGING = [f"merging/{f.name}" for f in sorted((Path(workflow.basedir) / "src/dawin/merging").glob("*.py"))]
 
 
 def pool_eval_tasks(pool):

@@ -12,7 +12,7 @@ if "demo" in config:
         log:
             f"{DEMO['resources']}/logs/demo_dataset/{{dataset}}.log",
         input:
-            src("demo/synth.py", "demo/world.py", "demo/build.py"),
+            code_of("demo_dataset.py"),
         conda:
             "../../envs/dawin.yaml"
         script:
@@ -22,7 +22,7 @@ if "demo" in config:
         output:
             f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
         input:
-            src("demo/synth.py", "demo/world.py", "demo/train.py", "models.py"),
+            code_of("demo_pretrain.py"),
         params:
             architecture=lambda wc: config["backbones"][wc.backbone]["architecture"],
             train=DEMO["pretrain"],
@@ -43,7 +43,7 @@ if "demo" in config:
         output:
             f"{DEMO['resources']}/checkpoints/{{backbone}}/{{run}}.safetensors",
         input:
-            code=src("demo/train.py", "models.py"),
+            code=code_of("demo_finetune.py"),
             zeroshot=f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
             data=DS["roots"].get(DEMO["train_dataset"], f"{DEMO['resources']}/data/{DEMO['train_dataset']}"),
         wildcard_constraints:
@@ -68,7 +68,7 @@ if "demo" in config:
             output:
                 directory(f"{DEMO['resources']}/data/mt_{{task}}_{{split}}"),
             input:
-                src("demo/tasks.py", "demo/synth.py", "datasets.py"),
+                code_of("demo_task_dataset.py"),
             wildcard_constraints:
                 split="train|test",
             params:
@@ -85,7 +85,7 @@ if "demo" in config:
             output:
                 f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{{task}}.safetensors",
             input:
-                code=src("demo/train.py", "models.py"),
+                code=code_of("demo_task_expert.py"),
                 clip=f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
                 data=f"{DEMO['resources']}/data/mt_{{task}}_train",
             params:

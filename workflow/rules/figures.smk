@@ -2,7 +2,7 @@
 
 
 def figure_inputs(name):
-    code = src("paper_figures.py", "figures.py", "analysis.py", "results.py")
+    code = code_of("figure.py")
     if name == "fig7":
         return {"code": code, "multitask": [f"{RESULTS}/multitask/all/dawin_coefficients.csv"]}
     if name == "fig_g":

@@ -5,7 +5,7 @@ rule cache_logits:
     output:
         logits_file("{backbone}", "{model}", "{dataset}"),
     input:
-        code=src("logits.py", "models.py", "datasets.py", "weights.py"),
+        code=code_of("cache_logits.py"),
         models=model_inputs,
         data=dataset_dir,
     params:

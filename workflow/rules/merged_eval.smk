@@ -8,7 +8,7 @@ rule merged_eval:
         [merged_file("{backbone}", "{kind}", "{assignment}", d) for d in TEST_SETS],
         assignment=f"{RESULTS}/merged/{{backbone}}/{{kind}}/{{assignment}}/assignment.json",
     input:
-        code=src("evaluation.py", "weights.py", "models.py", "variants.py", "mixtures.py"),
+        code=code_of("merged_eval.py"),
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=[DS["roots"][d] for d in TEST_SETS],

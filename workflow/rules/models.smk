@@ -6,7 +6,7 @@ rule zeroshot_head:
     output:
         f"{RESULTS}/heads/{{backbone}}/{{dataset}}.safetensors",
     input:
-        code=src("models.py", "datasets.py"),
+        code=code_of("zeroshot_head.py"),
         weights=zeroshot_weights,
         data=dataset_dir,
     params:
@@ -28,7 +28,7 @@ rule zeroshot_model:
     output:
         f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
     input:
-        code=src("models.py"),
+        code=code_of("zeroshot_model.py"),
         weights=zeroshot_weights,
         head=f"{RESULTS}/heads/{{backbone}}/{DS['id_test']}.safetensors",
     params:

@@ -19,7 +19,7 @@ if "multitask" in config:
             output:
                 directory(f"{PRES}/data/{{task}}_train"),
             input:
-                src("paper_datasets.py", "multitask_datasets.py", "download.py", "datasets.py"),
+                code_of("paper_dataset.py"),
             params:
                 builder=train_split_builder,
                 split="train",
@@ -37,7 +37,7 @@ if "multitask" in config:
         output:
             f"{RESULTS}/multitask/logits/{{task}}.safetensors",
         input:
-            code=src("multitask.py", "logits.py", *MERGING),
+            code=code_of("multitask_logits.py"),
             pretrained=MT_PRETRAINED,
             experts=[MT["tasks"][t]["expert"] for t in MT_TASKS],
             data=lambda wc: MT["tasks"][wc.task]["test"],
@@ -60,7 +60,7 @@ if "multitask" in config:
             f"{RESULTS}/multitask/{{pool}}/{{method}}.csv",
         input:
             unpack(method_inputs),
-            code=src("multitask.py", "weights.py", *MERGING),
+            code=code_of("multitask_merge.py"),
         params:
             suite=SUITE,
             tasks=lambda wc: POOLS[wc.pool],
@@ -85,7 +85,7 @@ if "multitask" in config:
             metrics=f"{RESULTS}/multitask/{{pool}}/dawin.csv",
             coefficients=f"{RESULTS}/multitask/{{pool}}/dawin_coefficients.csv",
         input:
-            code=src("multitask.py", "mixtures.py", "weights.py", *MERGING),
+            code=code_of("multitask_dawin.py"),
             pretrained=MT_PRETRAINED,
             experts=lambda wc: list(task_files(POOLS[wc.pool], "expert").values()),
             logits=lambda wc: [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(wc.pool)],
@@ -113,7 +113,7 @@ if "multitask" in config:
         output:
             f"{RESULTS}/multitask/metrics.csv",
         input:
-            code=src("tables.py"),
+            code=code_of("multitask_metrics.py"),
             logits=[f"{RESULTS}/multitask/logits/{t}.safetensors" for t in MT_TASKS],
             methods=[f"{RESULTS}/multitask/all/{m}.csv" for m in ["pretrained", *MT["methods"], "task_arithmetic_grid"]],
             dawin=f"{RESULTS}/multitask/all/dawin.csv",
@@ -133,7 +133,7 @@ if "multitask" in config:
         output:
             f"{RESULTS}/multitask/distances.csv",
         input:
-            code=src("distances.py"),
+            code=code_of("multitask_distances.py"),
             pretrained=MT_PRETRAINED,
             test=[MT["tasks"][t]["test"] for t in MT_TASKS],
         params:

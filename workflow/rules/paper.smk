@@ -32,7 +32,7 @@ if "paper" in config:
         output:
             directory(f"{PRES}/downloads/{{dataset}}"),
         input:
-            src("paper_datasets.py", "checkpoints.py", "download.py"),
+            code_of("fetch_dataset.py"),
         params:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             indices=PAPER["heldout"]["indices"],
@@ -50,7 +50,7 @@ if "paper" in config:
         output:
             directory(f"{PRES}/data/{{dataset}}"),
         input:
-            src("multitask_datasets.py", "download.py", "datasets.py"),
+            code_of("paper_dataset.py"),
         params:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             split="test",
@@ -71,7 +71,7 @@ if "paper" in config:
             directory(f"{PRES}/data/{{dataset}}"),
         input:
             downloads=f"{PRES}/downloads/{{dataset}}",
-            code=src("paper_datasets.py", "checkpoints.py", "download.py", "datasets.py"),
+            code=code_of("paper_dataset.py"),
         params:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
@@ -91,7 +91,7 @@ if "paper" in config:
         output:
             f"{PRES}/downloads/checkpoints/{{ckpt}}/{{role}}",
         input:
-            src("checkpoints.py", "download.py"),
+            code_of("fetch_checkpoint.py"),
         params:
             spec=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"][wc.role],
             key=lambda wc: f"{wc.ckpt}/{wc.role}",
@@ -108,7 +108,7 @@ if "paper" in config:
         output:
             directory(f"{PRES}/downloads/hf/{{owner}}/{{name}}"),
         input:
-            src("checkpoints.py", "convert.py"),
+            code_of("fetch_checkpoint.py"),
         params:
             spec=hf_repo_spec,
             key=lambda wc: f"{wc.owner}/{wc.name}",
@@ -127,7 +127,7 @@ if "paper" in config:
             sidecar=f"{PRES}/checkpoints/{{ckpt}}.json",
         input:
             unpack(checkpoint_sources),
-            code=src("convert.py", "models.py", "weights.py"),
+            code=code_of("convert_checkpoint.py"),
             compare_to=lambda wc: [f"{PRES}/checkpoints/{c}.safetensors" for c in [PAPER["checkpoints"][wc.ckpt].get("compare_to")] if c],
         params:
             format=lambda wc: PAPER["checkpoints"][wc.ckpt]["format"],

@@ -9,7 +9,7 @@ rule reproduction_files:
             caption="../report/reproduction.rst",
         ),
     input:
-        code=src("paper_tables.py", "reference.py"),
+        code=code_of("reproduction.py"),
         reference=REFERENCE,
         tables=[f"{RESULTS}/tables/{t}.csv" for t in [*ROBUST_TABLES, *MULTITASK_TABLES]],
     params:

@@ -42,11 +42,11 @@ def second_reference(name):
 
 def table_inputs(name):
     if name in MULTITASK_TABLES:
-        return {"code": src("paper_tables.py", "reference.py", "tables.py"), "reference": REFERENCE,
+        return {"code": code_of("table.py"), "reference": REFERENCE,
                 "metrics": [f"{RESULTS}/multitask/metrics.csv"], "merged": []}
     bbs = target_backbones(name)
     inputs = {
-        "code": src("paper_tables.py", "results.py", "reference.py", "tables.py", "variants.py"),
+        "code": code_of("table.py"),
         "reference": REFERENCE,
         "metrics": [f"{RESULTS}/metrics/{b}.csv" for b in bbs],
         "merged": merged_files(name),

@@ -21,34 +21,31 @@ name                        method                                              
 ``opcm``                    OPCM (orthogonal projection-based continual merging)        no
 ==========================  ==========================================================  ==========
 
-The AdaMerging and OPCM entries are lazy: their modules (``adamerging.py``: ``merge_task_wise``,
-``merge_layer_wise`` with option ``plus_plus``; ``opcm.py``: ``merge``) are imported only when the
-method is called, so the registry imports even where those modules are unavailable.
+The AdaMerging entries are ``adamerging.merge_task_wise`` / ``merge_layer_wise`` (option ``plus_plus``)
+without their training record. Every module is imported by name, so the workflow's code inputs (read from
+the imports, :mod:`dawin.codedeps`) see each method a rule may run.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
 
-from . import fisher, regmean, task_arithmetic, ties, weight_average
+from . import adamerging, fisher, opcm, regmean, task_arithmetic, ties, weight_average
 from .pool import ModelPool
 
 MergeFn = Callable[..., dict[str, torch.Tensor]]
 
 
-def _lazy(module: str, function: str, **fixed: object) -> MergeFn:
-    """A registry entry that imports ``dawin.merging.<module>`` only when it is called."""
+def _state_only(function: Callable, **fixed: object) -> MergeFn:
+    """A registry entry for a method that also returns its training record (AdaMerging): the state alone."""
 
-    def run(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, **options: object) -> dict[str, torch.Tensor]:
-        target = getattr(importlib.import_module(f"{__name__}.{module}"), function)
-        out = target(pool, data, **fixed, **options)
-        return out[0] if isinstance(out, tuple) else out  # AdaMerging also returns its training record
+    def run(pool: ModelPool, data: object = None, **options: object) -> dict[str, torch.Tensor]:
+        return function(pool, data, **fixed, **options)[0]
 
-    run.__name__ = f"{module}.{function}"
-    run.__doc__ = f"Lazily calls dawin.merging.{module}.{function}(pool, data, **{fixed or {}}, **options)."
+    run.__name__ = f"{function.__module__}.{function.__name__}"
+    run.__doc__ = f"{run.__name__}(pool, data, **{fixed or {}}, **options), without its training record."
     return run
 
 
@@ -58,11 +55,11 @@ METHODS: dict[str, MergeFn] = {
     "ties": ties.merge,
     "fisher": fisher.merge,
     "regmean": regmean.merge,
-    "adamerging_task": _lazy("adamerging", "merge_task_wise"),
-    "adamerging_layer": _lazy("adamerging", "merge_layer_wise"),
-    "adamerging_pp_task": _lazy("adamerging", "merge_task_wise", plus_plus=True),
-    "adamerging_pp_layer": _lazy("adamerging", "merge_layer_wise", plus_plus=True),
-    "opcm": _lazy("opcm", "merge"),
+    "adamerging_task": _state_only(adamerging.merge_task_wise),
+    "adamerging_layer": _state_only(adamerging.merge_layer_wise),
+    "adamerging_pp_task": _state_only(adamerging.merge_task_wise, plus_plus=True),
+    "adamerging_pp_layer": _state_only(adamerging.merge_layer_wise, plus_plus=True),
+    "opcm": opcm.merge,
 }
 
 
