@@ -471,3 +471,34 @@ def test_unknown_task_and_source(tmp_path):
         mt.prepare_task("cifar10", tmp_path)
     with pytest.raises(DatasetError, match="unknown source 'vgg'; one of hf, torchvision"):
         mt.prepare_task("gtsrb", tmp_path, via="vgg")
+
+
+def test_prepare_reads_the_mirror_folder_before_the_network(tmp_path):
+    """paper.mirror: URL files as <mirror>/<file name of the URL>, hub shards as <mirror>/hf/datasets/<repo>/<path>;
+    nothing is reachable here (URLs on a closed port, no hub), so every file must come from the mirror."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.array([3, 8], np.uint8)
+    (mirror / "t10k-images-idx3-ubyte.gz").write_bytes(idx(images))
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(idx(labels))
+    closed = {f: [f"http://127.0.0.1:9/mnist/{f}"] for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    rec = mt.prepare_task("mnist", tmp_path / "mnist", downloads=tmp_path / "dl", urls=closed, mirror=mirror,
+                          progress=False, expected_images=2, expected_classes=None)
+    assert [label for _, label in index(tmp_path / "mnist")] == [3, 8]
+    assert rec["download"]["files"][0]["sha256"] == hashlib.sha256(idx(images)).hexdigest()
+    # a staged copy passes the same checks as a download: a wrong md5 is refused (and the network is not there)
+    with pytest.raises(DownloadError, match="t10k-images-idx3-ubyte"):
+        mt.prepare_task("mnist", tmp_path / "m2", downloads=tmp_path / "dl2", urls=closed, mirror=mirror,
+                        md5={"t10k-images-idx3-ubyte.gz": "0" * 32}, progress=False, expected_images=2,
+                        expected_classes=None)
+    if not HAS_PYARROW:
+        return
+    shard = "data/test-00000-of-00001.parquet"
+    write_parquet(mirror / "hf/datasets/tanganke/eurosat" / shard, [jpeg(0), jpeg(1)], [2, 7],
+                  list(mt.task_info("eurosat").classnames))
+    (mirror / "hf/datasets/tanganke/eurosat/data/train-00000-of-00001.parquet").write_bytes(b"not this split")
+    rec = mt.prepare_task("eurosat", tmp_path / "eurosat", downloads=tmp_path / "dl", endpoint="http://127.0.0.1:9",
+                          mirror=mirror, progress=False, expected_images=2, expected_classes=None)
+    assert [label for _, label in index(tmp_path / "eurosat")] == [2, 7]
+    assert rec["download"]["commit"] is None and [f["path"] for f in rec["download"]["files"]] == [shard]

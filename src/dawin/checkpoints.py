@@ -13,7 +13,9 @@ and every later fetch must match it, so a silently replaced upstream file is an 
 
 A site can pre-stage files in a mirror folder (``paper.mirror`` in the config), consulted before the network
 and checked against the same hashes: ``<mirror>/<file name of the URL>``, ``<mirror>/gdrive/<file id>``,
-``<mirror>/gdrive/<folder id>/<file>`` and ``<mirror>/hf/<owner>/<name>/`` (see :func:`mirror_path`).
+``<mirror>/gdrive/<folder id>/<file>`` and ``<mirror>/hf/<owner>/<name>/`` (see :func:`mirror_path`); the
+multi-task datasets' hub shards as ``<mirror>/hf/datasets/<owner>/<name>/<path>``
+(:func:`dawin.multitask_datasets.prepare_task`).
 """
 
 from __future__ import annotations

@@ -684,12 +684,21 @@ def hf_list(repo: str, revision: str, pattern: str, endpoint: str = HF_ENDPOINT)
     return info.sha, entries
 
 
+def _staged_shards(mirror: str | Path | None, repo: str, pattern: str) -> dict[str, Path]:
+    """{path in the repo: staged file} of an HF dataset's shards matching ``pattern`` in the mirror folder."""
+    base = Path(mirror, "hf", "datasets", repo) if mirror else None
+    if base is None or not base.is_dir():
+        return {}
+    return {p.relative_to(base).as_posix(): p for p in sorted(base.rglob("*"))
+            if p.is_file() and fnmatch.fnmatchcase(p.relative_to(base).as_posix(), pattern)}
+
+
 def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloads: str | Path | None = None,
                  via: str | None = None, urls: Mapping[str, Sequence[str]] | None = None,
                  md5: Mapping[str, str] | None = None, files: Sequence[str] | None = None,
                  revision: str | None = None, endpoint: str = HF_ENDPOINT,
-                 rewrites: Mapping[str, str] | None = None, progress: bool = True,
-                 **build_kwargs) -> dict:
+                 rewrites: Mapping[str, str] | None = None, mirror: str | Path | None = None,
+                 progress: bool = True, **build_kwargs) -> dict:
     """Download (if needed) one split (``"test"`` or ``"train"``) of a multi-task dataset and convert it with its
     builder; returns verify.json's record.
 
@@ -703,7 +712,14 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
     of listing them, ``endpoint`` another hub (tests use a local server). Other sources: ``urls`` replaces the
     URL list of a file by name, ``md5`` its checksum (the shipped md5 is dropped for a file whose URLs are
     replaced); ``rewrites`` maps URL prefixes (:func:`dawin.download.rewrite_urls`). Failed downloads raise :class:`DownloadError` with the URLs tried and the manual instructions.
+
+    ``mirror`` (config ``paper.mirror``) is consulted before the network, and its copies pass the same checks:
+    a URL's file as ``<mirror>/<file name of the URL>`` (:func:`dawin.checkpoints.mirror_path`), an HF dataset's
+    shards as ``<mirror>/hf/datasets/<owner>/<name>/<path in the repo>`` (used without asking the hub when
+    the split's pattern matches staged files; verify.json then records their sha256 and no commit).
     """
+    from .checkpoints import mirror_path, place_copy
+
     info = task_info(name)
     options = SOURCES[name]
     via = via or next(iter(options))
@@ -715,7 +731,14 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
     try:
         if spec["kind"] == "hf_parquet":
             rev = revision or spec.get("revision", "main")
-            if files is None:
+            staged = _staged_shards(mirror, spec["repo"], spec["pattern"]) if files is None else {}
+            for path, src in staged.items():
+                if not (downloads / path).is_file():
+                    (downloads / path).parent.mkdir(parents=True, exist_ok=True)
+                    place_copy(src, downloads / path)
+            if staged:
+                commit, entries = None, [(f, None, None) for f in sorted(staged)]
+            elif files is None:
                 commit, entries = hf_list(spec["repo"], rev, spec["pattern"], endpoint)
             else:
                 commit, entries = None, [(f, None, None) for f in sorted(files)]
@@ -734,6 +757,10 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
                 file_urls = list(urls[fname]) if replaced else list(fspec["urls"])
                 file_md5 = (md5 or {}).get(fname) or (None if replaced else fspec.get("md5"))
                 dest = downloads / fname
+                copy = mirror_path({"url": file_urls}, mirror) if mirror else None
+                if copy is not None and copy.is_file() and not dest.is_file():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    place_copy(copy, dest)  # checked below like a download
                 if spec["kind"] == "archives":
                     stem = re.sub(r"(\.tar)?\.(gz|tgz|zip|tar|bz2|xz)$", "", fname)
                     fetch_and_extract(file_urls, dest, downloads / "extracted" / stem, md5=file_md5,

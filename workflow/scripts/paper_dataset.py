@@ -9,8 +9,8 @@ if split is not None:
     # paper.expected (replicas) overrides the published sizes of dawin/data/multitask.json
     sizes = {f"expected_{k}": v for k, v in p.expected.items()}
     record = multitask_datasets.prepare_task(name, root, split=split, downloads=f"{p.downloads}/{name}",
-                                             endpoint=p.hf_endpoint, rewrites=p.rewrites, md5=p.md5, progress=False,
-                                             **sizes)
+                                             endpoint=p.hf_endpoint, rewrites=p.rewrites, md5=p.md5, mirror=p.mirror,
+                                             progress=False, **sizes)
 elif name == "imagenet_heldout":  # its counts are paper.heldout
     record = paper_datasets.build_imagenet_heldout(p.manual["imagenet_train"], root,
                                                    indices=f"{snakemake.input.downloads}/imagenet_98_idxs.npy",
