@@ -122,6 +122,18 @@ MAKERS: dict[str, Callable[[], Figure]] = {
 }
 
 
+@pytest.mark.parametrize("seconds", [[100.0, 400.0, 150.0], [1.1, 1.3, 1.2], [0.02, 30.0, 4.0]])
+def test_time_axis_has_labelled_ticks_at_any_span(seconds) -> None:
+    df = pd.DataFrame({"panel": ["p"] * 3, "method": ["wise_ft", "dawin", "dawin_per_sample"], "seconds": seconds,
+                       "accuracy": [70.0, 72.0, 71.0]})
+    ax = figures.accuracy_vs_time(df, "Figure 8").axes[0]
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi and t.get_text()]
+    assert len(labels) >= 2, labels
+    assert lo <= min(seconds) and max(seconds) <= hi  # every point stays in view
+
+
 def test_pearson_edge_cases() -> None:
     x = np.linspace(0, 1, 10)
     assert figures.pearson(x, 3 * x - 1) == pytest.approx(1.0)

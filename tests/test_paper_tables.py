@@ -11,7 +11,7 @@ import torch
 from dawin import paper_tables as PT
 from dawin import results as R
 from dawin.catalog import caption
-from dawin.reference import load_reference, load_second_reference
+from dawin.reference import CELLS, load_reference, load_second_reference
 from dawin.tables import COLUMNS
 from dawin.tensorio import save_tensors
 
@@ -245,9 +245,9 @@ def test_write_all_formats(tmp_path, tidy_results, reference):
     pd.testing.assert_frame_equal(back, rows, check_exact=False, atol=1e-4)
     md = Path(str(stem) + ".md").read_text()
     assert md.startswith(f"Table 2 (fake suite, ViT-B-32): {caption('table2')}")
-    assert "DaWin" in md and "78.70" in md
-    delta = value_of("ViT-B-32", "dawin", "in") - 78.70
-    assert f"{delta:+.2f}" in md
+    dawin = next(line for line in md.splitlines() if line.startswith("| dawin "))
+    assert "DaWin" in dawin and f"{value_of('ViT-B-32', 'dawin', 'in'):.2f} (78.70)" in dawin  # ours (paper)
+    assert "(Δ)" not in md and "| v2 (paper)" not in md  # no difference columns, no separate paper columns
     tex = Path(str(stem) + ".tex").read_text()
     assert "\\begin{tabular}" in tex and "\\caption{Table 2 (fake suite" in tex
     html = Path(str(stem) + ".html").read_text()
@@ -262,20 +262,18 @@ def test_write_table2_with_model_soups(tmp_path, tidy_results, reference, model_
     pd.testing.assert_frame_equal(pd.read_csv(str(stem) + ".csv"), rows, check_exact=False, atol=1e-4)  # ours only
     md = Path(str(stem) + ".md").read_text()
     first = md.split("\n\n")[0]
-    assert first == f"Table 2 (paper suite, ViT-B-32): {caption('table2')} {model_soups.attrs['note']}"
+    assert first == f"Table 2 (paper suite, ViT-B-32): {caption('table2')} {model_soups.attrs['note']} {CELLS}"
     for text in ("our uniform and greedy soups use all 72 model-soups runs", "main.py", "(cost 48)",
                  "48-run pool we cannot identify", "second reference"):
         assert text in first
-    header = md.split("\n")[2]
-    assert "id (model-soups)" in header and "ood_avg (model-soups)" in header
     uniform = next(line for line in md.splitlines() if line.startswith("| uniform_soup"))
-    assert "79.97" in uniform and "79.76" in uniform  # model-soups' and the paper's
+    assert "(79.76; model-soups 79.97)" in uniform  # the paper's, then model-soups' own, in our cell
     greedy = next(line for line in md.splitlines() if line.startswith("| greedy_soup"))
     assert "81.03" in greedy and "80.42" in greedy
     tex = Path(str(stem) + ".tex").read_text()
-    assert "NUM\\_MODELS = 72" in tex and "model\\_0" in tex and "id (model-soups)" in tex
+    assert "NUM\\_MODELS = 72" in tex and "model\\_0" in tex and "model-soups 79.97" in tex
     page = Path(str(stem) + ".html").read_text()
-    assert "48-run pool we cannot identify" in page and "79.97" in page and "id (model-soups)" in page
+    assert "48-run pool we cannot identify" in page and "79.97" in page and "model-soups 79.97" in page
 
 
 def test_write_demo_table2_caption_has_no_model_soups_note(tmp_path, tidy_results, reference, model_soups):
@@ -284,7 +282,7 @@ def test_write_demo_table2_caption_has_no_model_soups_note(tmp_path, tidy_result
     shown = PT.display("table2", rows, reference, ROLES, compare=False, second=model_soups)
     PT.write("table2", rows, shown, tmp_path / "table2", "Table 2 (demo suite, tiny):")
     md = (tmp_path / "table2.md").read_text()
-    assert md.startswith(f"Table 2 (demo suite, tiny): {caption('table2')}\n\n")
+    assert md.startswith(f"Table 2 (demo suite, tiny): {caption('table2')} {CELLS}\n\n")
     assert "model-soups" not in md and "79.97" not in md
 
 

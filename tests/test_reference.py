@@ -14,6 +14,7 @@ from dawin.reference import (
     ReferenceFormatError,
     attach_reference,
     attach_second_reference,
+    formatted,
     load_reference,
     load_second_reference,
     model_soups_reference,
@@ -166,9 +167,26 @@ def test_reproduction_summary(ref):
     md = reproduction_summary({"table3": t3, "table_c": tc})
     assert "## Table 3: Accuracy on ImageNet" in md and "## Table C" in md
     assert "Mean |Δ| over 2 comparable cells: 0.30" in md
-    assert "CaRot (reported)" in md and "0.0382" in md and "+0.0018" in md
+    assert "CaRot (reported)" in md and "0.0400 (0.0382)" in md and "Mean |Δ| over 1 comparable cells: 0.0018" in md
     page = reproduction_html({"table3": t3})
     assert page.startswith("<!DOCTYPE html>") and "<table" in page and "CaRot (reported)" in page
+    # the demo's tables are built without the comparison: its page prints no mean |Δ| against the paper
+    demo = attach_reference(pd.DataFrame({"id": [68.0], "ood_avg": [58.0]}, index=["zeroshot"]), ref, "table3", False)
+    md = reproduction_summary({"table3": demo})
+    assert "Mean |Δ|" not in md and "Not comparable with the paper's numbers" in md and "68.00 (" in md
+
+
+def test_formatted_puts_ours_and_the_papers_number_in_one_cell(ref):
+    ours = pd.DataFrame({"id": [68.0, float("nan")], "ood_avg": [58.0, float("nan")]}, index=["zeroshot", "wise_ft"])
+    shown = formatted(attach_reference(ours, ref, "table3", compare=True))
+    assert "id (paper)" not in shown.columns and "id (Δ)" not in shown.columns
+    zs = shown.loc["zeroshot"]
+    paper = reference_for(ref, "table3")
+    paper_id = paper[(paper.method == "zeroshot") & (paper.column == "id")].value.iloc[0]
+    assert zs["id"] == f"68.00 ({paper_id:.2f})"
+    # a column where neither we nor the paper have a value is dropped; a missing number is an em dash
+    assert all(shown[c].ne("—").any() for c in shown.columns if c != "label")
+    assert shown.loc["wise_ft", "id"].startswith("— (")
 
 
 def _write(tmp_path, doc):
@@ -335,4 +353,4 @@ def test_reproduction_summary_shows_second_reference_notes(ref):
     t2 = attach_second_reference(
         attach_reference(pd.DataFrame({"id": [80.0]}, index=["greedy_soup"]), ref, "table2", True), second, "ViT-B-32")
     md = reproduction_summary({"table2": t2})
-    assert "48-run pool we cannot identify" in md and "81.03" in md and "id (model-soups)" in md
+    assert "48-run pool we cannot identify" in md and "model-soups 81.03" in md

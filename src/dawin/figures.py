@@ -8,6 +8,7 @@ and no function draws anything random. A panel without data says "no samples" in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from .analysis import pearson as _pearson  # noqa: E402
 from .tables import METHOD_LABELS  # noqa: E402
@@ -448,6 +449,21 @@ def entropy_valley(sweep: pd.DataFrame, dynamic: pd.DataFrame, title: str, ncols
     return fig
 
 
+def _label_log_axis(ax: Axes, values: pd.Series) -> None:
+    """Labelled ticks on a log x axis, whatever its span: 1-2-5 steps of each decade in view, or, when fewer than
+    two of those fall inside (a span under a factor of about 2.5), the plotted values themselves. Matplotlib's
+    default labels only powers of ten, so a narrower span showed no number at all."""
+    lo, hi = ax.get_xlim()
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = [m * 10.0**e for e in decades for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    if len(ticks) < 2:
+        ticks = sorted({float(f"{v:.2g}") for v in values if v > 0})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lo, hi)
+
+
 def accuracy_vs_time(df: pd.DataFrame, title: str) -> Figure:
     """Figure 8: accuracy vs wall-clock inference time (log x), one panel per ``panel`` value.
 
@@ -466,13 +482,13 @@ def accuracy_vs_time(df: pd.DataFrame, title: str) -> Figure:
             ax.annotate(_method(row.method), (row.seconds, row.accuracy), xytext=(4, 3), textcoords="offset points",
                         fontsize=FONT - 1.5)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.25, y=0.15)
+        _label_log_axis(ax, sub["seconds"])
         ax.tick_params(which="both", labelsize=FONT - 1)
         ax.set_title(str(panel), fontsize=FONT + 1)
         ax.set_xlabel("wall-clock inference time (s, log scale)", fontsize=FONT)
         ax.set_ylabel("accuracy (%)", fontsize=FONT)
         ax.grid(alpha=0.3, which="both")
-        ax.margins(x=0.25, y=0.15)
     if not panels:
         _no_samples(axes[0, 0])
     return fig

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .catalog import caption as caption_of
 from .catalog import source as source_of
-from .reference import attach_reference, attach_second_reference, formatted, reference_for
+from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
 from .tables import COLUMNS, METHOD_LABELS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
@@ -170,7 +170,8 @@ def write(name: str, rows: pd.DataFrame, shown: pd.DataFrame, stem: str | Path, 
     second reference's, e.g. which soup pools the rows come from).
     """
     stem = str(stem)
-    caption = " ".join([heading, caption_of(name), *shown.attrs.get("notes", [])])
+    caption = " ".join([heading, caption_of(name), *shown.attrs.get("notes", []),
+                        *([CELLS] if any(c.endswith(" (paper)") for c in shown.columns) else [])])
     rows.to_csv(stem + ".csv", index=False, float_format="%.4f")  # tidy (+ the model pool for Table G)
     text = formatted(shown)
     Path(stem + ".md").write_text(f"{caption}\n\n{text.to_markdown(disable_numparse=True)}\n")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -305,20 +306,42 @@ def _abs_deltas(df: pd.DataFrame) -> list[float]:
     return deltas
 
 
+_REFERENCE_COLUMN = re.compile(r"^(.+) \((.+)\)$")  # "<column> (paper)", "<column> (Δ)", "<column> (model-soups)"
+CELLS = "Cells: ours (the paper's number; a second reference's by name); — where there is none."
+
+
 def formatted(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells as printed: numbers with the table's decimals, Δ with a sign, missing as an em dash."""
+    """The table as printed: one cell per column holding ``ours (paper)`` (numbers with the table's decimals, a
+    second reference's after the paper's as ``; <name> <number>``, missing as an em dash), columns without any
+    value dropped. The Δ columns are not printed (the reproduction page gives the mean |Δ|; the CSV is tidy)."""
     dec = df.attrs.get("decimals", 2)
-    out = df.copy()
-    for c in out.columns:
+
+    def text(v: object) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        return f"{v:.{dec}f}" if _is_number(v) else str(v)
+
+    groups: dict[str, dict[str, str]] = {}  # column -> {"": ours, "paper": ..., "<name>": ...}
+    for c in df.columns:
         if c == "label":
             continue
-        is_delta = c.endswith(" (Δ)")
-        out[c] = [
-            "—" if v is None or (isinstance(v, float) and math.isnan(v))
-            else (f"{v:+.{dec}f}" if is_delta else f"{v:.{dec}f}") if _is_number(v)
-            else str(v)
-            for v in df[c]
-        ]
+        m = _REFERENCE_COLUMN.match(c)
+        base, ref = (m.group(1), m.group(2)) if m else (c, "")
+        if ref != "Δ":
+            groups.setdefault(base, {})[ref] = c
+    out = pd.DataFrame(index=df.index)
+    if "label" in df.columns:
+        out["label"] = df["label"]
+    for base, cols in groups.items():
+        cells = []
+        for i in range(len(df)):
+            ours = text(df[cols[""]].iloc[i]) if "" in cols else "—"
+            refs = [(name, text(df[c].iloc[i])) for name, c in cols.items() if name]
+            refs = [v if name == "paper" else f"{name} {v}" for name, v in sorted(refs, key=lambda r: r[0] != "paper")
+                    if v != "—"]
+            cells.append(ours + (f" ({'; '.join(refs)})" if refs else ""))
+        if any(cell != "—" for cell in cells):
+            out[base] = cells
     if isinstance(out.index, pd.MultiIndex):
         out.index = [" / ".join(str(x) for x in k) for k in out.index]
     return out
@@ -329,13 +352,16 @@ def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
     title = df.attrs.get("title", "")
     unit = df.attrs.get("unit")
     deltas = _abs_deltas(df)
-    if deltas:
+    if not any(c.endswith(" (Δ)") for c in df.columns):  # built without compare: the demo suite
+        summary = "Not comparable with the paper's numbers (another suite): no difference is computed."
+    elif deltas:
         summary = f"Mean |Δ| over {len(deltas)} comparable cells: {sum(deltas) / len(deltas):.{df.attrs.get('decimals', 2)}f}"
     else:
         summary = "No comparable cells (ours or the paper's number missing everywhere)."
     heading = f"{source}: {title}" if title else source
     note = f"Paper source: {source}" + (f"; unit: {unit}" if unit else "; values in %")
     note += "".join(f". {n.rstrip('.')}" for n in df.attrs.get("notes", []))
+    note += f". {CELLS.rstrip('.')}"
     return heading, note, summary
 
 
