@@ -16,8 +16,8 @@ from dawin.tables import COLUMNS
 from dawin.tensorio import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "config" / "paper_reference.yaml"
-MODEL_SOUPS = ROOT / "config" / "model_soups_reference.yaml"
+REFERENCE = ROOT / "workflow" / "resources" / "paper_reference.yaml"
+MODEL_SOUPS = ROOT / "workflow" / "resources" / "model_soups_reference.yaml"
 DATASETS = ["in", "v2", "r", "a", "sketch", "objectnet", "ood_avg"]
 ROLES = {"in": "id", "v2": "v2", "r": "r", "a": "a", "sketch": "sketch", "objectnet": "objectnet"}
 TABLE2 = ["zeroshot", "finetuned", "output_ensemble", "wise_ft", "uniform_soup", "greedy_soup", "model_stock",

@@ -33,3 +33,34 @@ def test_tiny_architecture_is_registered_with_open_clip():
     import dawin.models  # noqa: F401 - registers the configs
 
     assert "dawin-tiny-rn" in open_clip.list_models()
+
+
+def _post_deploy(tmp_path, **env):
+    """Run envs/dawin.post-deploy.sh with a stand-in `python` that records the pip command it is given."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "called"}\n')
+    fake.chmod(0o755)
+    run = subprocess.run(["bash", str(REPO / "envs/dawin.post-deploy.sh")], capture_output=True, text=True,
+                         env={"PATH": f"{fake.parent}:{os.environ['PATH']}", **env})
+    called = tmp_path / "called"
+    return run, called.read_text().strip() if called.exists() else None
+
+
+def test_conda_post_deploy_installs_the_checkout_or_the_named_release(tmp_path):
+    """--use-conda: the environment gets the package from the checkout (editable) or a pip requirement."""
+    run, called = _post_deploy(tmp_path, DAWIN_SOURCE=str(REPO))
+    assert run.returncode == 0 and called == f"-m pip install --no-deps -e {REPO}"
+    (tmp_path / "bin" / "python").unlink(), (tmp_path / "bin").rmdir()
+    run, called = _post_deploy(tmp_path, DAWIN_SOURCE="dawin @ git+https://example.org/dawin@v1")
+    assert run.returncode == 0 and called == "-m pip install --no-deps dawin @ git+https://example.org/dawin@v1"
+
+
+def test_conda_post_deploy_without_a_source_names_the_variable(tmp_path):
+    run, called = _post_deploy(tmp_path)
+    assert run.returncode == 1 and called is None
+    assert "DAWIN_SOURCE is not set" in run.stderr and "git+https://" in run.stderr
+

@@ -27,8 +27,8 @@ from dawin.reference import (
     write_second_reference,
 )
 
-REF = Path(__file__).resolve().parents[1] / "config" / "paper_reference.yaml"
-MODEL_SOUPS_REF = Path(__file__).resolve().parents[1] / "config" / "model_soups_reference.yaml"
+REF = Path(__file__).resolve().parents[1] / "workflow" / "resources" / "paper_reference.yaml"
+MODEL_SOUPS_REF = Path(__file__).resolve().parents[1] / "workflow" / "resources" / "model_soups_reference.yaml"
 MODEL_SOUPS_MIRROR = Path("/work/.mirror/mlfoundations+model-soups/repo")  # a bare clone, where one exists
 
 # Exact lines of model-soups' results files at d5398f1 (uniform_soup_results.jsonl, greedy_soup_results.jsonl,
@@ -299,7 +299,7 @@ def test_second_reference_invalid_is_a_clear_error(tmp_path, change, message):
 
 
 def test_shipped_model_soups_reference():
-    """config/model_soups_reference.yaml: model-soups' soups and all 72 runs (main.py: NUM_MODELS = 72)."""
+    """workflow/resources/model_soups_reference.yaml: model-soups' soups and all 72 runs (main.py: NUM_MODELS = 72)."""
     second = load_second_reference(MODEL_SOUPS_REF)
     methods = list(dict.fromkeys(second.method))
     assert methods == ["uniform_soup", "greedy_soup", *(f"model_{i}" for i in range(72))]

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+import yte
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [str(REPO / "config/config.yaml"), str(REPO / "tests/data/small.yaml")]
-PROFILE = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())  # `?if` keys are plain strings here
+PROFILE = yte.process_yaml((REPO / "profiles/slurm/config.yaml").read_text())  # as Snakemake renders it
 WARNING = "WARNING (profiles/slurm)"
 
 pytestmark = pytest.mark.workflow
@@ -57,11 +58,12 @@ STANDINS = {
 
 # The first wave: two GPU rules (zero-shot head with the default resources, cached logits with their
 # set-resources) and a CPU rule (a demo dataset); their inputs are made beforehand, upstream first.
-PREMADE = ["resources/demo/checkpoints/tiny/clip.safetensors", "resources/demo/data/in/", "resources/demo/data/r/",
+PREMADE = ["resources/demo/checkpoints/tiny/clip.safetensors",
+           *(f"resources/demo/data/{d}/" for d in ("in_val", "in", "v2", "r", "a", "sketch", "objectnet")),
            "results/demo/heads/tiny/in.safetensors", "results/demo/models/tiny/zeroshot.safetensors",
            "resources/demo/checkpoints/tiny/finetuned.safetensors"]
 TARGETS = ["results/demo/heads/tiny/r.safetensors", "results/demo/logits/tiny/finetuned/in.safetensors",
-           "resources/demo/data/sketch"]
+           "resources/demo/data/in_train"]
 GPU_RULES, CPU_RULES = {"zeroshot_head", "cache_logits"}, {"demo_dataset"}
 
 

@@ -175,6 +175,7 @@ def test_paper_suite_soups_use_all_72_model_soups_runs():
     made = {f"resources/paper/checkpoints/soup-ViT-B-32-{i}.safetensors" for i in range(series["count"])}
     assert set(runs) == made  # every converted model-soups run, model_0 included
     # the second reference the paper suite shows beside Table 2 says the same (its caption note)
-    second = load_second_reference(ROOT / paper["model_soups_reference"])
+    assert paper["model_soups_reference"] is True
+    second = load_second_reference(ROOT / "workflow" / "resources" / "model_soups_reference.yaml")
     assert second.attrs["runs"] == len(runs)
     assert "all 72 model-soups runs" in second.attrs["note"]

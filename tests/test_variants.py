@@ -1,7 +1,5 @@
-"""dawin.variants: coefficient kinds, assignments and method names, checked against hand computations."""
+"""dawin.variants: coefficient kinds and assignments, checked against hand computations."""
 
-import ast
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,10 +9,7 @@ import torch
 
 from dawin import coefficients as C
 from dawin import expertise as E
-from dawin import paper_tables, variants as V
-
-ROOT = Path(__file__).resolve().parents[1]
-COMMON = ROOT / "workflow" / "rules" / "common.smk"
+from dawin import variants as V
 
 # The assign() of every Beta-mixture assignment ("mixture", "batch<b>", "scaled<a>") builds its info with
 # ``{..., **info}`` where assign_by_mixture returns info as a *list* of per-batch dicts: TypeError.
@@ -58,51 +53,6 @@ def _domain(name="in", n=40, c=5, t0=0.7, t1=1.6, seed=0, **kw):
     z1 = torch.randn(n, c, generator=g) * 3
     y = torch.randint(0, c, (n,), generator=g)
     return V.Domain(name, z0, z1, y, t0, t1, seed=seed, **kw)
-
-
-# --------------------------------------------------------------------------------------------------
-# (a) the workflow's lists equal the registry
-# --------------------------------------------------------------------------------------------------
-
-def _smk_expr(name: str) -> ast.expr:
-    """The expression assigned to ``name`` at top level of common.smk (one statement, maybe multi-line)."""
-    lines = COMMON.read_text().splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(f"{name} = ")]
-    assert len(starts) == 1, f"{name} assigned {len(starts)} times in common.smk"
-    for end in range(starts[0] + 1, len(lines) + 1):
-        try:
-            tree = ast.parse("\n".join(lines[starts[0]:end]))
-        except SyntaxError:
-            continue
-        return tree.body[0].value
-    raise AssertionError(f"cannot parse {name} in common.smk")
-
-
-BATCH_SIZES = [32, 128]  # stand-ins for config analysis.batch_sizes
-GRID = [0.25, 0.5, 1.0]  # stand-in for config grid
-
-
-def _smk_variants() -> dict:
-    ns = {k: ast.literal_eval(_smk_expr(k)) for k in ("DAWIN", "PER_SAMPLE", "TABLE_D_KINDS", "PSEUDO_LABEL_KINDS")}
-    ns.update(ANALYSIS={"batch_sizes": BATCH_SIZES}, config={"grid": GRID})
-    return eval(compile(ast.Expression(_smk_expr("VARIANTS")), str(COMMON), "eval"), ns)
-
-
-def test_workflow_kinds_equal_registry():
-    kinds = ast.literal_eval(_smk_expr("KINDS"))
-    assert kinds == list(V.KINDS)  # same names, same order
-    assert set(ast.literal_eval(_smk_expr("NEEDS_AVERAGE"))) == set(V.NEEDS_AVERAGE)
-    assert V.NEEDS_AVERAGE == {k for k in V.KINDS if k.startswith("pl_average")}
-
-
-def test_workflow_variants_are_valid_pairs():
-    variants = _smk_variants()
-    pairs = {p for ps in variants.values() for p in ps}
-    assert ("entropy", "mixture") in pairs and ("entropy", "batch128") in pairs and ("entropy", "scaled0.25") in pairs
-    for kind, assignment in pairs:
-        assert kind in V.KINDS
-        V.parse_assignment(assignment)  # raises on an unknown assignment
-        assert re.fullmatch(r"per_sample|mixture|batch[1-9][0-9]*|scaled[0-9.]+", assignment)  # wildcard constraint
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,17 +254,6 @@ def _clustered(n=64, seed=0):
     return np.clip(centres + rng.normal(0, 0.02, n), 0.01, 0.99)
 
 
-def test_parse_assignment():
-    assert V.parse_assignment("per_sample") == {"mixture": False, "batch_size": None, "scale": 1.0}
-    assert V.parse_assignment("mixture") == {"mixture": True, "batch_size": None, "scale": 1.0}
-    assert V.parse_assignment("batch32") == {"mixture": True, "batch_size": 32, "scale": 1.0}
-    assert V.parse_assignment("scaled0.5") == {"mixture": True, "batch_size": None, "scale": 0.5}
-    assert V.parse_assignment("scaled2") == {"mixture": True, "batch_size": None, "scale": 2.0}
-    for bad in ("batch0", "batch", "scaled", "scaled-1", "Mixture", "per_sample2", "mixture "):
-        with pytest.raises(ValueError, match="unknown assignment"):
-            V.parse_assignment(bad)
-
-
 def test_assign_per_sample_is_identity():
     coef = _clustered()
     out, info = V.assign(coef, "per_sample", 3, 0)
@@ -353,48 +292,3 @@ def test_assign_scaled_halves_the_mixture():
     np.testing.assert_allclose(half, 0.5 * mixed, rtol=0, atol=1e-12)
     doubled, _ = V.assign(coef, "scaled2", 3, 0)
     np.testing.assert_allclose(doubled, np.clip(2 * mixed, 0, 1), rtol=0, atol=1e-12)
-
-
-# --------------------------------------------------------------------------------------------------
-# (g) method names
-# --------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("kind, assignment, name", [
-    ("entropy", "mixture", "dawin"),
-    ("entropy", "per_sample", "dawin_per_sample"),
-    ("cross_entropy", "per_sample", "oracle_sample"),
-    ("entropy_no_offset", "mixture", "dawin_no_offset"),
-    ("entropy_uncalibrated", "mixture", "dawin_no_calibration"),
-    ("entropy", "batch32", "dawin_batch_32"),
-    ("entropy", "scaled0.5", "dawin_x0.5"),
-    ("entropy", "scaled1.0", "dawin_x1"),
-    ("uniform", "mixture", "coef_uniform"),
-    ("normal_0.5_0.2", "mixture", "coef_normal_0.5_0.2"),
-    ("pl_ensemble_soft", "mixture", "expertise_pl_ensemble_soft"),
-    ("uniform", "per_sample", "uniform_per_sample"),
-])
-def test_method_name(kind, assignment, name):
-    assert V.method_name(kind, assignment) == name
-
-
-def test_method_names_are_distinct_over_workflow_variants():
-    pairs = {p for ps in _smk_variants().values() for p in ps}
-    names = [V.method_name(k, a) for k, a in pairs]
-    assert len(set(names)) == len(names)
-
-
-METRICS_METHODS = {"zeroshot", "finetuned", "average", "output_ensemble", "wise_ft", "dcs", "doe", "oracle_domain"}
-SOUP_METHODS = {"uniform_soup", "greedy_soup", "model_stock"}  # metrics/{backbone}/soups.csv, tables 2-4
-PROFILE_METHODS = {"wise_ft", "dawin", "dawin_parallel", "dawin_per_sample"}  # profile/{backbone}.csv, table F
-
-
-@pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4", "table5", "table_a", "table_b",
-                                   "table_d", "table_e", "table_f"])
-def test_every_table_method_is_produced_by_its_inputs(table):
-    """A table's rows come from the metrics script, soups / profile CSVs, or its own VARIANTS merged evaluations."""
-    merged = {V.method_name(k, a) for k, a in _smk_variants()[table]}
-    static = METRICS_METHODS | (SOUP_METHODS if table in ("table2", "table3", "table4") else set()) \
-        | (PROFILE_METHODS if table == "table_f" else set())
-    methods = set(paper_tables.methods_of(table, BATCH_SIZES))
-    assert methods, table
-    assert methods <= merged | static, sorted(methods - merged - static)

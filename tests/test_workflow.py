@@ -133,6 +133,41 @@ def test_report_collects_tables_and_figures(workdir):
     assert sum(n.endswith("table2.html") for n in names) == 1 and sum(n.endswith("fig_b.png") for n in names) == 1
 
 
+def test_snakedeploy_deployment_runs_table2(workdir, tmp_path):
+    """`snakedeploy deploy-workflow` of the repository (a local path) gives a deployment that runs table2 with the
+    checkout's rules and scripts and the installed package, and writes the same table."""
+    import shutil
+
+    source = tmp_path / "dawin"  # what a clone holds: the tracked files (no .venv, no results)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, tracked.split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    dest = tmp_path / "deployment"
+    deploy = subprocess.run([str(Path(sys.executable).parent / "snakedeploy"), "deploy-workflow", str(source), str(dest),
+                             "--branch", "main"], capture_output=True, text=True)
+    assert deploy.returncode == 0, deploy.stderr[-3000:]
+    assert (dest / "config/config.yaml").exists() and (dest / "LICENSE").exists() and (dest / "profiles/slurm").is_dir()
+    # snakedeploy 0.17.1 declares a local source's module snakefile by its path inside the repository ("Snakefile",
+    # providers.py Local.get_source_file_declaration), which Snakemake resolves next to the deployment's own
+    # workflow/Snakefile: point it at the source (README, "Deploying")
+    module = dest / "workflow/Snakefile"
+    assert 'snakefile: \n        "Snakefile"' in module.read_text()
+    module.write_text(module.read_text().replace('"Snakefile"', json.dumps(str(source / "Snakefile"))))
+    for tree in ("results", "resources"):  # the demo's inputs and results as the checkout's run left them
+        shutil.copytree(workdir / tree, dest / tree, symlinks=True)
+    for old in (dest / "results/demo/tables").glob("table2.*"):
+        old.unlink()
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "table2", "--configfile",
+                          "config/config.yaml", str(REPO / "tests/data/small.yaml")], cwd=dest, capture_output=True,
+                         text=True, timeout=1800)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert job_counts(res.stdout + res.stderr) == {"table2": 1, "table2_files": 1}
+    pd.testing.assert_frame_equal(pd.read_csv(dest / "results/demo/tables/table2.csv"),
+                                  pd.read_csv(workdir / "results/demo/tables/table2.csv"))
+
+
 def test_config_typo_names_the_key(workdir):
     res = snakemake(workdir, "-n", extra_config={"mixture": {"n_restrats": 2}})
     assert res.returncode != 0 and "n_restrats" in res.stdout + res.stderr
@@ -146,7 +181,8 @@ def test_missing_checkpoint_names_the_path(workdir):
 def test_slurm_profile_plans_without_a_cluster(workdir):
     res = snakemake(workdir, "-n", "--forceall", profile="slurm")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert job_counts(res.stdout)["cache_logits"] == 39  # 7 sets x (ZS, FT, average) + 6 test sets x 3 soups
+    counts = job_counts(res.stdout)  # one job per model: (ZS, FT, average) on the 7 sets, the 3 soups on the 6 test sets
+    assert counts["cache_logits"] == 3 and counts["cache_soup_logits"] == 3
 
 
 def test_lint_passes():
@@ -166,12 +202,12 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("module, direct, downstream, untouched", [
     # reached by one script only, deep in the graph
-    ("calibration.py", {"temperatures"}, {"coefficients", "merged_eval", "table2_files"},
+    ("calibration.py", {"temperatures"}, {"coefficients", "merged_dawin", "table2_files"},
      {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_merge", "demo_pretrain"}),
     # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); multitask_dawin's
     # script reaches it too, but its reason names only its first cause, the logits multitask_logits rewrites
     ("merging/opcm.py", {"multitask_logits", "multitask_merge"}, {"multitask_dawin", "table6_files"},
-     {"cache_logits", "temperatures", "coefficients", "merged_eval", "demo_task_expert"}),
+     {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_expert"}),
 ])
 def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module, direct, downstream, untouched):
     path = REPO / "src/dawin" / module
@@ -195,8 +231,11 @@ def test_changed_mixture_reruns_only_the_mixture_and_what_follows(workdir):
     plan = snakemake(workdir, "-n", extra_config=change)
     assert plan.returncode == 0, plan.stderr[-3000:]
     counts = job_counts(plan.stdout)
-    # every mixture variant (17 of the 19 merged evaluations: not the two per-sample ones) and the profile
-    assert counts.pop("merged_eval") == 17 and counts.pop("profile") == 1
+    # every group of merged evaluations with a mixture (not the two per-sample groups) and the profile
+    merged = {rule: counts.pop(rule) for rule in list(counts) if rule.startswith("merged_")}
+    assert merged == {f"merged_{g}": 1 for g in ("dawin", "no_offset", "no_calibration", "batches", "scaled",
+                                                  "alternatives", "pseudo_labels")}
+    assert counts.pop("profile") == 1
     assert not {"cache_logits", "coefficients", "metrics", "wise_ft_sweep", "soup", "temperatures"} & set(counts)
     per_sample = workdir / "results/demo/merged/tiny/entropy/per_sample/in.safetensors"
     logits = workdir / "results/demo/logits/tiny/zeroshot/in.safetensors"
@@ -221,11 +260,14 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "fetch_dataset": 7, "paper_dataset": 7, "multitask_dataset": 8,
         # + OpenAI's three CLIP releases and task_vectors' zeroshot.pt (the pool's theta0)
         "fetch_checkpoint": 95, "fetch_hf_model": 9, "convert_checkpoint": 95, "zeroshot_head": 11,
-        "zeroshot_model": 3, "cache_logits": 81, "soup": 3, "soup_metrics": 1, "temperatures": 3, "wise_ft_sweep": 21,
+        "zeroshot_model": 3, "cache_logits": 9, "cache_soup_logits": 3, "soup": 3, "soup_metrics": 1, "temperatures": 3, "wise_ft_sweep": 21,
         "metrics": 3, "optimality": 1, "profile": 1,
-        # B/32: 14 kinds, 31 (kind, assignment) pairs; B/16 and L/14 (Tables 3-5, A, Figures 4, A): 2 kinds, 12 pairs
-        "coefficients": 18, "merged_eval": 55,
-        "multitask_train_split": 8, "multitask_logits": 8, "multitask_merge": 19, "multitask_dawin": 5,
+        # one coefficients job per backbone (+ the weight average's kinds on B/32); merged evaluations by group:
+        # all 9 groups on B/32, DaWin, w/o mixture, w/o offset and the alpha sweep on B/16 and L/14
+        "coefficients": 3, "coefficients_with_average": 1, "merged_dawin": 3, "merged_dawin_per_sample": 3,
+        "merged_no_offset": 3, "merged_scaled": 3, "merged_oracle_sample": 1, "merged_no_calibration": 1,
+        "merged_batches": 1, "merged_alternatives": 1, "merged_pseudo_labels": 1,
+        "multitask_train_split": 8, "multitask_logits": 1, "multitask_merge": 19, "multitask_dawin": 5,
         "multitask_metrics": 1,
         "multitask_distances": 1, "paper_inputs": 1, "all": 1,
     }

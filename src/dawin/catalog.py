@@ -46,6 +46,14 @@ CATALOG: dict[str, tuple[str, str]] = {
     "fig_b": ("Figure B", "The bottom-5 and top-5 DaWin coefficient images of every domain."),
 }
 
+MULTITASK = frozenset({"table6", "table_g", "fig7", "fig_g"})
+"""The multi-task merging targets (built when the config has ``multitask``); the others are robust fine-tuning's."""
+
+
+def targets(prefix: str, multitask: bool) -> list[str]:
+    """The targets whose names start with ``prefix`` ("table", "fig") of one part of the paper, in paper order."""
+    return [t for t in CATALOG if t.startswith(prefix) and (t in MULTITASK) == multitask]
+
 
 def source(name: str) -> str:
     return CATALOG[name][0]

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from .analysis import pearson as _pearson  # noqa: E402
-from .tables import METHOD_LABELS  # noqa: E402
+from .registry import METHOD_LABELS  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "dawin"
 

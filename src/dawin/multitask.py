@@ -21,9 +21,10 @@ import torch
 from .datasets import DatasetError, ImageFolderDataset, load_dataset
 from .expertise import accuracy
 from .logits import compute_logits
-from .merging import METHODS, get_method
+from .merging import get_method
 from .merging.pool import ModelPool
 from .models import ImageClassifier, preprocess
+from .registry import merging_methods_reading
 
 
 def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
@@ -61,9 +62,9 @@ def evaluate(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence
     return out
 
 
-TRAIN_SPLIT_METHODS = ("fisher", "regmean")
+TRAIN_SPLIT_METHODS = merging_methods_reading("train")
 """Methods that take their examples from each task's train split."""
-TEST_SET_METHODS = tuple(m for m in METHODS if m.startswith("adamerging"))
+TEST_SET_METHODS = merging_methods_reading("test")
 """Methods that learn from each task's unlabelled test set (AdaMerging's test-time adaptation)."""
 
 

@@ -3,6 +3,8 @@
 ``FIGURES[name](inputs, params)``: ``inputs`` maps an input name (``logits``, ``coefficients``, ``merged``,
 ``metrics``, ``sweeps``, ``data``, ``temperatures``) to its file paths, ``params`` carries the suite's
 test sets, OOD sets, dataset roles and backbones. The drawing itself lives in :mod:`dawin.figures`.
+The figures drawn from CSVs and summaries never import torch (it would double their job's start-up): the
+logit-reading helpers import the torch modules they need when called.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
 from . import figures as F
 from .analysis import correctness_splits
-from .coefficients import entropy_ratio_coefficients
-from .datasets import load_dataset
-from .expertise import cross_entropy, entropy
-from .logits import load_logits
+from .registry import METHOD_LABELS, method_name
 from .results import backbone_from_path, collect
 from .runtime import read_json
-from .tables import METHOD_LABELS
-from .tensorio import load_tensors
+from .tensorio import load_arrays
+
+if TYPE_CHECKING:
+    import torch
 
 Inputs = Mapping[str, Sequence[str]]
 
@@ -35,6 +37,8 @@ def _stem(path: str) -> str:
 
 def _logits(inputs: Inputs) -> dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]]:
     """{(backbone, model, dataset): (logits, labels)} of ``logits/{backbone}/{model}/{dataset}``."""
+    from .logits import load_logits
+
     out = {}
     for path in inputs.get("logits", []):
         z, y, _ = load_logits(path)
@@ -46,20 +50,17 @@ def _coefficients(inputs: Inputs) -> dict[tuple[str, str], dict[str, np.ndarray]
     """{(backbone, kind): {dataset: coefficients}}."""
     out = {}
     for path in inputs.get("coefficients", []):
-        tensors, meta = load_tensors(path)
-        out[backbone_from_path(path), meta["kind"]] = {d: t.numpy() for d, t in tensors.items()}
+        arrays, meta = load_arrays(path)
+        out[backbone_from_path(path), meta["kind"]] = arrays
     return out
 
 
 def _merged(inputs: Inputs) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
     """{(backbone, method, dataset): per-sample summary} of the merged evaluations."""
-    from .variants import method_name
-
     out = {}
     for path in inputs.get("merged", []):
-        tensors, meta = load_tensors(path)
-        key = backbone_from_path(path), method_name(meta["kind"], meta["assignment"]), meta["dataset"]
-        out[key] = {k: v.numpy() for k, v in tensors.items()}
+        arrays, meta = load_arrays(path)
+        out[backbone_from_path(path), method_name(meta["kind"], meta["assignment"]), meta["dataset"]] = arrays
     return out
 
 
@@ -111,6 +112,8 @@ def fig_e(inputs: Inputs, params) -> F.Figure:
 # --- entropy vs cross-entropy --------------------------------------------------------------------------
 
 def _expertise(inputs: Inputs, params, datasets: Sequence[str]):
+    from .expertise import cross_entropy, entropy
+
     bb = params.backbones[0]
     logits, (t0, t1) = _logits(inputs), _temperatures(inputs, bb)
     for d in datasets:
@@ -121,6 +124,8 @@ def _expertise(inputs: Inputs, params, datasets: Sequence[str]):
 
 
 def _ratio_grid(inputs: Inputs, params, datasets: Sequence[str], what: str) -> F.Figure:
+    from .coefficients import entropy_ratio_coefficients
+
     data = {}
     for d, masks, (h0, h1, c0, c1) in _expertise(inputs, params, datasets):
         x = entropy_ratio_coefficients(h0, h1).numpy()  # Eq. 1 on entropies: the entropy ratio
@@ -212,6 +217,8 @@ def fig5(inputs: Inputs, params) -> F.Figure:
 # --- entropy analyses ------------------------------------------------------------------------------
 
 def _entropy_by_split(inputs: Inputs, params, datasets: Sequence[str]) -> pd.DataFrame:
+    from .expertise import entropy
+
     bb = params.backbones[0]
     logits, merged = _logits(inputs), _merged(inputs)
     rows = []
@@ -241,8 +248,8 @@ def fig_h(inputs: Inputs, params) -> F.Figure:
     bb = params.backbones[0]
     sweep = []
     for path in inputs["sweeps"]:
-        t, meta = load_tensors(path, ["alphas", "entropy"])
-        sweep += [{"dataset": meta["dataset"], "alpha": float(a), "entropy": float(h.double().mean())}
+        t, meta = load_arrays(path, ["alphas", "entropy"])
+        sweep += [{"dataset": meta["dataset"], "alpha": float(a), "entropy": float(h.astype(np.float64).mean())}
                   for a, h in zip(t["alphas"], t["entropy"])]
     dynamic = [{"dataset": d, "method": METHOD_LABELS.get(m, m), "entropy": float(s["entropy"].mean())}
                for (b, m, d), s in sorted(_merged(inputs).items()) if b == bb]
@@ -272,6 +279,8 @@ def fig8(inputs: Inputs, params) -> F.Figure:
 
 
 def fig_b(inputs: Inputs, params, k: int = 5) -> F.Figure:
+    from .datasets import load_dataset
+
     coef = _coefficients(inputs)[params.backbones[0], "entropy"]
     rows = {}
     for d, root in zip(params.datasets, inputs["data"]):

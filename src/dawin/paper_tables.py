@@ -20,7 +20,8 @@ import pandas as pd
 from .catalog import caption as caption_of
 from .catalog import source as source_of
 from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
-from .tables import COLUMNS, METHOD_LABELS
+from .registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
+from .tables import COLUMNS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
 MULTITASK = ("sun397", "stanford_cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd", "avg")
@@ -49,14 +50,12 @@ TABLES: dict[str, TableSpec] = {
     "table_b": TableSpec(()),
     "table_c": TableSpec(("optimal_std", "mse_uniform", "mse_wise_ft", "mse_ce_ratio"),
                          ROBUST[:-1], metric="value"),
-    "table_d": TableSpec(("finetuned", "wise_ft", "coef_uniform", "coef_normal_0.5_0.2", "coef_normal_0.8_0.1",
-                                     "coef_max_logit", "coef_confidence_diff", "coef_confidence", "dawin")),
+    "table_d": TableSpec(("finetuned", "wise_ft", *(method_name(k, "mixture") for k in kinds_in("table_d")), "dawin")),
     "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration")),
     "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample"), ("ood_avg",),
                          extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample")),
-    "table6": TableSpec(("pretrained", "individual", "weight_average", "fisher", "regmean", "task_arithmetic", "ties",
-                         "adamerging_task", "adamerging_layer", "adamerging_pp_layer", "opcm", "task_arithmetic_grid",
-                         "dawin"), MULTITASK),
+    "table6": TableSpec(("pretrained", "individual", *(m for m, v in MERGING_METHODS.items() if v.table6),
+                         "task_arithmetic_grid", "dawin"), MULTITASK),
     "table_g": TableSpec(("task_arithmetic", "adamerging_pp_layer", "dawin"), ("svhn", "eurosat"), pools=True),
 }
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .tables import COLUMNS, tidy, with_ood_average
-from .tensorio import load_tensors
-from .variants import method_name
+from .tensorio import load_arrays
+from .registry import method_name
 
 
 def merged_rows(paths: Iterable[str | Path], suite: str, backbone_of) -> list[dict]:
@@ -23,13 +24,13 @@ def merged_rows(paths: Iterable[str | Path], suite: str, backbone_of) -> list[di
     """
     rows = []
     for path in paths:
-        tensors, meta = load_tensors(path)  # pred, cross_entropy, entropy, labels, coefficients
+        arrays, meta = load_arrays(path)  # pred, cross_entropy, entropy, labels, coefficients
         method = method_name(meta["kind"], meta["assignment"])
-        acc = float((tensors["pred"] == tensors["labels"]).double().mean() * 100)
+        acc = float(np.mean(arrays["pred"] == arrays["labels"]) * 100)
         base = dict(suite=suite, backbone=backbone_of(path), method=method, dataset=meta["dataset"])
         rows.append({**base, "metric": "accuracy", "value": acc})
-        rows.append({**base, "metric": "entropy", "value": float(tensors["entropy"].double().mean())})
-        rows.append({**base, "metric": "merged_models", "value": float(len(tensors["coefficients"].unique()))})
+        rows.append({**base, "metric": "entropy", "value": float(arrays["entropy"].astype(np.float64).mean())})
+        rows.append({**base, "metric": "merged_models", "value": float(len(np.unique(arrays["coefficients"])))})
     return rows
 
 

@@ -11,49 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .registry import METHOD_LABELS
+
 COLUMNS = ["suite", "backbone", "method", "dataset", "metric", "value"]
 
-METHOD_LABELS = {
-    "zeroshot": "ZS",
-    "finetuned": "FT",
-    "average": "WA (0.5)",
-    "output_ensemble": "Output ensemble",
-    "wise_ft": "WiSE-FT",
-    "uniform_soup": "Uniform soup",
-    "greedy_soup": "Greedy soup",
-    "model_stock": "Model Stock",
-    "oracle_domain": "Oracle l*(X) (domain-wise, test labels)",
-    "oracle_sample": "Oracle l*(x) (sample-wise, test labels)",
-    "dcs": "DCS (lower entropy)",
-    "doe": "DOE (dynamic output ensemble)",
-    "dawin_per_sample": "DaWin w/o mixture",
-    "dawin": "DaWin",
-    "dawin_no_offset": "DaWin w/o offset",
-    "dawin_no_calibration": "DaWin w/o calibration",
-    "dawin_parallel": "DaWin (parallel)",
-    "coef_uniform": "U(0,1)",
-    "coef_normal_0.5_0.2": "N(0.5, 0.2^2)",
-    "coef_normal_0.8_0.1": "N(0.8, 0.1^2)",
-    "coef_max_logit": "Max logit ratio",
-    "coef_confidence_diff": "Confidence diff. ratio",
-    "coef_confidence": "Confidence ratio",
-    "pretrained": "Pre-trained",
-    "individual": "Individuals (true expert per task)",
-    "weight_average": "Weight average",
-    "fisher": "Fisher merging",
-    "regmean": "RegMean",
-    "task_arithmetic": "Task arithmetic (0.3)",
-    "task_arithmetic_grid": "Task arithmetic, best lambda of a grid (on test)",
-    "ties": "TIES-merging",
-    "adamerging_task": "AdaMerging (task-wise)",
-    "adamerging_layer": "AdaMerging (layer-wise)",
-    "adamerging_pp_layer": "AdaMerging++ (layer-wise)",
-    "opcm": "OPCM (beyond the paper)",
-    "optimal_std": "Std of l*(x) (optimal)",
-    "mse_uniform": "MSE(l*, U(0,1))",
-    "mse_wise_ft": "MSE(l*, WiSE-FT constant)",
-    "mse_ce_ratio": "MSE(l*, X-entropy ratio)",
-}
 
 
 def tidy(rows: Sequence[dict]) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 safetensors stores metadata as a hash map whose key order changes from process to process, so two runs
 that compute identical tensors would still write different files. All metadata is therefore packed into
 one key holding sorted JSON; :func:`read_metadata` unpacks it (and passes other files' metadata through).
+torch is imported by the functions that return or take its tensors only: :func:`load_arrays` reads a file as
+numpy arrays without it (the table and summary jobs, whose start-up it would double).
 """
 
 from __future__ import annotations
@@ -10,21 +12,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+if TYPE_CHECKING:
+    import torch
 
 META_KEY = "dawin"
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> None:
+    from safetensors.torch import save_file
+
     meta = {META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="np") as f:
         meta = f.metadata() or {}
     return json.loads(meta[META_KEY]) if META_KEY in meta else dict(meta)
 
@@ -34,3 +41,10 @@ def load_tensors(path: str | Path, names: list[str] | None = None) -> tuple[dict
     with safe_open(str(path), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
     return tensors, read_metadata(path)
+
+
+def load_arrays(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """As :func:`load_tensors`, as numpy arrays and without importing torch."""
+    with safe_open(str(path), framework="np") as f:
+        arrays = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
+    return arrays, read_metadata(path)

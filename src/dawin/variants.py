@@ -23,7 +23,6 @@ coefficients times a, Figure A).
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 from . import coefficients as C
 from . import expertise as E
 from .mixtures import assign_by_mixture
+from .registry import KINDS as REGISTERED, check_names, parse_assignment
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,14 @@ KINDS: dict[str, Callable[[Domain], torch.Tensor]] = {
     "normal_0.5_0.2": _random("normal", mean=0.5, std=0.2),
     "normal_0.8_0.1": _random("normal", mean=0.8, std=0.1),
     "max_logit": _score(E.shifted_max_logit),
-    "confidence": _score(E.confidence, exponentiate=True),
     "confidence_diff": _score(E.confidence_difference, exponentiate=True),
+    "confidence": _score(E.confidence, exponentiate=True),
     "pl_ensemble_soft": _pseudo_label("ensemble", True),
     "pl_ensemble_hard": _pseudo_label("ensemble", False),
     "pl_average_soft": _pseudo_label("average", True),
     "pl_average_hard": _pseudo_label("average", False),
 }
-NEEDS_AVERAGE = frozenset({"pl_average_soft", "pl_average_hard"})
+check_names("coefficient kinds", REGISTERED, KINDS, __name__)
 
 
 def compute(kind: str, domain: Domain) -> torch.Tensor:
@@ -132,18 +132,6 @@ def compute(kind: str, domain: Domain) -> torch.Tensor:
     return coef
 
 
-_ASSIGNMENT = re.compile(r"^(per_sample|mixture|batch(?P<batch>[1-9]\d*)|scaled(?P<scale>\d+(\.\d+)?))$")
-
-
-def parse_assignment(name: str) -> dict:
-    m = _ASSIGNMENT.match(name)
-    if not m:
-        raise ValueError(f"unknown assignment {name!r}: per_sample, mixture, batch<b> or scaled<a>")
-    return {"mixture": not name.startswith("per_sample"),
-            "batch_size": int(m["batch"]) if m["batch"] else None,
-            "scale": float(m["scale"]) if m["scale"] else 1.0}
-
-
 def assign(coefficients: np.ndarray, assignment: str, n_components: int, seed: int, **mixture) -> tuple[np.ndarray, dict]:
     """The coefficients the merged models are built with, and what the mixture found (``info``)."""
     spec = parse_assignment(assignment)
@@ -153,22 +141,3 @@ def assign(coefficients: np.ndarray, assignment: str, n_components: int, seed: i
     assigned, info = assign_by_mixture(coef, n_components, seed, batch_size=spec["batch_size"], **mixture)
     assigned = np.clip(assigned * spec["scale"], 0.0, 1.0)
     return assigned, {"assignment": assignment, "distinct": int(len(np.unique(assigned))), "batches": info}
-
-
-def method_name(kind: str, assignment: str) -> str:
-    """The method key of a (kind, assignment) pair in result tables."""
-    named = {("entropy", "mixture"): "dawin", ("entropy", "per_sample"): "dawin_per_sample",
-             ("cross_entropy", "per_sample"): "oracle_sample", ("entropy_no_offset", "mixture"): "dawin_no_offset",
-             ("entropy_uncalibrated", "mixture"): "dawin_no_calibration"}
-    if (kind, assignment) in named:
-        return named[kind, assignment]
-    spec = parse_assignment(assignment)
-    if kind == "entropy" and spec["batch_size"]:
-        return f"dawin_batch_{spec['batch_size']}"
-    if kind == "entropy" and assignment.startswith("scaled"):
-        return f"dawin_x{spec['scale']:g}"
-    if kind.startswith("pl_") and assignment == "mixture":
-        return f"expertise_{kind}"
-    if assignment == "mixture":
-        return f"coef_{kind}"
-    return f"{kind}_{assignment}"

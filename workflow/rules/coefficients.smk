@@ -1,21 +1,28 @@
-# Per-sample interpolation coefficients of every test domain, one file per coefficient kind
-# (dawin.variants: DaWin's entropy ratio, the oracle, and the ablations' alternatives).
+# Per-sample interpolation coefficients of every test domain, one file per coefficient kind (dawin.variants:
+# DaWin's entropy ratio, the oracle, and the ablations' alternatives), one job per backbone and group
+# (dawin.registry.COEFFICIENT_GROUPS: the kinds that read only the pair's logits, and those that also read the
+# weight average's).
 
+for _group, _kinds in registry.COEFFICIENT_GROUPS.items():
 
-rule coefficients:
-    output:
-        coefficients_file("{backbone}", "{kind}"),
-    input:
-        unpack(coefficient_logits),
-        code=code_of("coefficients.py"),
-        temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
-    params:
-        datasets=TEST_SETS,
-        offset_adjustment=config["coefficients"]["offset_adjustment"],
-        seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/coefficients/{{backbone}}/{{kind}}.log",
-    conda:
-        "../../envs/dawin.yaml"
-    script:
-        "../scripts/coefficients.py"
+    rule:
+        name:
+            "coefficients" if _group == "pair" else f"coefficients_{_group}"
+        output:
+            [coefficients_file("{backbone}", k) for k in _kinds],
+        input:
+            code=code_of("coefficients.py"),
+            temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
+            **{m: [logits_file("{backbone}", m, d) for d in TEST_SETS]
+               for m in [*MODELS, *(["average"] if _group == "with_average" else [])]},
+        params:
+            kinds=_kinds,
+            datasets=TEST_SETS,
+            offset_adjustment=config["coefficients"]["offset_adjustment"],
+            seed=config["seed"],
+        log:
+            f"{RESULTS}/logs/coefficients/{{backbone}}/{_group}.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/coefficients.py"

@@ -1,12 +1,26 @@
 # Config access, wildcard constraints and path helpers shared by every rule file.
+import os
 import re
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from dawin import catalog, codedeps  # noqa: E402  - plain data and an ast reader: no torch at DAG time
+try:  # plain data and an ast reader: no torch at DAG time
+    import dawin
+    from dawin import catalog, codedeps, registry
+except ModuleNotFoundError as error:
+    raise WorkflowError(
+        f"{error}: the workflow's Python package is not installed where snakemake runs. In a checkout run "
+        "./setup.sh (it installs it into .venv with `pip install -e .`); for a deployed workflow install the "
+        "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
+    ) from None
+
+# The checkout the rules' --use-conda environment installs the package from (envs/dawin.post-deploy.sh);
+# a workflow deployed from a remote repository has none: set DAWIN_SOURCE to a pip requirement instead.
+_RULES = workflow.current_basedir  # workflow/rules of this workflow's source: a local path or a remote URL
+if _RULES.is_local and (Path(_RULES.get_path_or_uri(secret_free=True)).parents[1] / "src" / "dawin").is_dir():
+    os.environ.setdefault("DAWIN_SOURCE", str(Path(_RULES.get_path_or_uri(secret_free=True)).parents[1]))
 
 RESULTS = config["results"]
 SUITE = config["suite"]
@@ -18,47 +32,16 @@ MODELS = ["zeroshot", "finetuned"]  # the interpolated pair: temperatures, coeff
 SOUPS = ["uniform_soup", "greedy_soup", "model_stock"]
 CACHED_MODELS = [*MODELS, "average", *SOUPS]  # "average": theta(0.5), the weight average (Figures 5, 6)
 ANALYSIS = config["analysis"]
-REFERENCE = str(Path(workflow.basedir) / config["reference"])  # the paper's numbers, shipped with the workflow
+REFERENCE = workflow.source_path("../resources/paper_reference.yaml")  # the paper's numbers, shipped with the workflow
 SWEEP = sorted({0.0, 1.0, *config["grid"], *ANALYSIS["fine_grid"]})  # the WiSE-FT sweep of every eval set
 
-# Coefficient kinds and assignments (dawin.variants; a test keeps these lists equal to its registry).
-KINDS = ["entropy", "entropy_no_offset", "entropy_uncalibrated", "cross_entropy", "uniform", "normal_0.5_0.2",
-         "normal_0.8_0.1", "max_logit", "confidence", "confidence_diff", "pl_ensemble_soft", "pl_ensemble_hard",
-         "pl_average_soft", "pl_average_hard"]
-NEEDS_AVERAGE = ["pl_average_soft", "pl_average_hard"]
-TABLE_D_KINDS = ["uniform", "normal_0.5_0.2", "normal_0.8_0.1", "max_logit", "confidence_diff", "confidence"]
-PSEUDO_LABEL_KINDS = ["pl_ensemble_soft", "pl_ensemble_hard", "pl_average_soft", "pl_average_hard"]
-DAWIN = ("entropy", "mixture")
-PER_SAMPLE = ("entropy", "per_sample")
-# The merged-model evaluations, (kind, assignment), each robust fine-tuning target needs.
-VARIANTS = {
-    "table1": [("cross_entropy", "per_sample")],
-    "table2": [DAWIN, PER_SAMPLE],
-    "table3": [DAWIN],
-    "table4": [DAWIN],
-    "table5": [DAWIN],
-    "table_a": [DAWIN, ("entropy_no_offset", "mixture")],
-    "table_b": [DAWIN, *(("entropy", f"batch{b}") for b in ANALYSIS["batch_sizes"])],
-    "table_c": [],
-    "table_d": [DAWIN, *((k, "mixture") for k in TABLE_D_KINDS)],
-    "table_e": [DAWIN, ("entropy_uncalibrated", "mixture")],
-    "table_f": [DAWIN, PER_SAMPLE],
-    "fig1": [], "fig2": [], "fig_c": [], "fig_d": [], "fig_e": [], "fig_b": [],
-    "fig4": [DAWIN, PER_SAMPLE],
-    "fig_a": [DAWIN, *(("entropy", f"scaled{a:g}") for a in config["grid"])],
-    "fig5": [DAWIN, *((k, "mixture") for k in PSEUDO_LABEL_KINDS)],
-    "fig6": [DAWIN],
-    "fig_f": [DAWIN],
-    "fig_h": [DAWIN, *((k, "mixture") for k in TABLE_D_KINDS)],
-    "fig8": [DAWIN, PER_SAMPLE],
-    "table6": [], "table_g": [], "fig7": [], "fig_g": [],
-}
-ROBUST_TABLES = ["table1", "table2", "table3", "table4", "table5", "table_a", "table_b", "table_c", "table_d",
-                 "table_e", "table_f"]
-ROBUST_FIGURES = ["fig1", "fig2", "fig_c", "fig_d", "fig_e", "fig4", "fig_a", "fig5", "fig6", "fig_f", "fig_h",
-                  "fig8", "fig_b"]
-MULTITASK_TABLES = ["table6", "table_g"] if "multitask" in config else []
-MULTITASK_FIGURES = ["fig7", "fig_g"] if "multitask" in config else []
+# The merged-model evaluations, (kind, assignment), each paper target needs (dawin.registry).
+VARIANTS = {t: registry.variants(t, batch_sizes=ANALYSIS["batch_sizes"], grid=config["grid"])
+            for t in catalog.CATALOG}
+ROBUST_TABLES = catalog.targets("table", multitask=False)
+ROBUST_FIGURES = catalog.targets("fig", multitask=False)
+MULTITASK_TABLES = catalog.targets("table", multitask=True) if "multitask" in config else []
+MULTITASK_FIGURES = catalog.targets("fig", multitask=True) if "multitask" in config else []
 
 
 def _check_datasets():
@@ -75,18 +58,18 @@ wildcard_constraints:
     model="|".join(CACHED_MODELS),
     soup="|".join(SOUPS),
     dataset="|".join(map(re.escape, sorted(DS["roots"]))),
-    kind="|".join(map(re.escape, KINDS)),
-    assignment=r"per_sample|mixture|batch[1-9][0-9]*|scaled[0-9.]+",
+    kind="|".join(map(re.escape, registry.KINDS)),
+    assignment=registry.ASSIGNMENT_PATTERN,
 
 
-PACKAGE_ROOT = Path(workflow.basedir) / "src" / "dawin"
+PACKAGE_ROOT = Path(dawin.__file__).parent  # the installed package: what the scripts import
 
 
 def code_of(script):
     """The package files a rule's script (workflow/scripts/<script>) runs: its transitive imports of dawin, read
     from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to any module the script
     reaches reruns the rule and what follows, and a change elsewhere reruns nothing."""
-    path = Path(workflow.basedir) / "workflow" / "scripts" / script
+    path = Path(workflow.source_path(f"../scripts/{script}"))
     return [str(f) for f in codedeps.package_files(path, PACKAGE_ROOT)]
 
 
@@ -264,17 +247,6 @@ def finetune_run(wildcards):
     return {**config["demo"]["finetune"], "seed": config["seed"], **config["demo"]["finetune_runs"][run]}
 
 
-def coefficient_logits(wildcards):
-    models = [*MODELS, "average"] if wildcards.kind in NEEDS_AVERAGE else MODELS
-    return {m: [logits_file(wildcards.backbone, m, d) for d in TEST_SETS] for m in models}
-
-
-def mixture_params(wildcards):
-    if wildcards.assignment == "per_sample":
-        return {}
-    return {"n_components": backbone_cfg(wildcards)["n_components"], **config["mixture"]}
-
-
 def metrics_inputs(wildcards):
     bb = wildcards.backbone
     return {
@@ -316,7 +288,7 @@ def method_inputs(wildcards):
     tasks = POOLS[wildcards.pool]
     inputs = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
               "test": list(task_files(tasks, "test").values())}
-    if wildcards.method in ("fisher", "regmean"):
+    if wildcards.method in registry.merging_methods_reading("train"):
         train = task_files(tasks, "train")
         missing = [t for t in tasks if t not in train]
         if missing:

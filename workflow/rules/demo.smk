@@ -64,18 +64,20 @@ if "demo" in config:
 
     if "multitask" in DEMO:
 
+        # the train and test splits of the eight tasks (dawin.demo.tasks), in one job: each takes a second
+        DEMO_TASK_SPLITS = [(t, s) for t in MT_TASKS for s in ("train", "test")]
+
         rule demo_task_dataset:
             output:
-                directory(f"{DEMO['resources']}/data/mt_{{task}}_{{split}}"),
+                [directory(f"{DEMO['resources']}/data/mt_{t}_{s}") for t, s in DEMO_TASK_SPLITS],
             input:
                 code_of("demo_task_dataset.py"),
-            wildcard_constraints:
-                split="train|test",
             params:
-                n=lambda wc: DEMO["multitask"][f"n_{wc.split}"],
+                splits=DEMO_TASK_SPLITS,
+                n={s: DEMO["multitask"][f"n_{s}"] for s in ("train", "test")},
                 seed=config["seed"],
             log:
-                f"{DEMO['resources']}/logs/demo_task_dataset/{{task}}_{{split}}.log",
+                f"{DEMO['resources']}/logs/demo_task_dataset.log",
             conda:
                 "../../envs/dawin.yaml"
             script:

@@ -1,30 +1,53 @@
-# Merged-model evaluation of one coefficient variant (kind, assignment) on every test set: the
-# assignment (e.g. the Beta mixture) turns a domain's coefficients into the merged models' ones, and
-# each distinct coefficient's merged model is materialised once (per sample for `per_sample`).
+# Merged-model evaluations, one job per (backbone, group of coefficient variants; dawin.registry.merged_groups):
+# the job loads the pair of models once and, for every (kind, assignment) of its group and every test set,
+# turns the domain's coefficients into the merged models' ones (e.g. by the Beta mixture) and evaluates each
+# distinct coefficient's merged model once (per sample for `per_sample`).
+
+MERGED_GROUPS = registry.merged_groups(batch_sizes=ANALYSIS["batch_sizes"], grid=config["grid"])
 
 
-rule merged_eval:
-    output:
-        [merged_file("{backbone}", "{kind}", "{assignment}", d) for d in TEST_SETS],
-        assignment=f"{RESULTS}/merged/{{backbone}}/{{kind}}/{{assignment}}/assignment.json",
-    input:
-        code=code_of("merged_eval.py"),
-        model0=lambda wc: model_file(wc.backbone, "zeroshot"),
-        model1=lambda wc: model_file(wc.backbone, "finetuned"),
-        data=[DS["roots"][d] for d in TEST_SETS],
-        coefficients=lambda wc: coefficients_file(wc.backbone, wc.kind),
-    params:
-        datasets=TEST_SETS,
-        mixture=mixture_params,
-        seed=config["seed"],
-        **EVAL_PARAMS,
-    resources:
-        gpu=1,
-    log:
-        f"{RESULTS}/logs/merged_eval/{{backbone}}/{{kind}}/{{assignment}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/merged_eval/{{backbone}}/{{kind}}/{{assignment}}.tsv"
-    conda:
-        "../../envs/dawin.yaml"
-    script:
-        "../scripts/merged_eval.py"
+def coefficient_files(kinds):
+    return lambda wc: [coefficients_file(wc.backbone, k) for k in kinds]
+
+
+def mixture_params(pairs):
+    """The Beta mixture's settings, for a group with a mixture assignment (a per-sample group does not depend on them)."""
+    if all(a == "per_sample" for _, a in pairs):
+        return {}
+    return lambda wc: {"n_components": backbone_cfg(wc)["n_components"], **config["mixture"]}
+
+
+def merged_group_outputs(pairs):
+    files = [merged_file("{backbone}", k, a, d) for k, a in pairs for d in TEST_SETS]
+    return files + [f"{RESULTS}/merged/{{backbone}}/{k}/{a}/assignment.json" for k, a in pairs]
+
+
+for _group, _pairs in MERGED_GROUPS.items():
+
+    rule:
+        name:
+            f"merged_{_group}"
+        output:
+            merged_group_outputs(_pairs),
+        input:
+            code=code_of("merged_eval.py"),
+            model0=lambda wc: model_file(wc.backbone, "zeroshot"),
+            model1=lambda wc: model_file(wc.backbone, "finetuned"),
+            data=[DS["roots"][d] for d in TEST_SETS],
+            coefficients=coefficient_files(sorted({k for k, _ in _pairs})),
+        params:
+            pairs=_pairs,
+            datasets=TEST_SETS,
+            mixture=mixture_params(_pairs),
+            seed=config["seed"],
+            **EVAL_PARAMS,
+        resources:
+            gpu=1,
+        log:
+            f"{RESULTS}/logs/merged_eval/{{backbone}}/{_group}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/merged_eval/{{backbone}}/{_group}.tsv"
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/merged_eval.py"

@@ -33,23 +33,24 @@ if "multitask" in config:
             script:
                 "../scripts/paper_dataset.py"
 
+    # every expert's and the pre-trained tower's logits on every task's test set: one job, the pool loaded once
     rule multitask_logits:
         output:
-            f"{RESULTS}/multitask/logits/{{task}}.safetensors",
+            [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in MT_TASKS],
         input:
             code=code_of("multitask_logits.py"),
             pretrained=MT_PRETRAINED,
             experts=[MT["tasks"][t]["expert"] for t in MT_TASKS],
-            data=lambda wc: MT["tasks"][wc.task]["test"],
+            data=[MT["tasks"][t]["test"] for t in MT_TASKS],
         params:
             tasks=MT_TASKS,
             **EVAL_PARAMS,
         resources:
             gpu=1,
         log:
-            f"{RESULTS}/logs/multitask_logits/{{task}}.log",
+            f"{RESULTS}/logs/multitask_logits.log",
         benchmark:
-            f"{RESULTS}/benchmarks/multitask_logits/{{task}}.tsv"
+            f"{RESULTS}/benchmarks/multitask_logits.tsv"
         conda:
             "../../envs/dawin.yaml"
         script:

@@ -7,12 +7,10 @@ def has_soups(backbone):
 
 
 def model_soups_reference():
-    """The configured second reference (`model_soups_reference`: model-soups' published numbers), or None."""
+    """model-soups' published numbers (workflow/resources/) when config `model_soups_reference` is true, else None."""
     if not config.get("model_soups_reference"):
         return None
-    path = str(Path(workflow.basedir) / config["model_soups_reference"])
-    if not Path(path).exists():
-        raise WorkflowError(f"model_soups_reference: {path} does not exist (it ships with the workflow in config/)")
+    path = workflow.source_path("../resources/model_soups_reference.yaml")
     with open(path) as f:
         return {"path": path, **yaml.safe_load(f)}
 

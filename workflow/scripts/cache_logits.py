@@ -9,9 +9,11 @@ model = models.ImageClassifier.load(paths[0])
 if len(paths) == 2:  # the weight average theta(0.5) of the pair
     other = models.ImageClassifier.load(paths[1], model.architecture)
     model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
-data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model.visual))
-logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
-                                desc=f"{snakemake.wildcards.model}/{data.name}")
-save_logits(snakemake.output[0], logits, labels, checkpoint=" + ".join(paths),
-            checkpoint_sha256=" ".join(models.sha256(f) for f in paths), dataset=data.name, n_images=len(data))
-log.info("%s on %s: %s logits", " + ".join(paths), data.name, tuple(logits.shape))
+checkpoint, sha256 = " + ".join(paths), " ".join(models.sha256(f) for f in paths)
+for root, output in zip(snakemake.input.data, snakemake.output):
+    data = datasets.load_dataset(root, transform=models.preprocess(model.visual))
+    logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
+                                    desc=f"{snakemake.wildcards.model}/{data.name}")
+    save_logits(output, logits, labels, checkpoint=checkpoint, checkpoint_sha256=sha256, dataset=data.name,
+                n_images=len(data))
+    log.info("%s on %s: %s logits", checkpoint, data.name, tuple(logits.shape))

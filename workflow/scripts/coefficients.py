@@ -4,14 +4,18 @@ from dawin.runtime import read_json, setup_logging
 from dawin.tensorio import save_tensors
 
 log = setup_logging(snakemake.log[0])
-p, kind = snakemake.params, snakemake.wildcards.kind
+p = snakemake.params
 temps = read_json(snakemake.input.temperatures)
 average = snakemake.input.get("average")
-out = {}
+domains = []
 for i, d in enumerate(p.datasets):
     (z0, y, _), (z1, _, _) = load_logits(snakemake.input.zeroshot[i]), load_logits(snakemake.input.finetuned[i])
     za = load_logits(average[i])[0] if average else None
-    domain = variants.Domain(d, z0, z1, y, temps["zeroshot"], temps["finetuned"], p.offset_adjustment, p.seed, za)
-    out[d] = variants.compute(kind, domain)
-    log.info("%s on %s: %d coefficients, mean %.4f, std %.4f", kind, d, len(out[d]), out[d].mean(), out[d].std())
-save_tensors(snakemake.output[0], out, {"kind": kind, "offset_adjustment": str(p.offset_adjustment)})
+    domains.append(variants.Domain(d, z0, z1, y, temps["zeroshot"], temps["finetuned"], p.offset_adjustment, p.seed, za))
+for kind, path in zip(p.kinds, snakemake.output):
+    out = {}
+    for domain in domains:
+        out[domain.name] = variants.compute(kind, domain)
+        log.info("%s on %s: %d coefficients, mean %.4f, std %.4f", kind, domain.name, len(out[domain.name]),
+                 out[domain.name].mean(), out[domain.name].std())
+    save_tensors(path, out, {"kind": kind, "offset_adjustment": str(p.offset_adjustment)})

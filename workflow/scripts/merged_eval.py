@@ -7,24 +7,33 @@ from dawin.runtime import setup_logging, write_json
 from dawin.tensorio import load_tensors, save_tensors
 
 log = setup_logging(snakemake.log[0])
-p, wc = snakemake.params, snakemake.wildcards
+p = snakemake.params
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
-coefficients, _ = load_tensors(snakemake.input.coefficients, p.datasets)
+coefficients = {}
+for path in snakemake.input.coefficients:
+    tensors, meta = load_tensors(path, p.datasets)
+    coefficients[meta["kind"]] = tensors
+outputs = iter(snakemake.output)
+merged = {(k, a, d): next(outputs) for k, a in p.pairs for d in p.datasets}
+reports = {(k, a): next(outputs) for k, a in p.pairs}
 mixture = dict(p.mixture)
 n_components = mixture.pop("n_components", 1)
-Evaluator = PerSampleEvaluator if wc.assignment == "per_sample" else GroupedEvaluator
-evaluator = Evaluator(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
-report = {}
-for d, root, path in zip(p.datasets, snakemake.input.data, snakemake.output[: len(p.datasets)]):
+evaluators = {per_sample: (PerSampleEvaluator if per_sample else GroupedEvaluator)(
+    batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast) for per_sample in (False, True)}
+report = {pair: {} for pair in reports}
+for d, root in zip(p.datasets, snakemake.input.data):
     data = datasets.load_dataset(root, transform=models.preprocess(model0.visual))
-    coef, info = variants.assign(coefficients[d].numpy(), wc.assignment, n_components, p.seed, **mixture)
-    logits = evaluator.evaluate(model0, model1, data, coef)
-    summary = summarize(logits, torch.as_tensor(data.labels))
-    accuracy = float((summary["pred"] == summary["labels"]).double().mean() * 100)
-    save_tensors(path, {**summary, "coefficients": torch.as_tensor(coef)},
-                 {"kind": wc.kind, "assignment": wc.assignment, "dataset": d})
-    report[d] = {"accuracy": accuracy, **info}
-    log.info("%s/%s on %s: accuracy %.2f with %d distinct coefficients", wc.kind, wc.assignment, d, accuracy,
-             len(np.unique(coef)))
-write_json(snakemake.output.assignment, report)
+    labels = torch.as_tensor(data.labels)
+    for kind, assignment in p.pairs:
+        coef, info = variants.assign(coefficients[kind][d].numpy(), assignment, n_components, p.seed, **mixture)
+        logits = evaluators[assignment == "per_sample"].evaluate(model0, model1, data, coef)
+        summary = summarize(logits, labels)
+        accuracy = float((summary["pred"] == summary["labels"]).double().mean() * 100)
+        save_tensors(merged[kind, assignment, d], {**summary, "coefficients": torch.as_tensor(coef)},
+                     {"kind": kind, "assignment": assignment, "dataset": d})
+        report[kind, assignment][d] = {"accuracy": accuracy, **info}
+        log.info("%s/%s on %s: accuracy %.2f with %d distinct coefficients", kind, assignment, d, accuracy,
+                 len(np.unique(coef)))
+for pair, path in reports.items():
+    write_json(path, report[pair])

@@ -10,15 +10,17 @@ from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 
 log = setup_logging(snakemake.log[0])
-p, task = snakemake.params, snakemake.wildcards.task
+p = snakemake.params
 pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.experts)))
-data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(pool.encoder()))
+transform = models.preprocess(pool.encoder())
 kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
-start = time.perf_counter()
-experts = expert_logits(pool, task, data, **kw)  # expert j's tower through this task's head, in pool order
-seconds = time.perf_counter() - start
-pretrained, labels = compute_logits(pool.classifier(task), data, desc=f"pretrained on {task}", **kw)
-save_tensors(snakemake.output[0], {**dict(zip(p.tasks, experts)), "pretrained": pretrained, "labels": labels},
-             {"task": task, "experts": ",".join(p.tasks), "expert_seconds": f"{seconds:.6f}"})
-for t, z in zip(p.tasks, experts):
-    log.info("expert %s on %s: accuracy %.2f", t, task, float((z.argmax(-1) == labels).double().mean() * 100))
+for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
+    data = datasets.load_dataset(root, transform=transform)
+    start = time.perf_counter()
+    experts = expert_logits(pool, task, data, **kw)  # expert j's tower through this task's head, in pool order
+    seconds = time.perf_counter() - start
+    pretrained, labels = compute_logits(pool.classifier(task), data, desc=f"pretrained on {task}", **kw)
+    save_tensors(output, {**dict(zip(p.tasks, experts)), "pretrained": pretrained, "labels": labels},
+                 {"task": task, "experts": ",".join(p.tasks), "expert_seconds": f"{seconds:.6f}"})
+    for t, z in zip(p.tasks, experts):
+        log.info("expert %s on %s: accuracy %.2f", t, task, float((z.argmax(-1) == labels).double().mean() * 100))

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..registry import MERGING_METHODS, check_names
 from . import adamerging, fisher, opcm, regmean, task_arithmetic, ties, weight_average
 from .pool import ModelPool
 
@@ -61,6 +62,7 @@ METHODS: dict[str, MergeFn] = {
     "adamerging_pp_layer": _state_only(adamerging.merge_layer_wise, plus_plus=True),
     "opcm": opcm.merge,
 }
+check_names("merging methods", MERGING_METHODS, METHODS, __name__)
 
 
 def get_method(name: str) -> MergeFn:
