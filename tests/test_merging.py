@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dawin import weights
-from dawin.merging import METHODS, ModelPool, fisher, get_method, regmean
+from dawin.merging import METHODS, ModelPool, fisher, get_method, regmean, ties
 from dawin.merging.fisher import diagonal_fisher
 from dawin.merging.pool import example_indices
 from dawin.merging.regmean import regmean_merge
@@ -73,7 +73,7 @@ def test_ties_uses_the_shared_arithmetic(pool):
     out = get_method("ties")(pool)
     params = pool.parameter_names()
     taus = [{k: v for k, v in weights.task_vector(pool.experts[t], pool.pretrained).items() if k in params} for t in TASKS]
-    expected = weights.ties_merge(pool.pretrained, taus, fraction=0.2, lam=0.3, reduce="sum")
+    expected = ties.ties_merge(pool.pretrained, taus, fraction=0.2, lam=0.3, reduce="sum")
     assert set(out) == set(expected)
     for k in expected:
         assert torch.equal(out[k], expected[k])

@@ -14,8 +14,6 @@ from dawin.mixtures import (
     BetaMixture,
     assign_by_mixture,
     DirichletMixture,
-    fit_beta_mixture,
-    fit_dirichlet_mixture,
 )
 
 # ----------------------------------------------------------------------------- fixtures
@@ -36,7 +34,7 @@ def beta_data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def beta_fit(beta_data: tuple[np.ndarray, np.ndarray]) -> BetaMixture:
-    return fit_beta_mixture(beta_data[0], 3, seed=0)
+    return BetaMixture(3, seed=0).fit(beta_data[0])
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +47,7 @@ def dir_data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def dir_fit(dir_data: tuple[np.ndarray, np.ndarray]) -> DirichletMixture:
-    return fit_dirichlet_mixture(dir_data[0], 2, seed=0)
+    return DirichletMixture(2, seed=0).fit(dir_data[0])
 
 
 # ------------------------------------------------------------------------ Beta: recovery
@@ -194,7 +192,7 @@ def test_em_drops_components_without_mass() -> None:
 
 def test_beta_determinism_and_seed_use(beta_data: tuple[np.ndarray, np.ndarray]) -> None:
     x = beta_data[0][:5000]
-    a, b = fit_beta_mixture(x, 3, seed=7), fit_beta_mixture(x, 3, seed=7)
+    a, b = BetaMixture(3, seed=7).fit(x), BetaMixture(3, seed=7).fit(x)
     np.testing.assert_array_equal(a.concentrations_, b.concentrations_)
     np.testing.assert_array_equal(a.weights_, b.weights_)
     assert a.mean_log_likelihood_ == b.mean_log_likelihood_ and a.n_iter_ == b.n_iter_
@@ -242,7 +240,7 @@ def test_dirichlet_e_step_matches_scipy(
 
 def test_dirichlet_k1_coefficient_is_sample_mean(dir_data: tuple[np.ndarray, np.ndarray]) -> None:
     x = dir_data[0]
-    dm = fit_dirichlet_mixture(x, 1)
+    dm = DirichletMixture(1).fit(x)
     np.testing.assert_allclose(dm.cluster_coefficients()[0], x.mean(axis=0), atol=0.01)
     np.testing.assert_allclose(dm.weights_, [1.0])
 
@@ -327,7 +325,7 @@ def _two_clusters(n: int) -> tuple[np.ndarray, np.ndarray]:
 def test_assign_by_mixture_on_all_samples_equals_one_direct_fit() -> None:
     x, _ = _two_clusters(300)
     assigned, info = assign_by_mixture(x, 2, seed=5)
-    mix = fit_beta_mixture(x, 2, seed=5)
+    mix = BetaMixture(2, seed=5).fit(x)
     np.testing.assert_array_equal(assigned, mix.cluster_coefficients()[mix.predict(x)])
     assert len(info) == 1 and info[0]["n_samples"] == 300
     np.testing.assert_array_equal(info[0]["sizes"], [150, 150])
@@ -342,7 +340,7 @@ def test_assign_by_mixture_per_batch_recovers_clusters_in_original_order() -> No
     # each batch is an independent fit on the documented seeded permutation
     order = np.random.default_rng(0).permutation(230)
     first = order[:50]
-    mix = fit_beta_mixture(x[first], 2, seed=0)
+    mix = BetaMixture(2, seed=0).fit(x[first])
     np.testing.assert_array_equal(assigned[first], mix.cluster_coefficients()[mix.predict(x[first])])
     np.testing.assert_array_equal(info[0]["coefficients"], mix.cluster_coefficients())
 

@@ -377,3 +377,56 @@ def test_backbone_from_path(path, backbone):
 def test_backbone_from_path_unknown_tree():
     with pytest.raises(ValueError, match="cannot tell the backbone"):
         R.backbone_from_path("results/tables/table2.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap intervals and paired comparisons, from per-sample correctness to the reproduction page
+# --------------------------------------------------------------------------------------------------
+
+def _correct_file(root: Path, backbone: str, correct: dict) -> Path:
+    path = root / "metrics" / f"{backbone}.correct.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors(path, {k: torch.as_tensor(v, dtype=torch.uint8) for k, v in correct.items()}, {"backbone": backbone})
+    return path
+
+
+def test_intervals_and_paired_comparison_reach_the_csv_and_the_page(tmp_path, reference):
+    from dawin.reference import formatted, reproduction_summary
+    from dawin.uncertainty import accuracy_interval, paired_difference
+
+    sets = ["in", "v2", "r", "a", "sketch", "objectnet"]
+    ood = sets[1:]
+    merged = [_merged_file(tmp_path, "ViT-B-32", "entropy", "mixture", d, s)[0] for s, d in enumerate(sets)]
+    g = np.random.default_rng(0)
+    wise = {d: g.random(50) < 0.5 for d in sets}
+    path = _correct_file(tmp_path, "ViT-B-32", {f"wise_ft/{d}": c for d, c in wise.items()})
+    correct = R.correctness([path], merged)
+    assert set(correct) == {("ViT-B-32", "wise_ft"), ("ViT-B-32", "dawin")}
+    dawin = correct["ViT-B-32", "dawin"]
+    rows = pd.concat([R.interval_rows(correct, ood, "paper"),
+                      R.paired_rows(correct, "dawin", ["wise_ft", "dawin_per_sample"], ood, "paper")], ignore_index=True)
+    get = rows.set_index(["method", "dataset", "metric"]).value
+    assert (get["dawin", "in", "accuracy_low"], get["dawin", "in", "accuracy_high"]) == accuracy_interval(dawin, ["in"])
+    assert get["dawin", "ood_avg", "accuracy_low"] == accuracy_interval(dawin, ood)[0]
+    paired = paired_difference(dawin, wise, ood)
+    assert get["dawin", "ood_avg", "minus_wise_ft"] == pytest.approx(paired["difference"])
+    assert get["dawin", "ood_avg", "minus_wise_ft_p_not_better"] == paired["p_not_better"]
+    assert not rows.metric.str.contains("dawin_per_sample").any()  # no per-sample evaluation: no comparison
+    # table 2 keeps them in its tidy rows; the printed table shows "ours (paper)" only
+    acc = R.collect([], merged, "paper", ood)
+    results = pd.concat([acc, rows], ignore_index=True)
+    kept = PT.select("table2", results, ["ViT-B-32"])
+    assert {"accuracy_low", "accuracy_high", "minus_wise_ft"} <= set(kept.metric)
+    shown = PT.display("table2", kept, reference, ROLES, compare=True)
+    low, high = accuracy_interval(dawin, ["in"])
+    assert shown.loc["dawin", "id (low)"] == low and shown.loc["dawin", "id"] == pytest.approx(
+        100 * np.mean(dawin["in"]))
+    assert "[" not in formatted(shown).loc["dawin", "id"]
+    cell = formatted(shown, intervals=True).loc["dawin", "id"]
+    verdict = "inside" if low <= 78.70 <= high else "above" if 78.70 > high else "below"
+    assert cell == f"{shown.loc['dawin', 'id']:.2f} [{low:.2f}, {high:.2f}] (78.70: {verdict})"
+    page = reproduction_summary({"table2": shown})
+    assert "95 % bootstrap interval" in page and "Paired: ViT-B-32, ood_avg: DaWin - WiSE-FT" in page
+    # without the comparison (the demo) the interval is shown, no verdict
+    demo = formatted(PT.display("table2", kept, reference, ROLES, compare=False), intervals=True)
+    assert demo.loc["dawin", "id"].endswith("] (78.70)")

@@ -7,7 +7,6 @@ import torch
 import yaml
 
 from dawin import models, soups
-from dawin import weights as W
 from dawin.reference import load_second_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,10 +138,10 @@ def test_greedy_soup_skips_the_harmful_ingredient(files, heads):
     _assert_mean_of(model, paths[:2])
 
 
-def test_model_stock_equals_weights_model_stock(files):
+def test_model_stock_of_files_equals_the_state_dict_arithmetic(files):
     pre, paths = files
     model, ratios = soups.model_stock(pre, paths[:2])
-    want, want_ratios = W.model_stock(_sd(pre), [_sd(p) for p in paths[:2]])
+    want, want_ratios = soups.model_stock_state(_sd(pre), [_sd(p) for p in paths[:2]])
     got = model.state_dict()
     assert set(got) == set(want)
     for k, v in want.items():

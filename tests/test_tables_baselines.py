@@ -2,11 +2,13 @@ import pandas as pd
 import pytest
 import torch
 
-from dawin.baselines import (dynamic_classifier_selection, dynamic_output_ensemble, greedy_soup,
+from dawin.baselines import (dynamic_classifier_selection, dynamic_output_ensemble,
                              oracle_domain_coefficient, output_ensemble_grid, output_ensemble_probs,
                              select_on_validation)
+from dawin.expertise import accuracy
 from dawin.logits import load_logits, save_logits
-from dawin.tables import tidy, wide, with_ood_average, write_table
+from dawin.soups import greedy_recipe
+from dawin.tables import tidy, with_ood_average
 
 
 def test_selection_prefers_best_then_smallest():
@@ -33,15 +35,10 @@ def _rows():
     return r
 
 
-def test_ood_average_and_wide_table(tmp_path):
+def test_ood_average():
     df = with_ood_average(tidy(_rows()), ["o1", "o2"])
     avg = df[df.dataset == "ood_avg"].set_index("method").value
     assert avg["zeroshot"] == 45 and avg["finetuned"] == 25
-    table = wide(df, ["zeroshot", "finetuned"], ["id", "ood_avg"])
-    assert list(table.index) == ["ZS", "FT"] and table.loc["FT", "id"] == 80
-    write_table(df, table, tmp_path / "t", "caption")
-    assert pd.read_csv(tmp_path / "t.csv").columns.tolist() == ["suite", "backbone", "method", "dataset", "metric", "value"]
-    assert "| FT" in (tmp_path / "t.md").read_text() and "\\begin{table}" in (tmp_path / "t.tex").read_text()
     with pytest.raises(ValueError, match="OOD average needs all of"):
         with_ood_average(tidy(_rows()), ["o1", "o3"])
 
@@ -88,13 +85,13 @@ def test_greedy_soup_skips_a_harmful_ingredient():
     def evaluate(soup):
         acc = 80.0 + 2 * (len(soup) - 1) - (10.0 if "c" in soup else 0.0)
         return acc - (2.0 if "d" in soup else 0.0)
-    soup, history = greedy_soup(["a", "b", "c", "d"], val, evaluate)
+    soup, history = greedy_recipe(["a", "b", "c", "d"], val, evaluate)
     assert soup == ["b", "a"]
     assert [h["candidate"] for h in history] == ["b", "c", "a", "d"]
     assert [h["added"] for h in history] == [True, False, True, False]
     assert history[1]["accuracy"] == 72.0 and history[3]["accuracy"] == 82.0
     with pytest.raises(ValueError, match="no held-out accuracy for 1"):
-        greedy_soup(["a", "z"], val, evaluate)
+        greedy_recipe(["a", "z"], val, evaluate)
 
 
 def test_oracle_domain_coefficient_beats_the_validation_choice_on_test():
@@ -104,3 +101,38 @@ def test_oracle_domain_coefficient_beats_the_validation_choice_on_test():
     alpha, acc = oracle_domain_coefficient(test)
     assert (alpha, acc) == (0.7, 58.0)  # tie between 0.7 and 0.9 -> smaller
     assert acc >= max(test.values())
+
+
+def test_robust_baselines_choose_on_id_val_and_score_every_method():
+    """metrics.py's method loop: each method's predictions against the labels, the weights chosen on the
+    held-out split, WiSE-FT and the domain-wise oracle read from the sweep at their coefficients."""
+    from dawin.baselines import robust_baselines
+
+    g = torch.Generator().manual_seed(0)
+    sets, grid = ["val", "in", "v2"], [0.25, 0.5, 0.75]
+    logits = {(m, d): (torch.randn(40, 5, generator=g) * 3, torch.randint(0, 5, (40,), generator=g))
+              for m in ("zeroshot", "finetuned", "average") for d in sets}
+    for d in sets:  # one label vector per dataset
+        y = logits["zeroshot", d][1]
+        for m in ("finetuned", "average"):
+            logits[m, d] = (logits[m, d][0], y)
+    sweep_pred = {d: {a: torch.randint(0, 5, (40,), generator=g) for a in [0.0, *grid, 1.0]} for d in sets}
+    sweep_acc = {d: {a: float((p == logits["zeroshot", d][1]).double().mean() * 100) for a, p in preds.items()}
+                 for d, preds in sweep_pred.items()}
+    coef = {d: torch.rand(40, generator=g, dtype=torch.float64) for d in sets}
+    acc, correct, chosen = robust_baselines(logits, sweep_acc, sweep_pred, coef, "val", ["in", "v2"], grid, 0.8, 1.3)
+    z0, y = logits["zeroshot", "val"]
+    assert chosen["output_ensemble"] == select_on_validation(output_ensemble_grid(z0, logits["finetuned", "val"][0], y, grid, 0.8, 1.3))
+    assert chosen["wise_ft"] == select_on_validation({a: sweep_acc["val"][a] for a in grid})
+    for d in ("in", "v2"):
+        (z0, y), (z1, _) = logits["zeroshot", d], logits["finetuned", d]
+        assert acc["zeroshot", d] == accuracy(z0, y) and acc["average", d] == accuracy(logits["average", d][0], y)
+        assert acc["doe", d] == accuracy(dynamic_output_ensemble(z0, z1, coef[d], 0.8, 1.3), y)
+        assert acc["wise_ft", d] == sweep_acc[d][chosen["wise_ft"]]
+        oracle = max(sweep_acc[d].values())
+        assert acc["oracle_domain", d] == oracle and sweep_acc[d][chosen["oracle_domain"][d]] == oracle
+        for (m, dd), c in correct.items():  # the correctness behind every accuracy
+            if dd == d:
+                assert float(c.double().mean() * 100) == pytest.approx(acc[m, d])
+    assert {m for m, _ in acc} == {"zeroshot", "finetuned", "average", "output_ensemble", "wise_ft", "dcs", "doe",
+                                  "oracle_domain"}

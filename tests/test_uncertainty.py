@@ -19,6 +19,20 @@ def test_interval_matches_the_binomial_standard_error():
     assert abs((hi - lo) - 2 * 1.96 * se) < 0.25 * se  # the normal approximation's width, within sampling error
 
 
+def test_binomial_draws_are_the_index_bootstrap():
+    """Drawing the resample's number of correct images from Binomial(n, k/n) is the bootstrap of the images:
+    same mean and spread as resampling indices explicitly, and the paired multinomial likewise."""
+    a, b = _correct(400, 0.7, 5), _correct(400, 0.6, 6)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 400, size=(20000, 400))
+    explicit, explicit_diff = 100 * a[idx].mean(1), 100 * (a[idx].astype(float) - b[idx]).mean(1)
+    drawn = U.resampled_accuracies({"in": a}, ["in"], n_boot=20000)
+    assert abs(drawn.mean() - explicit.mean()) < 0.05 and abs(drawn.std() / explicit.std() - 1) < 0.03
+    d = U.paired_difference({"in": a}, {"in": b}, ["in"], n_boot=20000)
+    lo, hi = U.interval(explicit_diff)
+    assert abs(d["low"] - lo) < 0.3 and abs(d["high"] - hi) < 0.3
+
+
 def test_average_over_sets_resamples_each_set():
     sets = {"a": _correct(500, 0.5, 1), "b": _correct(500, 0.9, 2)}
     r = U.resampled_accuracies(sets, ["a", "b"], n_boot=3000)

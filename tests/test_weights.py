@@ -3,19 +3,10 @@ import torch
 
 import math
 
-from dawin.weights import (
-    add_task_vectors,
-    disjoint_merge,
-    elect_signs,
-    fisher_weighted_average,
-    lerp,
-    lerp_into,
-    model_stock,
-    task_vector,
-    ties_merge,
-    trim_top_k,
-    weighted_sum,
-)
+from dawin.merging.fisher import fisher_weighted_average
+from dawin.merging.ties import disjoint_merge, elect_signs, ties_merge, trim_top_k
+from dawin.soups import model_stock_state as model_stock
+from dawin.weights import add_task_vectors, lerp, lerp_into, task_vector, weighted_sum
 
 
 def _sd(seed):

@@ -5,8 +5,7 @@ Static coefficients (WiSE-FT, output ensemble) are chosen on ID validation data,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -63,37 +62,6 @@ def dynamic_output_ensemble(z0: torch.Tensor, z1: torch.Tensor, coefficients: to
     return output_ensemble_probs(z0, z1, c, t0, t1)
 
 
-def greedy_soup(candidates: Sequence[str], val_accuracy: Mapping[str, float],
-                evaluate_soup: Callable[[list[str]], float]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Model soups' greedy recipe (Wortsman et al., 2022a; Table 2's greedy soup).
-
-    Ingredients are sorted by held-out accuracy, best first (stable: ties keep ``candidates`` order);
-    the soup starts as the best one, with its individual held-out accuracy as the score to beat; each
-    next ingredient is kept iff ``evaluate_soup(soup + [it])`` (the held-out accuracy of the uniform
-    weight average) is strictly greater than the current best. Strict ``>`` is what
-    mlfoundations/model-soups ``main.py`` does (``if held_out_val_accuracy > best_val_acc_so_far``),
-    which produced the published greedy soup. Returns the ingredients and one history record per tried
-    ingredient: ``{"candidate", "accuracy", "added"}``.
-    """
-    if not candidates:
-        raise ValueError("greedy soup needs at least one candidate")
-    if len(set(candidates)) != len(candidates):
-        raise ValueError("candidate names must be unique")
-    missing = [c for c in candidates if c not in val_accuracy]
-    if missing:
-        raise ValueError(f"no held-out accuracy for {len(missing)} candidates, e.g. {missing[0]!r}")
-    ranked = sorted(candidates, key=lambda c: -val_accuracy[c])
-    soup, best = [ranked[0]], float(val_accuracy[ranked[0]])
-    history: list[dict[str, Any]] = [{"candidate": ranked[0], "accuracy": best, "added": True}]
-    for name in ranked[1:]:
-        acc = float(evaluate_soup(soup + [name]))
-        added = acc > best
-        if added:
-            soup, best = soup + [name], acc
-        history.append({"candidate": name, "accuracy": acc, "added": added})
-    return soup, history
-
-
 def oracle_domain_coefficient(sweep_accuracy: Mapping[float, float]) -> tuple[float, float]:
     """Table 1's oracle domain-wise l*(X): the grid value with the best accuracy on the TEST set itself.
 
@@ -102,3 +70,45 @@ def oracle_domain_coefficient(sweep_accuracy: Mapping[float, float]) -> tuple[fl
     """
     alpha = select_on_validation(sweep_accuracy)
     return alpha, float(sweep_accuracy[alpha])
+
+
+def robust_baselines(logits: Mapping[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
+                     sweep_accuracy: Mapping[str, Mapping[float, float]],
+                     sweep_pred: Mapping[str, Mapping[float, torch.Tensor]], dawin_coefficients: Mapping[str, torch.Tensor],
+                     id_val: str, test_sets: Sequence[str], grid: Sequence[float], t0: float,
+                     t1: float) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], torch.Tensor], dict]:
+    """Every static and dynamic baseline of the robust fine-tuning tables on every test set.
+
+    ``logits[(model, dataset)]`` = (logits, labels) of ``zeroshot``, ``finetuned`` and ``average`` on the ID
+    held-out split ``id_val`` and the test sets; ``sweep_accuracy[dataset][alpha]`` / ``sweep_pred[dataset][alpha]``
+    the WiSE-FT grid's accuracies and per-sample predictions; ``dawin_coefficients[dataset]`` DaWin's l(x)
+    (for DOE). The output ensemble's and WiSE-FT's weights are chosen on ``id_val`` over ``grid``; the
+    domain-wise oracle takes each test set's best grid value (test labels: an oracle).
+
+    Returns {(method, dataset): accuracy (%)}, {(method, dataset): per-sample correctness (bool)} and the
+    choices made (``output_ensemble``, ``wise_ft``, ``oracle_domain`` per test set).
+    """
+    (z0, y), (z1, _) = logits["zeroshot", id_val], logits["finetuned", id_val]
+    ensemble = select_on_validation(output_ensemble_grid(z0, z1, y, grid, t0, t1))
+    wise = select_on_validation({a: float(sweep_accuracy[id_val][a]) for a in grid})
+    accuracy_of, correct, oracle = {}, {}, {}
+    for d in test_sets:
+        (z0, y), (z1, _), (za, _) = logits["zeroshot", d], logits["finetuned", d], logits["average", d]
+        y = y.long()
+        alpha, _ = oracle_domain_coefficient({float(a): float(v) for a, v in sweep_accuracy[d].items()})
+        oracle[d] = alpha
+        predictions = {
+            "zeroshot": z0.argmax(-1), "finetuned": z1.argmax(-1), "average": za.argmax(-1),
+            "output_ensemble": output_ensemble_probs(z0, z1, ensemble, t0, t1).argmax(-1),
+            "wise_ft": sweep_pred[d][wise],
+            "dcs": dynamic_classifier_selection(z0, z1, t0, t1).argmax(-1),
+            "doe": dynamic_output_ensemble(z0, z1, dawin_coefficients[d], t0, t1).argmax(-1),
+            "oracle_domain": sweep_pred[d][alpha],
+        }
+        for method, pred in predictions.items():
+            correct[method, d] = pred.long() == y
+            accuracy_of[method, d] = float(correct[method, d].double().mean() * 100)
+        # the grid's methods report the sweep's own accuracy (the number they were chosen by)
+        accuracy_of["wise_ft", d] = float(sweep_accuracy[d][wise])
+        accuracy_of["oracle_domain", d] = float(sweep_accuracy[d][alpha])
+    return accuracy_of, correct, {"output_ensemble": ensemble, "wise_ft": wise, "oracle_domain": oracle}

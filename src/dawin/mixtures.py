@@ -84,8 +84,6 @@ __all__ = [
     "BetaMixture",
     "assign_by_mixture",
     "DirichletMixture",
-    "fit_beta_mixture",
-    "fit_dirichlet_mixture",
 ]
 
 
@@ -373,38 +371,6 @@ class DirichletMixture(_SimplexMixture):
         return self.alpha_ / self.alpha_.sum(axis=1, keepdims=True)
 
 
-def fit_beta_mixture(
-    x: ArrayLike,
-    k: int,
-    *,
-    seed: int = 0,
-    n_restarts: int = 3,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    eps: float = 1e-4,
-) -> BetaMixture:
-    """Fit a :class:`BetaMixture` with ``k`` components on coefficients ``x`` in [0, 1]."""
-    return BetaMixture(
-        k, n_restarts=n_restarts, seed=seed, tol=tol, max_iter=max_iter, eps=eps
-    ).fit(x)
-
-
-def fit_dirichlet_mixture(
-    x: ArrayLike,
-    k: int,
-    *,
-    seed: int = 0,
-    n_restarts: int = 3,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    eps: float = 1e-4,
-) -> DirichletMixture:
-    """Fit a :class:`DirichletMixture` with ``k`` components on simplex rows ``x`` (N, M)."""
-    return DirichletMixture(
-        k, n_restarts=n_restarts, seed=seed, tol=tol, max_iter=max_iter, eps=eps
-    ).fit(x)
-
-
 def assign_by_mixture(
     coefficients: ArrayLike,
     n_components: int,
@@ -414,7 +380,7 @@ def assign_by_mixture(
 ) -> tuple[FloatArray, list[dict[str, object]]]:
     """Replace each coefficient by its Beta-mixture cluster's mean (DaWin's clustered evaluation, Table B).
 
-    ``batch_size=None``: one :func:`fit_beta_mixture` over all N coefficients of the domain (the
+    ``batch_size=None``: one :class:`BetaMixture` fitted on all N coefficients of the domain (the
     default, Table B's row "N"). ``batch_size=b``: Table B's rows 32 .. 2048. A permutation seeded
     with ``seed`` shuffles the domain (test folders are sorted by class, so consecutive samples would
     make single-class batches), the shuffled order is cut into consecutive batches of ``b`` like an
@@ -425,7 +391,7 @@ def assign_by_mixture(
 
     Returns ``(assigned (N,) float64, info)``; ``info`` has one dict per fitted batch with
     ``n_samples``, ``coefficients`` (cluster Beta means, ascending), ``sizes`` (samples assigned to each
-    cluster), ``alpha``, ``beta`` and ``weights``. ``fit_kw`` goes to :func:`fit_beta_mixture`.
+    cluster), ``alpha``, ``beta`` and ``weights``. ``fit_kw`` goes to :class:`BetaMixture`.
     """
     x = np.asarray(coefficients, dtype=np.float64)
     if x.ndim != 1:
@@ -445,7 +411,7 @@ def assign_by_mixture(
     assigned = np.empty(n, dtype=np.float64)
     info: list[dict[str, object]] = []
     for idx in batches:
-        mix = fit_beta_mixture(x[idx], n_components, seed=seed, **fit_kw)  # type: ignore[arg-type]
+        mix = BetaMixture(n_components, seed=seed, **fit_kw).fit(x[idx])  # type: ignore[arg-type]
         labels = mix.predict(x[idx])
         coef = mix.cluster_coefficients()
         assigned[idx] = coef[labels]

@@ -11,6 +11,7 @@ the paper's columns (``id``, ``v2``, ``r``, ``a``, ``sketch``, ``objectnet``) by
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from .catalog import caption as caption_of
 from .catalog import source as source_of
 from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
 from .registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
+from .results import INTERVAL_METRICS, paired_metrics
 from .tables import COLUMNS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
@@ -60,6 +62,21 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+PAIRED: dict[str, tuple[str, tuple[str, ...]]] = {"table2": ("dawin", ("wise_ft", "dawin_per_sample"))}
+"""Paired bootstrap comparisons a table reports: (method, the methods it is compared with)."""
+
+
+def table_metrics(name: str) -> set[str]:
+    """The tidy metrics table ``name`` keeps: its own, the accuracy intervals and its paired comparisons."""
+    spec = TABLES[name]
+    metrics = {spec.metric, *spec.extra_metrics}
+    if spec.metric == "accuracy":
+        metrics |= set(INTERVAL_METRICS)
+    for other in PAIRED.get(name, ("", ()))[1]:
+        metrics |= set(paired_metrics(other))
+    return metrics
+
+
 def table_b_methods(batch_sizes: Sequence[int]) -> tuple[str, ...]:
     return (*(f"dawin_batch_{b}" for b in batch_sizes), "dawin")
 
@@ -70,10 +87,8 @@ def methods_of(name: str, batch_sizes: Sequence[int] = ()) -> tuple[str, ...]:
 
 def select(name: str, results: pd.DataFrame, backbones: Sequence[str], batch_sizes: Sequence[int] = ()) -> pd.DataFrame:
     """The tidy rows of table ``name``: its methods and metrics, for ``backbones``."""
-    spec = TABLES[name]
-    metrics = {spec.metric, *spec.extra_metrics}
     rows = results[results.backbone.isin(backbones) & results.method.isin(methods_of(name, batch_sizes))
-                   & results.metric.isin(metrics)]
+                   & results.metric.isin(table_metrics(name))]
     if "pool" in rows:  # multi-task results: Table 6 is the pool of all tasks, Table G the others
         rows = rows[(rows.pool == "all") != spec.pools]
         return rows[[*COLUMNS, "pool"]].sort_values(["pool", *COLUMNS[:5]], kind="stable").reset_index(drop=True)
@@ -85,7 +100,7 @@ def select(name: str, results: pd.DataFrame, backbones: Sequence[str], batch_siz
 def _wide(name: str, rows: pd.DataFrame, roles: Mapping[str, str], batch_sizes: Sequence[int],
           pools: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     spec = TABLES[name]
-    rows = rows.copy()
+    rows = rows[rows.metric.isin({spec.metric, *spec.extra_metrics})].copy()
     is_extra = rows.metric.isin(spec.extra_metrics)
     rows["column"] = rows.metric.where(is_extra, rows.dataset.map(lambda d: d if d in AVERAGES else roles.get(d)))
     if name == "table_c":  # statistics per dataset: no accuracy, no OOD average
@@ -127,7 +142,35 @@ def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles
     if second is not None:
         backbones = list(dict.fromkeys(rows.backbone))
         out = attach_second_reference(out, second, backbones[0] if len(backbones) == 1 else None)
+    spec = TABLES[name]
+    for metric, suffix in zip(INTERVAL_METRICS, ("low", "high")):  # "<column> (low)": shown by formatted(intervals=)
+        bound = rows[rows.metric == metric]
+        if len(bound):
+            bound = _wide(name, bound.assign(metric=spec.metric), roles, batch_sizes, pools or {})
+            for c in [c for c in bound.columns if c != "label" and c in out.columns]:
+                out[f"{c} ({suffix})"] = [bound[c].get(k, math.nan) for k in out.index]
+    out.attrs["paired"] = _paired_lines(name, rows, roles)
     return out
+
+
+def _paired_lines(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> list[str]:
+    """One sentence per paired comparison of ``PAIRED[name]``, per backbone and column."""
+    if name not in PAIRED:
+        return []
+    method, others = PAIRED[name]
+    lines = []
+    for other in others:
+        metrics = paired_metrics(other)
+        sub = rows[(rows.method == method) & rows.metric.isin(metrics)]
+        for (backbone, dataset), g in sub.groupby(["backbone", "dataset"], sort=False):
+            v = dict(zip(g.metric, g.value))
+            if len(v) < len(metrics):
+                continue
+            column = dataset if dataset in AVERAGES else roles.get(dataset, dataset)
+            lines.append(f"{backbone}, {column}: {METHOD_LABELS.get(method, method)} - {METHOD_LABELS.get(other, other)} = "
+                         f"{v[metrics[0]]:+.2f} points, 95 % paired bootstrap interval [{v[metrics[1]]:+.2f}, "
+                         f"{v[metrics[2]]:+.2f}], not better in {100 * v[metrics[3]]:.1f} % of resamples")
+    return lines
 
 
 def costs(results: pd.DataFrame, backbone: str, suite: str, n_ingredients: int, n_model_stock: int,

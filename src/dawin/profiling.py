@@ -34,7 +34,7 @@ from .coefficients import offset_adjusted_coefficients
 from .evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
 from .expertise import entropy
 from .logits import compute_logits, compute_logits_pair, default_device, loader
-from .mixtures import fit_beta_mixture
+from .mixtures import BetaMixture
 
 log = logging.getLogger("dawin.profiling")
 
@@ -205,7 +205,7 @@ def dawin_pipeline(model0: torch.nn.Module, model1: torch.nn.Module, dataset: An
     lam = offset_adjusted_coefficients(entropy(z0, temperatures[0]), entropy(z1, temperatures[1])).numpy()
     if n_components is None:
         return DawinRun(PerSampleEvaluator(**kw).evaluate(model0, model1, dataset, lam), lam, len(lam))
-    mix = fit_beta_mixture(lam, n_components, seed=seed)
+    mix = BetaMixture(n_components, seed=seed).fit(lam)
     coef = mix.cluster_coefficients()[mix.predict(lam)]
     # GroupedEvaluator merges once per distinct coefficient, which may be fewer than K.
     logits = GroupedEvaluator(**kw).evaluate(model0, model1, dataset, coef)

@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .uncertainty import verdict
+
 EXPECTED_TABLES = [
     "table1", "table2", "table3", "table4", "table5", "table6",
     "table_a", "table_b", "table_c", "table_d", "table_e", "table_f", "table_g",
@@ -308,12 +310,19 @@ def _abs_deltas(df: pd.DataFrame) -> list[float]:
 
 _REFERENCE_COLUMN = re.compile(r"^(.+) \((.+)\)$")  # "<column> (paper)", "<column> (Δ)", "<column> (model-soups)"
 CELLS = "Cells: ours (the paper's number; a second reference's by name); — where there is none."
+INTERVAL_CELLS = ("Ours is followed by its 95 % bootstrap interval over the test images (an average over sets "
+                  "resamples each set); where the suite compares with the paper, the paper's number by whether it "
+                  "lies inside, above or below that interval.")
 
 
-def formatted(df: pd.DataFrame) -> pd.DataFrame:
+def formatted(df: pd.DataFrame, intervals: bool = False) -> pd.DataFrame:
     """The table as printed: one cell per column holding ``ours (paper)`` (numbers with the table's decimals, a
     second reference's after the paper's as ``; <name> <number>``, missing as an em dash), columns without any
-    value dropped. The Δ columns are not printed (the reproduction page gives the mean |Δ|; the CSV is tidy)."""
+    value dropped. The Δ columns are not printed (the reproduction page gives the mean |Δ|; the CSV is tidy).
+
+    ``intervals``: ours is followed by its 95 % bootstrap interval ``[low, high]`` (the ``<column> (low)`` /
+    ``(high)`` columns), and where the table compares with the paper (Δ columns) the paper's number by its
+    verdict: ``inside``, ``above`` or ``below`` our interval."""
     dec = df.attrs.get("decimals", 2)
 
     def text(v: object) -> str:
@@ -327,7 +336,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             continue
         m = _REFERENCE_COLUMN.match(c)
         base, ref = (m.group(1), m.group(2)) if m else (c, "")
-        if ref != "Δ":
+        if ref not in ("Δ", "low", "high"):
             groups.setdefault(base, {})[ref] = c
     out = pd.DataFrame(index=df.index)
     if "label" in df.columns:
@@ -337,6 +346,12 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         for i in range(len(df)):
             ours = text(df[cols[""]].iloc[i]) if "" in cols else "—"
             refs = [(name, text(df[c].iloc[i])) for name, c in cols.items() if name]
+            low, high = (df[f"{base} ({b})"].iloc[i] if f"{base} ({b})" in df.columns else math.nan for b in ("low", "high"))
+            if intervals and ours != "—" and _is_number(low) and not math.isnan(low):
+                ours += f" [{text(low)}, {text(high)}]"
+                paper = df[cols["paper"]].iloc[i] if "paper" in cols and f"{base} (Δ)" in df.columns else None
+                if _is_number(paper) and not math.isnan(paper):
+                    refs = [(name, f"{v}: {verdict(paper, low, high)}" if name == "paper" else v) for name, v in refs]
             refs = [v if name == "paper" else f"{name} {v}" for name, v in sorted(refs, key=lambda r: r[0] != "paper")
                     if v != "—"]
             cells.append(ours + (f" ({'; '.join(refs)})" if refs else ""))
@@ -358,10 +373,13 @@ def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
         summary = f"Mean |Δ| over {len(deltas)} comparable cells: {sum(deltas) / len(deltas):.{df.attrs.get('decimals', 2)}f}"
     else:
         summary = "No comparable cells (ours or the paper's number missing everywhere)."
+    summary = "\n\n".join([summary, *(f"Paired: {line}." for line in df.attrs.get("paired", []))])
     heading = f"{source}: {title}" if title else source
     note = f"Paper source: {source}" + (f"; unit: {unit}" if unit else "; values in %")
     note += "".join(f". {n.rstrip('.')}" for n in df.attrs.get("notes", []))
     note += f". {CELLS.rstrip('.')}"
+    if any(c.endswith(" (low)") for c in df.columns):
+        note += f". {INTERVAL_CELLS.rstrip('.')}"
     return heading, note, summary
 
 
@@ -370,7 +388,8 @@ def reproduction_summary(tables: Mapping[str, pd.DataFrame]) -> str:
     parts = ["# Reproduction vs. paper (Oh et al., ICLR 2025)", ""]
     for key, df in tables.items():
         heading, note, summary = _section(key, df)
-        parts += [f"## {heading}", "", note + ".", "", formatted(df).to_markdown(disable_numparse=True), "", summary, ""]
+        parts += [f"## {heading}", "", note + ".", "", formatted(df, intervals=True).to_markdown(disable_numparse=True), "",
+                  summary, ""]
     return "\n".join(parts)
 
 
@@ -381,7 +400,8 @@ def reproduction_html(tables: Mapping[str, pd.DataFrame]) -> str:
     for key, df in tables.items():
         heading, note, summary = _section(key, df)
         parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(note)}.</p>",
-                  formatted(df).to_html(), f"<p>{html.escape(summary)}</p>"]
+                  formatted(df, intervals=True).to_html(),
+                  *(f"<p>{html.escape(s)}</p>" for s in summary.split("\n\n"))]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -6,7 +6,7 @@ one place: from the predictions stored by the merged-model evaluation, or from t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import pandas as pd
 
 from .tables import COLUMNS, tidy, with_ood_average
 from .tensorio import load_arrays
+from .uncertainty import accuracy_interval, paired_difference
 from .registry import method_name
 
 
@@ -61,3 +62,67 @@ def collect(csvs: Sequence[str | Path] = (), merged: Sequence[str | Path] = (), 
     df = pd.concat(frames, ignore_index=True)
     columns = [*COLUMNS, "pool"] if "pool" in df else COLUMNS  # multi-task results name their model pool
     return df[columns].drop_duplicates(subset=[c for c in columns if c != "value"], keep="first").reset_index(drop=True)
+
+
+def correctness(correct_files: Sequence[str | Path] = (), merged: Sequence[str | Path] = ()
+                ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """{(backbone, method): {dataset: per-sample correctness}} of the metrics' and soups' ``*.correct``
+    files (keys ``<method>/<dataset>``) and of merged evaluations (their predictions against the labels)."""
+    out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for path in correct_files:
+        arrays, _ = load_arrays(path)
+        for key, c in arrays.items():
+            method, dataset = key.split("/", 1)
+            out.setdefault((backbone_from_path(path), method), {})[dataset] = c.astype(bool)
+    for path in merged:
+        arrays, meta = load_arrays(path, ["pred", "labels"])
+        key = backbone_from_path(path), method_name(meta["kind"], meta["assignment"])
+        out.setdefault(key, {})[meta["dataset"]] = arrays["pred"] == arrays["labels"]
+    return out
+
+
+INTERVAL_METRICS = ("accuracy_low", "accuracy_high")
+"""The bounds of each accuracy's 95 % bootstrap interval (``dawin.uncertainty``), as tidy metrics."""
+
+
+def _averages(datasets: Sequence[str], ood: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Each test set on its own, and the OOD average when every OOD set is there."""
+    return [(d, [d]) for d in datasets] + ([("ood_avg", list(ood))] if ood and set(ood) <= set(datasets) else [])
+
+
+def interval_rows(correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]], ood: Sequence[str], suite: str,
+                  seed: int = 0) -> pd.DataFrame:
+    """Tidy ``accuracy_low`` / ``accuracy_high`` rows: the 95 % bootstrap interval of every accuracy in
+    ``correct``, per test set and for the OOD average (each OOD set resampled on its own)."""
+    rows = []
+    for (backbone, method), sets in correct.items():
+        for name, datasets in _averages(list(sets), ood):
+            low, high = accuracy_interval(sets, datasets, seed=seed)
+            base = dict(suite=suite, backbone=backbone, method=method, dataset=name)
+            rows += [{**base, "metric": "accuracy_low", "value": low}, {**base, "metric": "accuracy_high", "value": high}]
+    return tidy(rows)
+
+
+def paired_metrics(other: str) -> tuple[str, ...]:
+    """The tidy metrics of a paired comparison with method ``other``."""
+    return tuple(f"minus_{other}{suffix}" for suffix in ("", "_low", "_high", "_p_not_better"))
+
+
+def paired_rows(correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]], method: str, others: Sequence[str],
+                ood: Sequence[str], suite: str, seed: int = 0) -> pd.DataFrame:
+    """Tidy rows of ``method`` minus each of ``others`` (points) per test set and OOD average, with the paired
+    bootstrap interval and the share of resamples where ``method`` is not better (``paired_metrics``)."""
+    rows = []
+    for (backbone, m), sets in correct.items():
+        if m != method:
+            continue
+        for other in others:
+            if (backbone, other) not in correct:
+                continue
+            theirs = correct[backbone, other]
+            for name, datasets in _averages([d for d in sets if d in theirs], ood):
+                r = paired_difference(sets, theirs, datasets, seed=seed)
+                base = dict(suite=suite, backbone=backbone, method=method, dataset=name)
+                rows += [{**base, "metric": k, "value": r[v]}
+                         for k, v in zip(paired_metrics(other), ("difference", "low", "high", "p_not_better"))]
+    return tidy(rows)

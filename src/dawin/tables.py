@@ -1,20 +1,13 @@
-"""Tidy result tables and their renderings (CSV, Markdown, LaTeX, HTML).
-
-Long format: one row per (suite, backbone, method, dataset, metric, value); ``ood_avg`` is the mean over
-the OOD test sets. Wide renderings put methods in rows and datasets in columns, in a fixed order.
-"""
+"""Tidy result tables: one row per (suite, backbone, method, dataset, metric, value); ``ood_avg`` is the mean
+over the OOD test sets. The paper's wide renderings are :mod:`dawin.paper_tables`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
-from .registry import METHOD_LABELS
-
 COLUMNS = ["suite", "backbone", "method", "dataset", "metric", "value"]
-
 
 
 def tidy(rows: Sequence[dict]) -> pd.DataFrame:
@@ -33,20 +26,3 @@ def with_ood_average(df: pd.DataFrame, ood: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"OOD average needs all of {list(ood)}; some methods miss some")
     avg = sub.groupby(keys, as_index=False).value.mean().assign(dataset="ood_avg")
     return pd.concat([df, avg[COLUMNS]], ignore_index=True)
-
-
-def wide(df: pd.DataFrame, methods: Sequence[str], datasets: Sequence[str], metric: str = "accuracy") -> pd.DataFrame:
-    sub = df[df.metric == metric].pivot_table(index="method", columns="dataset", values="value", aggfunc="first")
-    table = sub.reindex(index=list(methods), columns=list(datasets))
-    table.index = [METHOD_LABELS.get(m, m) for m in table.index]
-    table.index.name = "Method"
-    return table
-
-
-def write_table(df: pd.DataFrame, table: pd.DataFrame, stem: str | Path, caption: str) -> None:
-    """Write ``stem``.csv (tidy), .md, .tex and .html (wide, two decimals)."""
-    stem = str(stem)
-    df.to_csv(stem + ".csv", index=False, float_format="%.4f")
-    Path(stem + ".md").write_text(f"{caption}\n\n" + table.to_markdown(floatfmt=".2f") + "\n")
-    Path(stem + ".tex").write_text(table.to_latex(float_format="%.2f", caption=caption, na_rep="--"))
-    Path(stem + ".html").write_text(f"<p>{caption}</p>\n" + table.to_html(float_format="%.2f", na_rep="--") + "\n")

@@ -5,6 +5,11 @@ so the demo's differences of a fraction of a point are one or two images. Every 
 images of each test set with replacement (``n_boot`` times, percentile interval); an average over test sets
 (the OOD average) resamples each set independently and averages, as the average itself does. A paired
 comparison resamples the same images for both methods, so what the two get right together cancels.
+
+Resampling n 0/1 values with replacement draws the number of ones from Binomial(n, k/n), and resampling n
+pairs draws the counts of the four (right, wrong) combinations from a multinomial: the replicates are drawn
+that way, exactly the bootstrap's distribution at O(n_boot) cost (ImageNet's 50,000 images would otherwise
+need 10^8 indices per interval).
 """
 
 from __future__ import annotations
@@ -29,18 +34,17 @@ def _correct(x: ArrayLike, where: str) -> NDArray[np.float64]:
 
 def resampled_accuracies(correct: Mapping[str, ArrayLike], datasets: Sequence[str], n_boot: int = N_BOOT,
                          seed: int = 0) -> NDArray[np.float64]:
-    """(n_boot,) bootstrap replicates of the mean accuracy (%) over ``datasets``, each set resampled on its own.
-
-    The draws depend on (seed, dataset name, set size) only, so two methods evaluated on the same sets get the
-    same resampled images: their replicates are paired.
-    """
+    """(n_boot,) bootstrap replicates of the mean accuracy (%) over ``datasets``, each set resampled on its own
+    (reproducibly: the generator is seeded by ``seed``, the set's name and its size)."""
     total = np.zeros(n_boot)
     for d in datasets:
         c = _correct(correct[d], d)
-        rng = np.random.default_rng([seed, len(c), *d.encode()])
-        idx = rng.integers(0, len(c), size=(n_boot, len(c)))
-        total += c[idx].mean(axis=1)
+        total += _rng(seed, d, len(c)).binomial(len(c), c.mean(), size=n_boot) / len(c)
     return 100.0 * total / len(datasets)
+
+
+def _rng(seed: int, dataset: str, n: int) -> np.random.Generator:
+    return np.random.default_rng([seed, n, *dataset.encode()])
 
 
 def interval(replicates: ArrayLike, level: float = LEVEL) -> tuple[float, float]:
@@ -62,11 +66,16 @@ def paired_difference(correct_a: Mapping[str, ArrayLike], correct_b: Mapping[str
                       level: float = LEVEL) -> dict[str, float]:
     """Accuracy of a minus b (points) over ``datasets``, its paired bootstrap interval, and the share of
     replicates where a is not better (a one-sided bootstrap p-value for "a beats b")."""
+    diff = np.zeros(n_boot)
     for d in datasets:
-        if len(np.asarray(correct_a[d])) != len(np.asarray(correct_b[d])):
+        a, b = _correct(correct_a[d], d), _correct(correct_b[d], d)
+        if len(a) != len(b):
             raise ValueError(f"{d}: the two methods were evaluated on different numbers of images")
-    diff = (resampled_accuracies(correct_a, datasets, n_boot, seed)
-            - resampled_accuracies(correct_b, datasets, n_boot, seed))
+        only_a, only_b = float(np.sum(a * (1 - b))), float(np.sum((1 - a) * b))
+        cells = np.array([only_a, only_b, len(a) - only_a - only_b]) / len(a)
+        counts = _rng(seed, d, len(a)).multinomial(len(a), cells, size=n_boot)
+        diff += 100.0 * (counts[:, 0] - counts[:, 1]) / len(a)
+    diff /= len(datasets)
     observed = 100.0 * float(np.mean([_correct(correct_a[d], d).mean() - _correct(correct_b[d], d).mean()
                                       for d in datasets]))
     lo, hi = interval(diff, level)

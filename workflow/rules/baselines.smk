@@ -49,6 +49,7 @@ rule soup:
 rule metrics:
     output:
         metrics=f"{RESULTS}/metrics/{{backbone}}.csv",
+        correct=f"{RESULTS}/metrics/{{backbone}}.correct.safetensors",  # per sample: the tables' intervals
         selection=f"{RESULTS}/metrics/{{backbone}}.selection.json",
     input:
         unpack(metrics_inputs),
@@ -69,7 +70,8 @@ rule metrics:
 
 rule soup_metrics:
     output:
-        f"{RESULTS}/metrics/{{backbone}}/soups.csv",
+        metrics=f"{RESULTS}/metrics/{{backbone}}/soups.csv",
+        correct=f"{RESULTS}/metrics/{{backbone}}/soups.correct.safetensors",
     input:
         code=code_of("soup_metrics.py"),
         logits=lambda wc: [logits_file(wc.backbone, s, d) for s in SOUPS for d in TEST_SETS],

@@ -253,6 +253,7 @@ def metrics_inputs(wildcards):
         "logits": [logits_file(bb, m, d) for m in [*MODELS, "average"] for d in EVAL_SETS],
         "temperatures": f"{RESULTS}/calibration/{bb}.json",
         "sweeps": sweep_files(bb, EVAL_SETS, "csv"),
+        "sweep_samples": sweep_files(bb, TEST_SETS),
         "coefficients": coefficients_file(bb, "entropy"),
     }
 

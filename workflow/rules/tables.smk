@@ -49,8 +49,12 @@ def table_inputs(name):
         "metrics": [f"{RESULTS}/metrics/{b}.csv" for b in bbs],
         "merged": merged_files(name),
     }
-    if name in ("table2", "table3", "table4"):
+    soups = name in ("table2", "table3", "table4")
+    if soups:
         inputs["metrics"] += [f"{RESULTS}/metrics/{b}/soups.csv" for b in bbs if has_soups(b)]
+    if name != "table_c":  # per-sample correctness: the accuracies' bootstrap intervals
+        inputs["correct"] = [f"{RESULTS}/metrics/{b}.correct.safetensors" for b in bbs]
+        inputs["correct"] += [f"{RESULTS}/metrics/{b}/soups.correct.safetensors" for b in bbs if soups and has_soups(b)]
     if name == "table_c":
         inputs["metrics"] += [f"{RESULTS}/analysis/{b}/optimality.csv" for b in bbs]
     if name == "table_f":

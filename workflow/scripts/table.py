@@ -2,12 +2,18 @@ import pandas as pd
 
 from dawin import paper_tables
 from dawin.reference import load_reference, load_second_reference
-from dawin.results import collect
+from dawin.results import collect, correctness, interval_rows, paired_rows
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
 results = collect(snakemake.input.metrics, snakemake.input.merged, p.suite, p.ood)
+correct = correctness(snakemake.input.get("correct", []), snakemake.input.merged)  # bootstrap intervals
+extra = [interval_rows(correct, p.ood, p.suite)]
+if p.name in paper_tables.PAIRED:
+    method, others = paper_tables.PAIRED[p.name]
+    extra.append(paired_rows(correct, method, others, p.ood, p.suite))
+results = pd.concat([results, *extra], ignore_index=True)
 if p.name == "table2":
     results = pd.concat([results, *(paper_tables.costs(results, b, p.suite, grid_size=p.grid_size, **p.soups[b])
                                     for b in p.backbones)], ignore_index=True)

@@ -35,8 +35,8 @@ Facts taken from the authors' code (paths above):
 * AdaMerging++ replaces tau_j by its TIES version (``ties_merging_split`` with ``reset_thresh=20``,
   ``merge_func="dis-sum"``): trim to the top 20% magnitudes of the flattened task vector, elect
   signs over the trimmed vectors, keep each task's entries that agree with the elected sign. We
-  build them with :func:`dawin.weights.trim_top_k`, :func:`~dawin.weights.elect_signs` and
-  :func:`~dawin.weights.disjoint_merge` (applied to one task at a time), over the parameters only.
+  build them with :func:`dawin.merging.ties.trim_top_k`, :func:`~dawin.merging.ties.elect_signs` and
+  :func:`~dawin.merging.ties.disjoint_merge` (applied to one task at a time), over the parameters only.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from ..expertise import entropy
 from ..logits import default_device
-from ..weights import disjoint_merge, elect_signs, trim_top_k
+from .ties import disjoint_merge, elect_signs, trim_top_k
 from .pool import ModelPool, TaskData, example_indices, stack_images
 
 INIT = 0.3

@@ -28,8 +28,8 @@ import torch
 from ..coefficients import multi_model_coefficients
 from ..expertise import entropy
 from ..evaluation import GroupedEvaluator
-from ..logits import compute_logits, default_device
-from ..mixtures import fit_dirichlet_mixture
+from ..logits import compute_logits
+from ..mixtures import DirichletMixture
 from ..weights import StateDict, add_task_vectors
 from .pool import ModelPool
 
@@ -106,7 +106,7 @@ def cluster_coefficients(coef: Any, n_components: int = 1, seed: int = 0,
     c = np.asarray(coef, dtype=np.float64)
     if c.ndim != 2:
         raise ValueError(f"coefficients must have shape (N, M), got {c.shape}")
-    mix = fit_dirichlet_mixture(c, n_components, seed=seed, **mixture_kw)
+    mix = DirichletMixture(n_components, seed=seed, **mixture_kw).fit(c)
     labels = mix.predict(c)
     centers = mix.cluster_coefficients()
     info = {"labels": labels, "centers": centers, "weights": mix.weights_, "n_components": mix.n_components_,
@@ -114,17 +114,16 @@ def cluster_coefficients(coef: Any, n_components: int = 1, seed: int = 0,
     return centers[labels], info
 
 
-class MultiTaskGroupedEvaluator:
+class MultiTaskGroupedEvaluator(GroupedEvaluator):
     """One merged encoder per distinct coefficient row, run over that row's samples; order restored.
 
-    This is the multi-task analogue of :class:`dawin.evaluation.GroupedEvaluator`: with clustered
-    coefficients it builds K merged encoders for the whole evaluation set of a task.
+    This is the multi-task analogue of :class:`dawin.evaluation.GroupedEvaluator` (whose loader settings and
+    ``run_groups`` it shares): with clustered coefficients it builds K merged encoders for the whole evaluation
+    set of a task.
     """
 
-    def __init__(self, batch_size: int = 256, num_workers: int = 0, device: torch.device | None = None,
-                 use_autocast: bool = True, lam0: float = LAM0, authors_scaling: bool = True):
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.device, self.use_autocast = device or default_device(), use_autocast
+    def __init__(self, *args: Any, lam0: float = LAM0, authors_scaling: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self.lam0, self.authors_scaling = lam0, authors_scaling
 
     @torch.no_grad()
@@ -148,8 +147,7 @@ class MultiTaskGroupedEvaluator:
             work.visual.load_state_dict(add_task_vectors(theta0, taus, scale * row))
 
         groups = [(np.flatnonzero(inverse == g), partial(prepare, row)) for g, row in enumerate(rows)]
-        return GroupedEvaluator(self.batch_size, self.num_workers, self.device, self.use_autocast).run_groups(
-            work, dataset, groups)
+        return self.run_groups(work, dataset, groups)
 
 
 __all__ = ["LAM0", "MultiTaskGroupedEvaluator", "cluster_coefficients", "expert_coefficients", "expert_entropies",

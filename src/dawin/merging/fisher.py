@@ -1,7 +1,7 @@
 """Fisher merging (Matena & Raffel, NeurIPS 2022): per-parameter Fisher-weighted averaging of the experts.
 
 theta* = sum_j F_j theta_j / sum_j F_j with F_j the diagonal Fisher of expert j's *classifier*
-(expert encoder + task j's frozen head) on task j's images; see ``dawin.weights.fisher_weighted_average``.
+(expert encoder + task j's frozen head) on task j's images; see :func:`fisher_weighted_average`.
 
 The images: ``n_examples`` = 256 (FusionBench's ``num_fisher_examples``, tanganke/fusion_bench@54c9e8c9
 ``config/method/fisher_merging/clip_fisher_merging.yaml``) from each task's *train* split. FusionBench
@@ -24,11 +24,13 @@ have no Fisher and are averaged uniformly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights import fisher_weighted_average
+from ..weights import StateDict, is_mergeable, same_keys, weighted_sum
 from .pool import ModelPool, TaskData
 from .regmean import task_examples, task_indices
 
@@ -92,3 +94,41 @@ def merge(pool: ModelPool, data: dict[str, TaskData] | None = None, *, n_example
         fisher = {k.removeprefix("visual."): v.cpu() for k, v in fisher.items() if k.startswith("visual.")}
         fishers.append(_normalized(fisher) if normalize else fisher)
     return fisher_weighted_average([pool.experts[t] for t in pool.tasks], fishers, eps=eps)
+
+
+# Fisher-weighted averaging (Matena & Raffel, NeurIPS 2022, Eq. 3 with diagonal Fishers)
+
+def fisher_weighted_average(state_dicts: Sequence[StateDict], fishers: Sequence[StateDict],
+                            eps: float = 0.0) -> dict[str, torch.Tensor]:
+    """theta* = sum_j (F_j + eps) theta_j / sum_j (F_j + eps), entry by entry.
+
+    ``eps`` is added to every Fisher value (FusionBench's ``minimal_fisher_weight``, 1e-6 there).
+    Entries whose total Fisher is 0 (no model is sensitive to them, eps = 0) fall back to the plain
+    mean instead of 0/0. Floating entries without a Fisher (e.g. BatchNorm running statistics, which
+    are buffers, not parameters) are averaged uniformly; non-floating entries are copied from the
+    first state dict. Every Fisher must cover the same keys.
+    """
+    if not state_dicts or len(state_dicts) != len(fishers):
+        raise ValueError(f"need one Fisher per state dict, got {len(state_dicts)} state dicts and {len(fishers)} Fishers")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    keys = same_keys(*state_dicts)
+    fisher_keys = set(fishers[0])
+    if any(set(f) != fisher_keys for f in fishers) or not fisher_keys <= set(keys):
+        raise ValueError("every Fisher must cover the same keys, all of them keys of the state dicts")
+    uniform = weighted_sum(state_dicts, [1.0 / len(state_dicts)] * len(state_dicts))
+    out: dict[str, torch.Tensor] = {}
+    for k in keys:
+        ref = state_dicts[0][k]
+        if k not in fisher_keys or not is_mergeable(ref):
+            out[k] = uniform[k]
+            continue
+        for f in fishers:
+            if f[k].shape != ref.shape:
+                raise ValueError(f"Fisher of {k} has shape {tuple(f[k].shape)}, the parameter {tuple(ref.shape)}")
+        weights = torch.stack([f[k].double() + eps for f in fishers])
+        values = torch.stack([sd[k].double() for sd in state_dicts])
+        total = weights.sum(dim=0)
+        weighted = (weights * values).sum(dim=0) / torch.where(total > 0, total, torch.ones_like(total))
+        out[k] = torch.where(total > 0, weighted, uniform[k].double()).to(ref.dtype)
+    return out

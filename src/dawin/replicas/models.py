@@ -1161,7 +1161,7 @@ class _Writer:
         """Other files of the Model Stock authors' Drive folder (fine-tunes, soups, Model Stock): the zero-shot model
         and a Model Stock of two more runs, model-soups format. Their real names are not published: these are made up
         (``zeroshot_<suffix>``, ``modelstock_<suffix>`` beside ``finetune_<suffix>``)."""
-        from ..weights import model_stock
+        from ..soups import model_stock_state
 
         suffix = path.name.removeprefix("finetune_")
         zeroshot = zeroshot_soups_state(bb)
@@ -1169,7 +1169,7 @@ class _Writer:
                    lambda p: write_model_soups(zeroshot, p))
         runs = [finetune_state(bb, f"{key}/modelstock-{i}") for i in (1, 2)]
         self._once([path.with_name(f"modelstock_{suffix}")], f"modelstock/{bb.group}/{key}",
-                   lambda p: write_model_soups(OrderedDict(model_stock(zeroshot, runs)[0]), p))
+                   lambda p: write_model_soups(OrderedDict(model_stock_state(zeroshot, runs)[0]), p))
 
 
 def write_checkpoint_replicas(config: Mapping, site: str | Path, mirror: str | Path, *,
