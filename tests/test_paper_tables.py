@@ -430,3 +430,17 @@ def test_intervals_and_paired_comparison_reach_the_csv_and_the_page(tmp_path, re
     # without the comparison (the demo) the interval is shown, no verdict
     demo = formatted(PT.display("table2", kept, reference, ROLES, compare=False), intervals=True)
     assert demo.loc["dawin", "id"].endswith("] (78.70)")
+
+
+def test_multitask_tables_split_the_pools(reference):
+    """Table 6 is the pool of all tasks, Table G the other pools, each keeping its tidy rows and the pool."""
+    rows = [dict(suite="fake", backbone="ViT-B-32", method=m, dataset=t, metric="accuracy", value=v, pool=pool)
+            for pool, tasks in (("all", ["svhn", "eurosat"]), ("svhn+eurosat", ["svhn", "eurosat"]))
+            for m, v in (("task_arithmetic", 70.0), ("dawin", 80.0)) for t in tasks]
+    results = pd.DataFrame(rows)
+    six, g = PT.select("table6", results, ["ViT-B-32"]), PT.select("table_g", results, ["ViT-B-32"])
+    assert set(six.pool) == {"all"} and set(g.pool) == {"svhn+eurosat"}
+    assert list(six.columns) == [*COLUMNS, "pool"] and len(six) == len(g) == 4
+    shown = PT.display("table_g", g, reference, {"svhn": "svhn", "eurosat": "eurosat"}, compare=False,
+                       pools={"svhn+eurosat": ["svhn", "eurosat"]})
+    assert shown.loc[("dawin", "svhn,eurosat"), "svhn"] == 80.0 and shown.attrs["paired"] == []

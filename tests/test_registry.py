@@ -1,6 +1,5 @@
 """dawin.registry: one registry per idea; what the workflow, the schema and the implementations derive from it."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,9 +59,6 @@ def test_variants_are_valid_pairs():
     for kind, assignment in pairs:
         assert kind in R.KINDS
         R.parse_assignment(assignment)  # raises on an unknown assignment
-        assert re.fullmatch(R.ASSIGNMENT_PATTERN, assignment)  # the wildcard constraint accepts it
-    for bad in ("batch0", "scaled", "mixture2", "per_samples"):
-        assert not re.fullmatch(R.ASSIGNMENT_PATTERN, bad)
     assert set(_all_variants()) == set(catalog.CATALOG)
 
 

@@ -63,8 +63,8 @@ PREMADE = ["resources/demo/checkpoints/tiny/clip.safetensors",
            "results/demo/heads/tiny/in.safetensors", "results/demo/models/tiny/zeroshot.safetensors",
            "resources/demo/checkpoints/tiny/finetuned.safetensors"]
 TARGETS = ["results/demo/heads/tiny/r.safetensors", "results/demo/logits/tiny/finetuned/in.safetensors",
-           "resources/demo/data/in_train"]
-GPU_RULES, CPU_RULES = {"zeroshot_head", "cache_logits"}, {"demo_dataset"}
+           "resources/demo/data/mt_angular_test"]  # the multi-task datasets: one CPU job no GPU job waits for
+GPU_RULES, CPU_RULES = {"zeroshot_head", "cache_logits"}, {"demo_task_dataset"}
 
 
 def clean_env(tmp_path, **extra):
@@ -102,7 +102,7 @@ def submit(tmp_path, **extra_env):
                     "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1")
     record = tmp_path / "sbatch.jsonl"
     calls = [json.loads(line)["argv"] for line in record.read_text().splitlines()] if record.exists() else []
-    by_rule = {re.match(r"rule_(\w+?)_wildcards", argv[argv.index("--comment") + 1]).group(1): argv for argv in calls}
+    by_rule = {re.match(r"rule_(\w+?)(?:_wildcards|$)", argv[argv.index("--comment") + 1]).group(1): argv for argv in calls}
     assert sorted(by_rule) == sorted(GPU_RULES | CPU_RULES), res.stdout[-3000:] + res.stderr[-3000:]
     return res, by_rule
 
@@ -130,7 +130,7 @@ def test_submissions_carry_the_profile_resources_and_the_users_partition_and_acc
         assert option(argv, "--gres") is None, (rule, argv)
         # the local profile's `cores: all` (this machine's CPU count) is not passed on to the job
         assert re.search(r"--cores '?all'? ", option(argv, "--wrap")), (rule, argv)
-    assert option(by_rule["cache_logits"], "-t") == "240" and option(by_rule["demo_dataset"], "-t") == "120"
+    assert option(by_rule["cache_logits"], "-t") == "240" and option(by_rule["demo_task_dataset"], "-t") == "120"
     assert WARNING not in res.stderr
 
 

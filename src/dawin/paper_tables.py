@@ -87,6 +87,7 @@ def methods_of(name: str, batch_sizes: Sequence[int] = ()) -> tuple[str, ...]:
 
 def select(name: str, results: pd.DataFrame, backbones: Sequence[str], batch_sizes: Sequence[int] = ()) -> pd.DataFrame:
     """The tidy rows of table ``name``: its methods and metrics, for ``backbones``."""
+    spec = TABLES[name]
     rows = results[results.backbone.isin(backbones) & results.method.isin(methods_of(name, batch_sizes))
                    & results.metric.isin(table_metrics(name))]
     if "pool" in rows:  # multi-task results: Table 6 is the pool of all tasks, Table G the others

@@ -1,14 +1,12 @@
 """What the workflow computes, by name: one registry per idea, importable without torch.
 
 The Snakefile reads it when it builds the DAG, and tables and figures read it without loading a model;
-everything else is derived from it (wildcard constraints, the schema's enums, checked by a test, the
-merged evaluations each target needs, method keys and labels, which merging methods read which data).
+everything else is derived from it (the coefficient and merged-evaluation jobs and what each target needs,
+the schema's enums, checked by a test, method keys and labels, which merging methods read which data).
 The functions live elsewhere, keyed by the same names, and check themselves against this module when
 imported: coefficient kinds in :mod:`dawin.variants`, merging methods in :mod:`dawin.merging`.
 
-Adding a coefficient kind: a function in ``variants.KINDS`` and an entry in :data:`KINDS` (plus tests).
-Adding a merging method: a module in ``dawin/merging`` registered in ``merging.METHODS`` and an entry in
-:data:`MERGING_METHODS` (plus tests); the configs may then name it.
+Adding a coefficient kind or a merging method: the checklists in the README ("Extending").
 """
 
 from __future__ import annotations
@@ -55,8 +53,7 @@ def kinds_in(group: str) -> list[str]:
 
 NEEDS_AVERAGE = frozenset(k for k, v in KINDS.items() if v.needs_average)
 
-ASSIGNMENT_PATTERN = r"per_sample|mixture|batch[1-9][0-9]*|scaled[0-9]+(?:\.[0-9]+)?"
-_ASSIGNMENT = re.compile(rf"^(per_sample|mixture|batch(?P<batch>[1-9]\d*)|scaled(?P<scale>\d+(\.\d+)?))$")
+_ASSIGNMENT = re.compile(r"^(per_sample|mixture|batch(?P<batch>[1-9]\d*)|scaled(?P<scale>\d+(\.\d+)?))$")
 
 
 def parse_assignment(name: str) -> dict:

@@ -58,8 +58,6 @@ wildcard_constraints:
     model="|".join(CACHED_MODELS),
     soup="|".join(SOUPS),
     dataset="|".join(map(re.escape, sorted(DS["roots"]))),
-    kind="|".join(map(re.escape, registry.KINDS)),
-    assignment=registry.ASSIGNMENT_PATTERN,
 
 
 PACKAGE_ROOT = Path(dawin.__file__).parent  # the installed package: what the scripts import
