@@ -47,14 +47,17 @@ def main() -> None:
     ap.add_argument("--head", default="HEAD")
     ap.add_argument("--small", action="store_true", help="with tests/data/small.yaml (the workflow tests' config)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--keep", type=Path, help="run in this (new) folder and keep both clones and their results")
     ap.add_argument("targets", nargs="*", default=[])
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         times = {}
         for commit in (args.base, args.head):
             rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", commit], capture_output=True,
                                  text=True, check=True).stdout.strip()
-            times[rev] = run(rev, Path(tmp), args.targets, args.small, args.cores)
+            times[rev] = run(rev, args.keep or Path(tmp), args.targets, args.small, args.cores)
             print(f"{rev}: {times[rev][0]:.0f} s, {times[rev][1]} jobs", flush=True)
     (base_s, _), (head_s, _) = times.values()
     print(f"head / base wall time: {head_s / base_s:.2f}")
