@@ -19,8 +19,9 @@ except ModuleNotFoundError as error:
 # The checkout the rules' --use-conda environment installs the package from (envs/dawin.post-deploy.sh);
 # a workflow deployed from a remote repository has none: set DAWIN_SOURCE to a pip requirement instead.
 _RULES = workflow.current_basedir  # workflow/rules of this workflow's source: a local path or a remote URL
-if _RULES.is_local and (Path(_RULES.get_path_or_uri(secret_free=True)).parents[1] / "src" / "dawin").is_dir():
-    os.environ.setdefault("DAWIN_SOURCE", str(Path(_RULES.get_path_or_uri(secret_free=True)).parents[1]))
+_CHECKOUT = Path(_RULES.get_path_or_uri(secret_free=True)).parents[1] if _RULES.is_local else None
+if _CHECKOUT is not None and (_CHECKOUT / "src" / "dawin").is_dir():
+    os.environ.setdefault("DAWIN_SOURCE", str(_CHECKOUT))
 
 RESULTS = config["results"]
 SUITE = config["suite"]
