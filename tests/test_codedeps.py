@@ -62,6 +62,6 @@ def test_the_workflow_scripts_reach_the_modules_they_run():
     assert "logits.py" in deps["merged_eval.py"]
     assert {"evaluation.py", "models.py"} <= deps["multitask_logits.py"]
     # the merging registry's methods, AdaMerging and OPCM included (no import by computed name is left)
-    assert {"merging/__init__.py", "merging/adamerging.py", "merging/opcm.py"} <= deps["multitask_merge.py"]
+    assert {"merging/__init__.py", "merging/adamerging.py", "merging/opcm.py"} <= deps["multitask_pool.py"]
     assert "merging/adamerging.py" not in deps["cache_logits.py"]
     assert imported_names(PKG, PKG / "merging/__init__.py") >= {"dawin.merging.adamerging", "dawin.merging.opcm"}

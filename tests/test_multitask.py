@@ -101,3 +101,53 @@ def test_methods_learn_from_the_right_split_read_lazily(tmp_path):
     assert method_options("adamerging_layer", {"steps": 500, "seed": 1}, seed=3, num_workers=2) == {
         "steps": 500, "seed": 1, "num_workers": 2}
     assert method_options("ties", {"lam": 0.3}, seed=3) == {"lam": 0.3}
+
+
+def test_grid_search_picks_the_best_summed_accuracy_and_the_smaller_lambda_on_ties(monkeypatch):
+    from dawin import multitask
+    summed = {0.1: (50.0, 10.0), 0.2: (30.0, 40.0), 0.3: (40.0, 30.0), 0.4: (20.0, 20.0)}  # 0.2 and 0.3 tie at 70
+    monkeypatch.setattr(multitask, "run_method", lambda name, pool, data, lam: ({"lam": lam}, 0.0))
+    monkeypatch.setattr(multitask, "evaluate", lambda pool, state, tasks, roots, **kw: dict(zip(tasks, summed[state["lam"]])))
+    best, acc = multitask.task_arithmetic_grid(None, list(summed), ["a", "b"], {})
+    assert best == 0.2 and acc == {"a": 30.0, "b": 40.0}
+    rows = multitask.method_rows(multitask.GRID_SEARCH, None, data=None, options={}, tasks=["a", "b"], roots={},
+                                 grid=list(summed))
+    got = {(r["dataset"], r["metric"]): r["value"] for r in rows}
+    assert got[("all", "lambda")] == 0.2 and got[("a", "accuracy")] == 30.0 and got[("all", "merge_seconds")] == 0.0
+    assert got[("all", "eval_seconds")] >= 0 and {r["method"] for r in rows} == {multitask.GRID_SEARCH}
+    with pytest.raises(ValueError, match="task_arithmetic_grid"):
+        multitask.task_arithmetic_grid(None, [], ["a"], {})
+
+
+def test_a_pools_share_of_the_experts_pass_is_its_fraction_of_the_experts():
+    from dawin.multitask import expert_share_seconds
+    assert expert_share_seconds({"expert_seconds": "8.0", "experts": "a,b,c,d"}, 2) == 4.0
+
+
+def test_dawin_rows_evaluate_the_mixture_mean_merge_and_add_the_experts_share(tmp_path, files):
+    from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator, expert_logits, merged_encoder_state
+    from dawin.multitask import dawin_rows
+    from dawin.tensorio import save_tensors
+    paths, _ = files
+    pool = load_pool(paths["pre"], {"a": paths["a"], "b": paths["b"]})
+    root = tmp_path / "data"
+    from PIL import Image
+    (root / "c").mkdir(parents=True)
+    for i in range(9):
+        Image.new("RGB", (32, 32), (25 * i, 200 - 20 * i, 60)).save(root / "c" / f"{i}.png")
+    write_dataset(root, "toy", ["x", "y", "z"], ["a {c}."], [(f"c/{i}.png", i % 3) for i in range(9)])
+    from dawin.datasets import load_dataset
+    data = load_dataset(str(root), transform=models.preprocess(pool.encoder()))
+    za, zb = expert_logits(pool, "a", data, batch_size=4)
+    cache = tmp_path / "a.safetensors"
+    save_tensors(cache, {"a": za, "b": zb}, {"experts": "a,b,c,d", "expert_seconds": "6.0"})
+    evaluator = MultiTaskGroupedEvaluator(batch_size=4)
+    rows, means = dawin_rows(pool, evaluator, ["a"], {"a": str(cache)}, {"a": str(root)}, n_components=1, seed=0)
+    # one component: every sample gets the Dirichlet mean, the mean of the (clipped) entropy-softmax rows
+    mean = {m["expert"]: m["coefficient"] for m in means}
+    assert set(mean) == {"a", "b"} and sum(mean.values()) == pytest.approx(1.0)
+    got = {(r["dataset"], r["metric"]): r["value"] for r in rows}
+    fitted = torch.tensor([mean["a"], mean["b"]], dtype=torch.float64)
+    expected = evaluate(pool, merged_encoder_state(pool, fitted.numpy()), ["a"], {"a": str(root)}, batch_size=4)
+    assert got[("a", "accuracy")] == pytest.approx(expected["a"])
+    assert got[("all", "eval_seconds")] >= 3.0  # the pool's half of the cached experts' 6 s, plus its own time

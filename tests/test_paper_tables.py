@@ -444,3 +444,22 @@ def test_multitask_tables_split_the_pools(reference):
     shown = PT.display("table_g", g, reference, {"svhn": "svhn", "eurosat": "eurosat"}, compare=False,
                        pools={"svhn+eurosat": ["svhn", "eurosat"]})
     assert shown.loc[("dawin", "svhn,eurosat"), "svhn"] == 80.0 and shown.attrs["paired"] == []
+
+
+def test_with_derived_adds_intervals_to_every_table_and_pairs_and_costs_to_table2():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    correct = {("ViT-B-32", m): {d: rng.random(50) < p for d in ("in", "v2")}
+               for m, p in (("dawin", 0.8), ("wise_ft", 0.6), ("dawin_per_sample", 0.7))}
+    base = _merged_models()
+    t2 = PT.with_derived("table2", base, correct, ood=["v2"], suite="fake", backbones=["ViT-B-32"], grid_size=11,
+                         soups={"ViT-B-32": {"n_ingredients": 4, "n_model_stock": 2}})
+    t3 = PT.with_derived("table3", base, correct, ood=["v2"], suite="fake")
+    assert len(t2) > len(t3) > len(base) and t2.iloc[:len(base)].equals(base)
+    assert {"accuracy_low", "accuracy_high"} <= set(t3.metric) and not {"cost_t", "cost_i"} & set(t3.metric)
+    added = t2.iloc[len(base):]
+    pd.testing.assert_frame_equal(added[added.metric.isin(["cost_t", "cost_i"])].reset_index(drop=True),
+                                  PT.costs(base, "ViT-B-32", "fake", 4, 2, 11))
+    from dawin.results import paired_metrics
+    paired = {m for other in PT.PAIRED["table2"][1] for m in paired_metrics(other)}
+    assert set(added.metric) - set(t3.metric) - {"cost_t", "cost_i"} == paired

@@ -203,10 +203,10 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize("module, direct, downstream, untouched", [
     # reached by one script only, deep in the graph
     ("calibration.py", {"temperatures"}, {"coefficients", "merged_dawin", "table2_files"},
-     {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_merge", "demo_pretrain"}),
-    # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); multitask_dawin's
-    # script reaches it too, but its reason names only its first cause, the logits multitask_logits rewrites
-    ("merging/opcm.py", {"multitask_logits", "multitask_merge"}, {"multitask_dawin", "table6_files"},
+     {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_all", "demo_pretrain"}),
+    # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); the pool jobs'
+    # script reaches it too, but their reason names only the first cause, the logits multitask_logits rewrites
+    ("merging/opcm.py", {"multitask_logits"}, {"multitask_all", "multitask_pool", "multitask_metrics", "table6_files"},
      {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_expert"}),
 ])
 def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module, direct, downstream, untouched):
@@ -267,7 +267,7 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "coefficients": 3, "coefficients_with_average": 1, "merged_dawin": 3, "merged_dawin_per_sample": 3,
         "merged_no_offset": 3, "merged_scaled": 3, "merged_oracle_sample": 1, "merged_no_calibration": 1,
         "merged_batches": 1, "merged_alternatives": 1, "merged_pseudo_labels": 1,
-        "multitask_train_split": 8, "multitask_logits": 1, "multitask_merge": 19, "multitask_dawin": 5,
+        "multitask_train_split": 8, "multitask_logits": 1, "multitask_all": 1, "multitask_pool": 4,
         "multitask_metrics": 1,
         "multitask_distances": 1, "paper_inputs": 1, "all": 1,
     }

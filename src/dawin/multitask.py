@@ -12,6 +12,7 @@ name (``multitask.tasks.<task>.train``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 
@@ -22,9 +23,16 @@ from .datasets import DatasetError, ImageFolderDataset, load_dataset
 from .expertise import accuracy
 from .logits import compute_logits
 from .merging import get_method
+from .merging.dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .merging.pool import ModelPool
 from .models import ImageClassifier, preprocess
 from .registry import merging_methods_reading
+from .tensorio import load_tensors
+
+log = logging.getLogger("dawin.multitask")
+
+GRID_SEARCH = "task_arithmetic_grid"
+"""Figure 8's search baseline: task arithmetic at every lambda of a grid (:func:`task_arithmetic_grid`)."""
 
 
 def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
@@ -105,3 +113,73 @@ def run_method(name: str, pool: ModelPool, data: Mapping | None,
     start = time.perf_counter()
     state = dict(pool.pretrained) if name == "pretrained" else get_method(name)(pool, data, **options)
     return state, time.perf_counter() - start
+
+
+def task_arithmetic_grid(pool: ModelPool, grid: Sequence[float], tasks: Sequence[str], roots: Mapping[str, str],
+                         **eval_kw) -> tuple[float, dict[str, float]]:
+    """Task arithmetic at every lambda of ``grid``: the lambda with the best accuracy summed over ``tasks``
+    (ties: the smaller lambda) and its accuracies. The choice is made on the test sets, so the result is an
+    upper bound for a search (Figure 8's baseline), not a method with a held-out choice."""
+    if not grid:
+        raise ValueError("the task-arithmetic grid is empty: set multitask.task_arithmetic_grid")
+    results = {}
+    for lam in grid:
+        state, _ = run_method("task_arithmetic", pool, None, lam=lam)
+        results[lam] = evaluate(pool, state, tasks, roots, **eval_kw)
+    best = max(results, key=lambda lam: (sum(results[lam].values()), -lam))
+    return best, results[best]
+
+
+def method_rows(name: str, pool: ModelPool, *, data: Mapping | None, options: Mapping, tasks: Sequence[str],
+                roots: Mapping[str, str], grid: Sequence[float] = (), **eval_kw) -> list[dict]:
+    """Merge ``pool`` with method ``name`` (``pretrained``, a registry method or :data:`GRID_SEARCH`) and evaluate
+    it on ``tasks``: tidy rows (method, dataset, metric, value) of each task's accuracy and of the seconds spent
+    merging and evaluating (all tasks: dataset ``all``). The grid search's whole time counts as evaluation, and
+    its chosen lambda is a row of its own."""
+    rows = []
+    if name == GRID_SEARCH:
+        start = time.perf_counter()
+        best, accuracy_ = task_arithmetic_grid(pool, grid, tasks, roots, **eval_kw)
+        merge_seconds, eval_seconds = 0.0, time.perf_counter() - start
+        log.info("task arithmetic grid: best lambda %.2f (chosen on the test sets: an upper bound for a search)", best)
+        rows.append(dict(method=name, dataset="all", metric="lambda", value=best))
+    else:
+        state, merge_seconds = run_method(name, pool, data, **options)
+        start = time.perf_counter()
+        accuracy_ = evaluate(pool, state, tasks, roots, **eval_kw)
+        eval_seconds = time.perf_counter() - start
+    rows += [dict(method=name, dataset=t, metric="accuracy", value=a) for t, a in accuracy_.items()]
+    return rows + [dict(method=name, dataset="all", metric="merge_seconds", value=merge_seconds),
+                   dict(method=name, dataset="all", metric="eval_seconds", value=eval_seconds)]
+
+
+def expert_share_seconds(meta: Mapping[str, str], n_experts: int) -> float:
+    """The share of a pool of ``n_experts`` in the seconds a logit cache spent on experts' logits: the cache holds
+    the logits of every expert of the configured tasks (``meta['experts']``), computed in one pass."""
+    return float(meta["expert_seconds"]) * n_experts / len(meta["experts"].split(","))
+
+
+def dawin_rows(pool: ModelPool, evaluator: MultiTaskGroupedEvaluator, tasks: Sequence[str],
+               logits: Mapping[str, str], roots: Mapping[str, str], *, n_components: int, seed: int,
+               **mixture_kw) -> tuple[list[dict], list[dict]]:
+    """Multi-task DaWin on each of ``tasks``: coefficients from the cached logits of the pool's experts
+    (``logits[task]``: a logit cache holding every expert's logits on that task's test set), a Dirichlet mixture
+    of ``n_components``, one merged encoder per cluster. Returns the tidy rows (accuracy per task; ``eval_seconds``
+    over all tasks, including the pool's share of the experts' passes) and each task's mean coefficient per
+    expert (task, expert, coefficient)."""
+    rows, means, seconds = [], [], 0.0
+    for task in tasks:
+        cached, meta = load_tensors(logits[task])
+        start = time.perf_counter()
+        coef = expert_coefficients([cached[t] for t in pool.tasks])  # the pool's experts only
+        assigned, info = cluster_coefficients(coef.numpy(), n_components, seed, **mixture_kw)
+        data = load_dataset(roots[task], transform=preprocess(pool.encoder()))
+        out = evaluator.evaluate(pool, task, data, assigned)
+        seconds += time.perf_counter() - start + expert_share_seconds(meta, len(pool.tasks))
+        acc = accuracy(out, torch.as_tensor(data.labels))
+        rows.append(dict(method="dawin", dataset=task, metric="accuracy", value=acc))
+        mean = coef.mean(0).numpy()
+        means += [dict(task=task, expert=t, coefficient=float(c)) for t, c in zip(pool.tasks, mean)]
+        log.info("DaWin on %s: accuracy %.2f, %d cluster(s), mean coefficients %s", task, acc,
+                 info["n_components"], np.round(mean, 3))
+    return rows + [dict(method="dawin", dataset="all", metric="eval_seconds", value=seconds)], means

@@ -22,7 +22,7 @@ from .catalog import caption as caption_of
 from .catalog import source as source_of
 from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
 from .registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
-from .results import INTERVAL_METRICS, paired_metrics
+from .results import INTERVAL_METRICS, interval_rows, paired_metrics, paired_rows
 from .tables import COLUMNS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
@@ -64,6 +64,8 @@ TABLES: dict[str, TableSpec] = {
 
 PAIRED: dict[str, tuple[str, tuple[str, ...]]] = {"table2": ("dawin", ("wise_ft", "dawin_per_sample"))}
 """Paired bootstrap comparisons a table reports: (method, the methods it is compared with)."""
+COSTS = ("table2",)
+"""Tables with the cost columns T and I (:func:`costs`)."""
 
 
 def table_metrics(name: str) -> set[str]:
@@ -172,6 +174,22 @@ def _paired_lines(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> li
                          f"{v[metrics[0]]:+.2f} points, 95 % paired bootstrap interval [{v[metrics[1]]:+.2f}, "
                          f"{v[metrics[2]]:+.2f}], not better in {100 * v[metrics[3]]:.1f} % of resamples")
     return lines
+
+
+def with_derived(name: str, results: pd.DataFrame, correct: Mapping, *, ood: Sequence[str], suite: str,
+                 backbones: Sequence[str] = (), grid_size: int = 0, soups: Mapping[str, Mapping] | None = None
+                 ) -> pd.DataFrame:
+    """``results`` plus the rows table ``name`` derives from them: every accuracy's 95 % bootstrap interval
+    (from the per-sample ``correct``, :func:`dawin.results.correctness`), the paired comparisons of
+    :data:`PAIRED`, and for :data:`COSTS` the cost rows of each backbone (``soups[backbone]``: the keyword
+    arguments ``n_ingredients`` and ``n_model_stock`` of :func:`costs`)."""
+    extra = [interval_rows(correct, ood, suite)]
+    if name in PAIRED:
+        method, others = PAIRED[name]
+        extra.append(paired_rows(correct, method, others, ood, suite))
+    if name in COSTS:
+        extra += [costs(results, b, suite, grid_size=grid_size, **(soups or {})[b]) for b in backbones]
+    return pd.concat([results, *extra], ignore_index=True)
 
 
 def costs(results: pd.DataFrame, backbone: str, suite: str, n_ingredients: int, n_model_stock: int,

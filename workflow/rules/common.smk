@@ -261,6 +261,7 @@ def metrics_inputs(wildcards):
 MT = config.get("multitask", {})
 MT_TASKS = sorted(MT.get("tasks", {}))
 POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
+MT_ALL_METHODS = ["pretrained", *MT["methods"], "task_arithmetic_grid"] if MT else []  # pool `all` (Table 6, Fig. 8)
 MT_PRETRAINED = MT.get("pretrained", model_file(MT["backbone"], "zeroshot")) if MT else None
 
 
@@ -283,17 +284,25 @@ def train_split_builder(wildcards):
     return builder
 
 
-def method_inputs(wildcards):
-    """A merge job's files; Fisher / RegMean also read every pool task's train split (FusionBench's protocol)."""
-    tasks = POOLS[wildcards.pool]
-    inputs = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
-              "test": list(task_files(tasks, "test").values())}
-    if wildcards.method in registry.merging_methods_reading("train"):
-        train = task_files(tasks, "train")
-        missing = [t for t in tasks if t not in train]
-        if missing:
-            raise ValueError(f"config: {wildcards.method} takes its examples from each task's train split; set "
-                             f"multitask.tasks.{missing[0]}.train (missing for {', '.join(missing)}) to the "
-                             "split's dataset directory")
-        inputs["train"] = list(train.values())
+def pool_inputs(pool, methods):
+    """A pool job's files: theta0, the experts, the test sets, the evaluation tasks' logit caches (DaWin); every
+    pool task's train split when one of `methods` learns from it (Fisher / RegMean, FusionBench's protocol)."""
+
+    def inputs(wildcards):
+        name = wildcards.get("pool", pool)
+        tasks = POOLS[name]
+        out = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
+               "test": list(task_files(tasks, "test").values()),
+               "logits": [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(name)]}
+        readers = [m for m in methods if m in registry.merging_methods_reading("train")]
+        if readers:
+            train = task_files(tasks, "train")
+            missing = [t for t in tasks if t not in train]
+            if missing:
+                raise ValueError(f"config: {readers[0]} takes its examples from each task's train split; set "
+                                 f"multitask.tasks.{missing[0]}.train (missing for {', '.join(missing)}) to the "
+                                 "split's dataset directory")
+            out["train"] = list(train.values())
+        return out
+
     return inputs

@@ -4,8 +4,7 @@ if "multitask" in config:
 
     wildcard_constraints:
         task="|".join(MT_TASKS),
-        pool="|".join(map(re.escape, POOLS)),
-        method="|".join(["pretrained", *MT["methods"], "task_arithmetic_grid"]),
+        pool="|".join(re.escape(p) for p in POOLS if p != "all"),  # Table G's pools (multitask_pool)
 
     if "paper" in config:
 
@@ -56,59 +55,46 @@ if "multitask" in config:
         script:
             "../scripts/multitask_logits.py"
 
-    rule multitask_merge:
-        output:
-            f"{RESULTS}/multitask/{{pool}}/{{method}}.csv",
-        input:
-            unpack(method_inputs),
-            code=code_of("multitask_merge.py"),
-        params:
-            suite=SUITE,
-            tasks=lambda wc: POOLS[wc.pool],
-            eval_tasks=lambda wc: pool_eval_tasks(wc.pool),
-            options=lambda wc: MT["methods"].get(wc.method, {}),
-            grid=MT["task_arithmetic_grid"],
-            seed=config["seed"],
-            **EVAL_PARAMS,
-        resources:
-            gpu=1,
-        log:
-            f"{RESULTS}/logs/multitask_merge/{{pool}}/{{method}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/multitask_merge/{{pool}}/{{method}}.tsv"
-        conda:
-            "../../envs/dawin.yaml"
-        script:
-            "../scripts/multitask_merge.py"
+    # One job per pool: the pool loaded once, every method of the pool merged and evaluated in turn (each one's
+    # merge and evaluation seconds timed in the job), then DaWin from the cached experts' logits. Pool `all`
+    # runs Table 6's methods, Table G's pools `pool_methods`.
+    for _name, _pool, _methods in [("multitask_all", "all", MT_ALL_METHODS),
+                                   ("multitask_pool", "{pool}", MT["pool_methods"] if MT.get("pools") else [])]:
+        if not _methods:
+            continue
 
-    rule multitask_dawin:
-        output:
-            metrics=f"{RESULTS}/multitask/{{pool}}/dawin.csv",
-            coefficients=f"{RESULTS}/multitask/{{pool}}/dawin_coefficients.csv",
-        input:
-            code=code_of("multitask_dawin.py"),
-            pretrained=MT_PRETRAINED,
-            experts=lambda wc: list(task_files(POOLS[wc.pool], "expert").values()),
-            logits=lambda wc: [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(wc.pool)],
-            test=lambda wc: list(task_files(pool_eval_tasks(wc.pool), "test").values()),
-        params:
-            suite=SUITE,
-            tasks=lambda wc: POOLS[wc.pool],
-            eval_tasks=lambda wc: pool_eval_tasks(wc.pool),
-            mixture=config["mixture"],
-            seed=config["seed"],
-            **MT["dawin"],
-            **EVAL_PARAMS,
-        resources:
-            gpu=1,
-        log:
-            f"{RESULTS}/logs/multitask_dawin/{{pool}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/multitask_dawin/{{pool}}.tsv"
-        conda:
-            "../../envs/dawin.yaml"
-        script:
-            "../scripts/multitask_dawin.py"
+        rule:
+            name:
+                _name
+            output:
+                methods=[f"{RESULTS}/multitask/{_pool}/{m}.csv" for m in _methods],
+                dawin=f"{RESULTS}/multitask/{_pool}/dawin.csv",
+                coefficients=f"{RESULTS}/multitask/{_pool}/dawin_coefficients.csv",
+            input:
+                unpack(pool_inputs(_pool, _methods)),
+                code=code_of("multitask_pool.py"),
+            params:
+                suite=SUITE,
+                pool=lambda wc, _pool=_pool: wc.get("pool", _pool),
+                methods=_methods,
+                tasks=lambda wc, _pool=_pool: POOLS[wc.get("pool", _pool)],
+                eval_tasks=lambda wc, _pool=_pool: pool_eval_tasks(wc.get("pool", _pool)),
+                options={m: MT["methods"].get(m, {}) for m in _methods},
+                grid=MT["task_arithmetic_grid"] if "task_arithmetic_grid" in _methods else [],
+                dawin=MT["dawin"],
+                mixture=config["mixture"],
+                seed=config["seed"],
+                **EVAL_PARAMS,
+            resources:
+                gpu=1,
+            log:
+                f"{RESULTS}/logs/multitask/{_pool}.log",
+            benchmark:
+                f"{RESULTS}/benchmarks/multitask/{_pool}.tsv"
+            conda:
+                "../../envs/dawin.yaml"
+            script:
+                "../scripts/multitask_pool.py"
 
     rule multitask_metrics:
         output:
@@ -116,7 +102,7 @@ if "multitask" in config:
         input:
             code=code_of("multitask_metrics.py"),
             logits=[f"{RESULTS}/multitask/logits/{t}.safetensors" for t in MT_TASKS],
-            methods=[f"{RESULTS}/multitask/all/{m}.csv" for m in ["pretrained", *MT["methods"], "task_arithmetic_grid"]],
+            methods=[f"{RESULTS}/multitask/all/{m}.csv" for m in MT_ALL_METHODS],
             dawin=f"{RESULTS}/multitask/all/dawin.csv",
             pools=[f"{RESULTS}/multitask/{p}/{m}.csv" for p in MT["pools"] for m in [*MT["pool_methods"], "dawin"]],
         params:
