@@ -3,7 +3,7 @@
 Writes N random JPEGs at ImageNet resolution into a temporary dataset (the project's on-disk protocol),
 builds a classifier of the given architecture with random weights and times, in one run:
   loader   : the DataLoader alone (decode + preprocess), the ceiling of any model;
-  fp32     : dawin.logits.compute_logits without autocast;
+  fp32     : dawin.inference.logits.compute_logits without autocast;
   autocast : the same with autocast (fp16 on CUDA; identical to fp32 on a CPU).
 Prints images/s for each and the ratios autocast/fp32 and fp32/loader.
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dawin import datasets, models
-from dawin.logits import compute_logits, default_device, loader
+from dawin.inputs import datasets, models
+from dawin.inference.logits import compute_logits, default_device, loader
 
 
 def make_dataset(root: Path, n: int, size: int, n_classes: int = 1000) -> None:

@@ -2,7 +2,7 @@
 
 Writes N random JPEGs at ImageNet resolution (the project's on-disk protocol, see logit_caching.py), builds
 two classifiers of the given architecture (random weights: runtime, FLOPs and memory depend on the
-architecture, not on the values) and runs dawin.profiling.profile_inference on them, in one process.
+architecture, not on the values) and runs dawin.inference.profiling.profile_inference on them, in one process.
 Prints the table and the ratios DaWin / WiSE-FT of runtime and FLOPs.
 
     python benchmarks/table_f.py --arch ViT-B-32-quickgelu --n 4096 --batch-size 256 --workers 8
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from dawin import datasets, models
-from dawin.logits import default_device
-from dawin.profiling import profile_inference
+from dawin.inputs import datasets, models
+from dawin.inference.logits import default_device
+from dawin.inference.profiling import profile_inference
 
 from logit_caching import make_dataset  # noqa: E402 - the benchmarks folder is the script's own path
 

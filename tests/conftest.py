@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dawin import models
+from dawin.inputs import models
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dawin.analysis import correctness_splits, mean_by_split, optimal_coefficients, optimality_check, pearson
+from dawin.report.analysis import correctness_splits, mean_by_split, optimal_coefficients, optimality_check, pearson
 
 
 def test_correctness_splits_letters_are_zero_shot_then_fine_tuned():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dawin.calibration import fit_temperature, nll
+from dawin.method.calibration import fit_temperature, nll
 
 
 def test_recovers_the_temperature_that_generated_the_labels():

@@ -5,7 +5,7 @@ from functools import partial
 
 import pytest
 
-from dawin.checkpoints import LockMismatch, enforce_lock, fetch_checkpoint, read_lock
+from dawin.inputs.checkpoints import LockMismatch, enforce_lock, fetch_checkpoint, read_lock
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_pinned_hash_wins_over_the_lock(tmp_path):
 
 
 def test_a_source_without_location_is_refused(tmp_path):
-    from dawin.download import DownloadError
+    from dawin.inputs.download import DownloadError
 
     with pytest.raises(DownloadError, match="needs url, gdrive_file, gdrive_folder or hf_repo"):
         fetch_checkpoint("x", {"sha256": "0"}, tmp_path / "m.pt", tmp_path / "lock.json")
@@ -102,7 +102,7 @@ def test_a_named_file_of_a_drive_folder_is_fetched_alone(tmp_path, drive):
 
 
 def test_an_absent_file_of_a_drive_folder_lists_the_folder_and_the_key(tmp_path, drive):
-    from dawin.download import DownloadError
+    from dawin.inputs.download import DownloadError
 
     key = "paper.checkpoints.ViT-B-32.sources.checkpoint"
     with pytest.raises(DownloadError, match=r"no file 'finetuned.pt'; it holds: finetune_clipvitb32.pt, model_stock.pt,"
@@ -138,7 +138,7 @@ def test_the_mirror_folder_comes_before_the_network(tmp_path, drive):
 def test_hf_snapshots_accept_pytorch_model_bin():
     import fnmatch
 
-    from dawin.checkpoints import HF_PATTERNS
+    from dawin.inputs.checkpoints import HF_PATTERNS
 
     for name in ("pytorch_model.bin", "config.json", "model.safetensors", "pytorch_model-00001-of-00002.bin"):
         assert any(fnmatch.fnmatch(name, p) for p in HF_PATTERNS), name
@@ -146,7 +146,7 @@ def test_hf_snapshots_accept_pytorch_model_bin():
 
 
 def test_a_drive_folder_without_a_file_name_is_not_taken_from_the_mirror(tmp_path, drive):
-    from dawin.download import DownloadError
+    from dawin.inputs.download import DownloadError
 
     (tmp_path / "mirror" / "gdrive" / "FOLDER").mkdir(parents=True)  # the folder itself is staged
     with pytest.raises(DownloadError, match="name the checkpoint with `k.file`"):

@@ -59,8 +59,8 @@ def test_the_workflow_scripts_reach_the_modules_they_run():
     # the modules hand-kept lists missed: tensor I/O and the runtime everywhere, logits' loader in merged_eval
     assert all("runtime.py" in d for d in deps.values())
     assert all("tensorio.py" in deps[s] for s in ("cache_logits.py", "merged_eval.py", "coefficients.py", "table.py"))
-    assert "logits.py" in deps["merged_eval.py"]
-    assert {"evaluation.py", "models.py"} <= deps["multitask_logits.py"]
+    assert "inference/logits.py" in deps["merged_eval.py"]
+    assert {"inference/evaluation.py", "inputs/models.py"} <= deps["multitask_logits.py"]
     # the merging registry's methods, AdaMerging and OPCM included (no import by computed name is left)
     assert {"merging/__init__.py", "merging/adamerging.py", "merging/opcm.py"} <= deps["multitask_pool.py"]
     assert "merging/adamerging.py" not in deps["cache_logits.py"]

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from dawin.coefficients import (domain_coefficients, entropy_ratio_coefficients, multi_model_coefficients,
-                                offset_adjusted_coefficients, random_coefficients, score_ratio_coefficients)
-from dawin.expertise import confidence, confidence_difference, cross_entropy, entropy, max_logit, shifted_max_logit
+from dawin.method.coefficients import (domain_coefficients, entropy_ratio_coefficients, multi_model_coefficients,
+                                       offset_adjusted_coefficients, random_coefficients, score_ratio_coefficients)
+from dawin.method.expertise import confidence, confidence_difference, cross_entropy, entropy, max_logit, shifted_max_logit
 
 
 def test_entropy_hand_values():

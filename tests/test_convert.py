@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from dawin import convert, models
-from dawin.models import CheckpointError
+from dawin.inputs import convert, models
+from dawin.inputs.models import CheckpointError
 
 torch.set_num_threads(1)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dawin import datasets
+from dawin.inputs import datasets
 
 
 def _make(root, n=6, n_cls=3):

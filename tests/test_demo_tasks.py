@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dawin import models
-from dawin.datasets import load_dataset
+from dawin.inputs import models
+from dawin.inputs.datasets import load_dataset
 from dawin.demo import tasks, train
 
 ARCH = "dawin-tiny-rn"

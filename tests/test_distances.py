@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dawin import distances as dist
+from dawin.report import distances as dist
 
 
 # --- MMD ----------------------------------------------------------------------------------------------

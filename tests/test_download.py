@@ -1,4 +1,4 @@
-"""dawin.download against a local HTTP server (127.0.0.1 only, no network)."""
+"""dawin.inputs.download against a local HTTP server (127.0.0.1 only, no network)."""
 
 import hashlib
 import http.server
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dawin.download import DownloadError, extract, fetch, fetch_and_extract, sha256_file
+from dawin.inputs.download import DownloadError, extract, fetch, fetch_and_extract, sha256_file
 
 FILES = {"data/a.txt": b"alpha\n", "data/sub/b.bin": bytes(range(256)) * 40}
 
@@ -209,7 +209,7 @@ def test_zip_traversal_and_escaping_symlink_are_refused(tmp_path):
 
 
 def test_url_rewrites_replace_the_first_matching_prefix():
-    from dawin.download import rewrite_urls
+    from dawin.inputs.download import rewrite_urls
 
     rewrites = {"https://": "http://127.0.0.1:9/", "http://": "http://127.0.0.1:9/"}
     assert rewrite_urls(["https://github.com/a/b.pt", "http://ufldl.stanford.edu/x.mat", "ftp://h/f"], rewrites) == [

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from dawin.evaluation import GroupedEvaluator, PerSampleEvaluator
-from dawin.weights import lerp
+from dawin.inference.evaluation import GroupedEvaluator, PerSampleEvaluator
+from dawin.method.weights import lerp
 
 
 # Exactness is checked in fp32 on the CPU, where the direct reference runs; on CUDA the evaluators use
@@ -64,7 +64,7 @@ def test_bad_coefficients_are_refused(tiny_pair):
 
 
 def test_weight_grid_matches_one_merge_per_weight(tiny_pair):
-    from dawin.evaluation import evaluate_grid
+    from dawin.inference.evaluation import evaluate_grid
 
     m0, m1 = tiny_pair
     x = torch.randn(5, 3, 32, 32)

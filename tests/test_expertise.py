@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from dawin.expertise import (confidence_difference, correctness, cross_entropy, pseudo_label_loss,
-                             shifted_max_logit)
+from dawin.method.expertise import (confidence_difference, correctness, cross_entropy, pseudo_label_loss,
+                                    shifted_max_logit)
 
 
 def test_confidence_difference_hand_values():

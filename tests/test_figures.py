@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from dawin import figures
+from dawin.report import figures
 
 SPLITS = ["all", "TT", "TF", "FT", "FF"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dawin.evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
-from dawin.logits import compute_logits, compute_logits_pair
+from dawin.inference.evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
+from dawin.inference.logits import compute_logits, compute_logits_pair
 
 from test_evaluation import TensorSet
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from dawin import weights
+from dawin.method import weights
 from dawin.merging import METHODS, ModelPool, fisher, get_method, regmean, ties
 from dawin.merging.fisher import diagonal_fisher
 from dawin.merging.pool import example_indices
 from dawin.merging.regmean import regmean_merge
-from dawin.models import create_clip
+from dawin.inputs.models import create_clip
 
 TASKS = ("cars", "dtd", "svhn")
 

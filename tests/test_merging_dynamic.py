@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dawin.expertise import entropy
+from dawin.method.expertise import entropy
 from dawin.merging import adamerging, dawin_multitask, opcm
 from dawin.merging.pool import ModelPool
-from dawin.models import create_clip
-from dawin.weights import add_task_vectors
+from dawin.inputs.models import create_clip
+from dawin.method.weights import add_task_vectors
 
 
 def _pool(n_tasks: int = 2, n_classes: int = 5, seed: int = 0) -> ModelPool:

@@ -1,4 +1,4 @@
-"""Tests for dawin.mixtures: Beta / Dirichlet mixtures over DaWin interpolation coefficients."""
+"""Tests for dawin.method.mixtures: Beta / Dirichlet mixtures over DaWin interpolation coefficients."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from sklearn.exceptions import NotFittedError
 
-from dawin import mixtures
-from dawin.mixtures import (
+from dawin.method import mixtures
+from dawin.method.mixtures import (
     BetaMixture,
     assign_by_mixture,
     DirichletMixture,

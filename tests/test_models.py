@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from dawin import models
+from dawin.inputs import models
 
 
 def test_zeroshot_head_matches_direct_computation(tiny_clip):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from dawin import models
-from dawin.datasets import DatasetError, ImageFolderDataset, write_dataset
+from dawin.inputs import models
+from dawin.inputs.datasets import DatasetError, ImageFolderDataset, write_dataset
 from dawin.demo.train import seeded_clip
-from dawin.multitask import evaluate, load_images, load_pool, method_data, method_options, run_method
+from dawin.merging.multitask import evaluate, load_images, load_pool, method_data, method_options, run_method
 
 ARCH = "dawin-tiny-rn"
 
@@ -104,7 +104,7 @@ def test_methods_learn_from_the_right_split_read_lazily(tmp_path):
 
 
 def test_grid_search_picks_the_best_summed_accuracy_and_the_smaller_lambda_on_ties(monkeypatch):
-    from dawin import multitask
+    from dawin.merging import multitask
     summed = {0.1: (50.0, 10.0), 0.2: (30.0, 40.0), 0.3: (40.0, 30.0), 0.4: (20.0, 20.0)}  # 0.2 and 0.3 tie at 70
     monkeypatch.setattr(multitask, "run_method", lambda name, pool, data, lam: ({"lam": lam}, 0.0))
     monkeypatch.setattr(multitask, "evaluate", lambda pool, state, tasks, roots, **kw: dict(zip(tasks, summed[state["lam"]])))
@@ -120,13 +120,13 @@ def test_grid_search_picks_the_best_summed_accuracy_and_the_smaller_lambda_on_ti
 
 
 def test_a_pools_share_of_the_experts_pass_is_its_fraction_of_the_experts():
-    from dawin.multitask import expert_share_seconds
+    from dawin.merging.multitask import expert_share_seconds
     assert expert_share_seconds({"expert_seconds": "8.0", "experts": "a,b,c,d"}, 2) == 4.0
 
 
 def test_dawin_rows_evaluate_the_mixture_mean_merge_and_add_the_experts_share(tmp_path, files):
     from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator, expert_logits, merged_encoder_state
-    from dawin.multitask import dawin_rows
+    from dawin.merging.multitask import dawin_rows
     from dawin.tensorio import save_tensors
     paths, _ = files
     pool = load_pool(paths["pre"], {"a": paths["a"], "b": paths["b"]})
@@ -136,7 +136,7 @@ def test_dawin_rows_evaluate_the_mixture_mean_merge_and_add_the_experts_share(tm
     for i in range(9):
         Image.new("RGB", (32, 32), (25 * i, 200 - 20 * i, 60)).save(root / "c" / f"{i}.png")
     write_dataset(root, "toy", ["x", "y", "z"], ["a {c}."], [(f"c/{i}.png", i % 3) for i in range(9)])
-    from dawin.datasets import load_dataset
+    from dawin.inputs.datasets import load_dataset
     data = load_dataset(str(root), transform=models.preprocess(pool.encoder()))
     za, zb = expert_logits(pool, "a", data, batch_size=4)
     cache = tmp_path / "a.safetensors"

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from dawin import multitask_datasets as mt
-from dawin.datasets import DatasetError, load_dataset
-from dawin.download import DownloadError
+from dawin.inputs import multitask_datasets as mt
+from dawin.inputs.datasets import DatasetError, load_dataset
+from dawin.inputs.download import DownloadError
 
 HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
 needs_pyarrow = pytest.mark.skipif(not HAS_PYARROW, reason="pyarrow is not installed: parquet shards cannot be read")

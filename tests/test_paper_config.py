@@ -70,7 +70,7 @@ def test_pretrained_weights_are_fetched_with_the_other_inputs(paper):
         assert url.split("/")[-2] == entry["sources"]["checkpoint"]["sha256"]
 
 
-# The robust fine-tuning test sets' published sizes (the builders' table in dawin.paper_datasets' docstring);
+# The robust fine-tuning test sets' published sizes (the builders' table in dawin.inputs.paper_datasets' docstring);
 # the builders take them from paper.expected, never from constants of their own.
 PUBLISHED_COUNTS = {
     "imagenet_val": {"images": 50000, "classes": 1000},
@@ -86,12 +86,12 @@ def test_expected_counts_are_the_published_ones(paper):
     datasets, expected = paper["paper"]["datasets"], paper["paper"]["expected"]
     robust = {name: builder for name, builder in datasets.items() if builder in PUBLISHED_COUNTS}
     assert sorted(robust) == ["imagenet", "imagenet_a", "imagenet_r", "imagenet_sketch", "imagenetv2", "objectnet"]
-    # exactly the robust sets (ImageNet2p's counts are paper.heldout; the multi-task sets' dawin/data/multitask.json)
+    # exactly the robust sets (ImageNet2p's counts are paper.heldout; the multi-task sets' dawin/inputs/data/multitask.json)
     assert expected == {name: PUBLISHED_COUNTS[builder] for name, builder in robust.items()}
 
 
 def test_builders_require_the_counts(tmp_path):
-    from dawin import paper_datasets as pd
+    from dawin.inputs import paper_datasets as pd
 
     for builder in PUBLISHED_COUNTS:
         with pytest.raises(TypeError, match="expected_images"):
@@ -103,8 +103,8 @@ def test_builders_require_the_counts(tmp_path):
 
 
 def test_a_missing_expected_entry_names_the_config_key(paper):
-    from dawin import paper_datasets as pd
-    from dawin.datasets import DatasetError
+    from dawin.inputs import paper_datasets as pd
+    from dawin.inputs.datasets import DatasetError
 
     expected = paper["paper"]["expected"]
     # what workflow/scripts/paper_dataset.py passes to the builder of a robust set

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dawin import paper_datasets as pd
-from dawin.datasets import PROJECTIONS, DatasetError, load_dataset
+from dawin.inputs import paper_datasets as pd
+from dawin.inputs.datasets import PROJECTIONS, DatasetError, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +359,7 @@ def _v2_archive(path: Path, stage: Path, classes) -> None:
 
 
 def test_unchecksummed_archives_are_locked_on_first_fetch_and_mirrors_come_first(tmp_path):
-    from dawin.checkpoints import LockMismatch, read_lock
+    from dawin.inputs.checkpoints import LockMismatch, read_lock
 
     mirror, lock = tmp_path / "mirror", tmp_path / "lock.json"
     _v2_archive(mirror / "imagenetv2-matched-frequency.tar.gz", tmp_path / "s1", [0, 1])

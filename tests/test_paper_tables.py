@@ -1,4 +1,4 @@
-"""dawin.paper_tables, dawin.results and the paper comparison of dawin.reference on a small synthetic suite."""
+"""dawin.report.paper_tables, dawin.report.results and the paper comparison of dawin.report.reference on a small synthetic suite."""
 
 import math
 from pathlib import Path
@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dawin import paper_tables as PT
-from dawin import results as R
+from dawin.report import paper_tables as PT
+from dawin.report import results as R
 from dawin.catalog import caption
-from dawin.reference import CELLS, load_reference, load_second_reference
-from dawin.tables import COLUMNS
+from dawin.report.reference import CELLS, load_reference, load_second_reference
+from dawin.report.tables import COLUMNS
 from dawin.tensorio import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,8 +391,8 @@ def _correct_file(root: Path, backbone: str, correct: dict) -> Path:
 
 
 def test_intervals_and_paired_comparison_reach_the_csv_and_the_page(tmp_path, reference):
-    from dawin.reference import formatted, reproduction_summary
-    from dawin.uncertainty import accuracy_interval, paired_difference
+    from dawin.report.reference import formatted, reproduction_summary
+    from dawin.report.uncertainty import accuracy_interval, paired_difference
 
     sets = ["in", "v2", "r", "a", "sketch", "objectnet"]
     ood = sets[1:]
@@ -460,6 +460,6 @@ def test_with_derived_adds_intervals_to_every_table_and_pairs_and_costs_to_table
     added = t2.iloc[len(base):]
     pd.testing.assert_frame_equal(added[added.metric.isin(["cost_t", "cost_i"])].reset_index(drop=True),
                                   PT.costs(base, "ViT-B-32", "fake", 4, 2, 11))
-    from dawin.results import paired_metrics
+    from dawin.report.results import paired_metrics
     paired = {m for other in PT.PAIRED["table2"][1] for m in paired_metrics(other)}
     assert set(added.metric) - set(t3.metric) - {"cost_t", "cost_i"} == paired

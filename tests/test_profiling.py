@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from dawin import models
-from dawin.logits import compute_logits, compute_logits_pair
-from dawin.profiling import (dawin_pipeline, flops_per_sample, measure, mergeable_parameters, profile_inference,
-                             subset)
+from dawin.inputs import models
+from dawin.inference.logits import compute_logits, compute_logits_pair
+from dawin.inference.profiling import (dawin_pipeline, flops_per_sample, measure, mergeable_parameters, profile_inference,
+                                       subset)
 
 
 class TensorSet(torch.utils.data.Dataset):

@@ -30,7 +30,7 @@ def test_conda_env_pins_match_requirements():
 def test_tiny_architecture_is_registered_with_open_clip():
     import open_clip
 
-    import dawin.models  # noqa: F401 - registers the configs
+    import dawin.inputs.models  # noqa: F401 - registers the configs
 
     assert "dawin-tiny-rn" in open_clip.list_models()
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dawin.reference import (
+from dawin.report.reference import (
     EXPECTED_TABLES,
     LONG_COLUMNS,
     MODEL_SOUPS_COMMIT,

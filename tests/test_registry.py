@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dawin import catalog, merging, paper_tables, registry as R, variants as V
+from dawin import catalog, merging, registry as R
+from dawin.report import paper_tables
+from dawin.method import variants as V
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -34,7 +36,7 @@ def test_implementations_are_the_registered_ones():
 
 def test_a_half_added_entry_fails_with_a_clear_message():
     with pytest.raises(ImportError, match=r"\['new_kind'\] are not in dawin.registry"):
-        R.check_names("coefficient kinds", R.KINDS, [*R.KINDS, "new_kind"], "dawin.variants")
+        R.check_names("coefficient kinds", R.KINDS, [*R.KINDS, "new_kind"], "dawin.method.variants")
     with pytest.raises(ImportError, match=r"\['opcm'\] are registered without an implementation"):
         R.check_names("merging methods", R.MERGING_METHODS, [m for m in R.MERGING_METHODS if m != "opcm"], "x")
 

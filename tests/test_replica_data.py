@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from dawin import multitask_datasets as mt
-from dawin import paper_datasets as pd
-from dawin.datasets import DatasetError, load_dataset
+from dawin.inputs import multitask_datasets as mt
+from dawin.inputs import paper_datasets as pd
+from dawin.inputs.datasets import DatasetError, load_dataset
 from dawin.replicas import data as rd
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
@@ -203,7 +203,7 @@ def test_objectnet_113_classes_of_313_folders(replicas, tmp_path):
 def test_heldout_is_the_index_files_selection(replicas, server, tmp_path, config):
     from torchvision.datasets import ImageFolder
 
-    from dawin.download import fetch
+    from dawin.inputs.download import fetch
 
     _, out = replicas
     npy = fetch([local(server, config["paper"]["heldout"]["indices"]["url"][0])], tmp_path / "imagenet_98_idxs.npy",

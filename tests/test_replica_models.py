@@ -15,8 +15,8 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import save_file
 
-from dawin import checkpoints, convert, models
-from dawin.multitask_datasets import task_info
+from dawin.inputs import checkpoints, convert, models
+from dawin.inputs.multitask_datasets import task_info
 from dawin.replicas import models as R
 
 torch.set_num_threads(1)
@@ -171,7 +171,7 @@ def test_task_vectors_encoders_and_heads(tmp_path, bb):
     assert "src.modeling ClassificationHead" in _globals(tmp_path / "head_SVHN.pt")
     assert zipfile.is_zipfile(tmp_path / "finetuned.pt")  # torch.save, not pickle.dump
 
-    # the head is task_vectors' zero-shot head (normalize=True, bias 0), = dawin.models.zeroshot_head
+    # the head is task_vectors' zero-shot head (normalize=True, bias 0), = dawin.inputs.models.zeroshot_head
     assert head.normalize and not head.bias.any() and head.weight.shape == (10, EMBED)
     assert torch.allclose(head.weight, models.zeroshot_head(bb.clip(), ARCH, info.classnames, info.templates),
                           atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dawin import models
+from dawin.inputs import models
 from dawin.replicas import data as D
 from dawin.replicas import models as R
 from dawin.replicas.prototypes import _PatchEmbedding, accuracy, class_prototypes, render

@@ -1,4 +1,4 @@
-"""dawin.soups: uniform soup, greedy soup and Model Stock of tiny classifier files, against direct computations."""
+"""dawin.robust.soups: uniform soup, greedy soup and Model Stock of tiny classifier files, against direct computations."""
 
 from pathlib import Path
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 import yaml
 
-from dawin import models, soups
-from dawin.reference import load_second_reference
+from dawin.inputs import models
+from dawin.robust import soups
+from dawin.report.reference import load_second_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

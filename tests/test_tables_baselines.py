@@ -2,13 +2,13 @@ import pandas as pd
 import pytest
 import torch
 
-from dawin.baselines import (dynamic_classifier_selection, dynamic_output_ensemble,
-                             oracle_domain_coefficient, output_ensemble_grid, output_ensemble_probs,
-                             select_on_validation)
-from dawin.expertise import accuracy
-from dawin.logits import load_logits, save_logits
-from dawin.soups import greedy_recipe
-from dawin.tables import tidy, with_ood_average
+from dawin.robust.baselines import (dynamic_classifier_selection, dynamic_output_ensemble,
+                                    oracle_domain_coefficient, output_ensemble_grid, output_ensemble_probs,
+                                    select_on_validation)
+from dawin.method.expertise import accuracy
+from dawin.inference.logits import load_logits, save_logits
+from dawin.robust.soups import greedy_recipe
+from dawin.report.tables import tidy, with_ood_average
 
 
 def test_selection_prefers_best_then_smallest():
@@ -56,7 +56,7 @@ def test_dcs_takes_the_lower_entropy_models_prediction():
     z0 = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
     z1 = torch.tensor([[0.0, 1.0, 0.0], [0.0, 5.0, 0.0], [0.0, 1.0, 1.0]])
     # sample 0: ZS is peaked -> ZS; sample 1: ZS is uniform -> FT; sample 2: equal entropies -> ZS (tie rule)
-    from dawin.expertise import entropy
+    from dawin.method.expertise import entropy
     assert entropy(z0)[2] == entropy(z1)[2]  # the tie is exact (same probabilities, permuted)
     p = dynamic_classifier_selection(z0, z1)
     sm0, sm1 = torch.softmax(z0.double(), -1), torch.softmax(z1.double(), -1)
@@ -106,7 +106,7 @@ def test_oracle_domain_coefficient_beats_the_validation_choice_on_test():
 def test_robust_baselines_choose_on_id_val_and_score_every_method():
     """metrics.py's method loop: each method's predictions against the labels, the weights chosen on the
     held-out split, WiSE-FT and the domain-wise oracle read from the sweep at their coefficients."""
-    from dawin.baselines import robust_baselines
+    from dawin.robust.baselines import robust_baselines
 
     g = torch.Generator().manual_seed(0)
     sets, grid = ["val", "in", "v2"], [0.25, 0.5, 0.75]

@@ -1,9 +1,9 @@
-"""dawin.uncertainty: bootstrap intervals against the binomial standard error, paired comparisons."""
+"""dawin.report.uncertainty: bootstrap intervals against the binomial standard error, paired comparisons."""
 
 import numpy as np
 import pytest
 
-from dawin import uncertainty as U
+from dawin.report import uncertainty as U
 
 
 def _correct(n, p, seed):

@@ -1,4 +1,4 @@
-"""dawin.variants: coefficient kinds and assignments, checked against hand computations."""
+"""dawin.method.variants: coefficient kinds and assignments, checked against hand computations."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dawin import coefficients as C
-from dawin import expertise as E
-from dawin import variants as V
+from dawin.method import coefficients as C
+from dawin.method import expertise as E
+from dawin.method import variants as V
 
 # The assign() of every Beta-mixture assignment ("mixture", "batch<b>", "scaled<a>") builds its info with
 # ``{..., **info}`` where assign_by_mixture returns info as a *list* of per-batch dicts: TypeError.

@@ -5,8 +5,8 @@ import math
 
 from dawin.merging.fisher import fisher_weighted_average
 from dawin.merging.ties import disjoint_merge, elect_signs, ties_merge, trim_top_k
-from dawin.soups import model_stock_state as model_stock
-from dawin.weights import add_task_vectors, lerp, lerp_into, task_vector, weighted_sum
+from dawin.robust.soups import model_stock_state as model_stock
+from dawin.method.weights import add_task_vectors, lerp, lerp_into, task_vector, weighted_sum
 
 
 def _sd(seed):
@@ -205,7 +205,7 @@ def test_fisher_weighted_average_falls_back_to_the_mean():
 
 
 def test_relative_distance_by_hand():
-    from dawin.weights import relative_distance
+    from dawin.method.weights import relative_distance
 
     ref = {"visual.a": _t(3.0, 4.0), "visual.b": _t(0.0), "head.weight": _t(100.0)}
     theta = {"visual.a": _t(3.0, 4.0), "visual.b": _t(5.0), "head.weight": _t(0.0), "text": _t(1.0)}

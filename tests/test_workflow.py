@@ -85,7 +85,7 @@ def test_table2_has_every_method_with_costs(workdir):
     md = (workdir / "results/demo/tables/table2.md").read_text()
     assert "78.70" in md  # the paper's DaWin ID accuracy beside ours
     # the cache records the checkpoint it was computed with
-    from dawin.logits import load_logits
+    from dawin.inference.logits import load_logits
     _, _, meta = load_logits(workdir / "results/demo/logits/tiny/finetuned/in.safetensors")
     assert len(meta["checkpoint_sha256"]) == 64 and meta["n_images"] == "60"
     for rule in ("cache_logits", "coefficients", "merged_eval", "soup", "profile"):
@@ -202,7 +202,7 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("module, direct, downstream, untouched", [
     # reached by one script only, deep in the graph
-    ("calibration.py", {"temperatures"}, {"coefficients", "merged_dawin", "table2_files"},
+    ("method/calibration.py", {"temperatures"}, {"coefficients", "merged_dawin", "table2_files"},
      {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_all", "demo_pretrain"}),
     # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); the pool jobs'
     # script reaches it too, but their reason names only the first cause, the logits multitask_logits rewrites

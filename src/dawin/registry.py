@@ -4,7 +4,7 @@ The Snakefile reads it when it builds the DAG, and tables and figures read it wi
 everything else is derived from it (the coefficient and merged-evaluation jobs and what each target needs,
 the schema's enums, checked by a test, method keys and labels, which merging methods read which data).
 The functions live elsewhere, keyed by the same names, and check themselves against this module when
-imported: coefficient kinds in :mod:`dawin.variants`, merging methods in :mod:`dawin.merging`.
+imported: coefficient kinds in :mod:`dawin.method.variants`, merging methods in :mod:`dawin.merging`.
 
 Adding a coefficient kind or a merging method: the checklists in the README ("Extending").
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Kind:
-    """A per-sample coefficient kind (its function: ``dawin.variants.KINDS[name]``)."""
+    """A per-sample coefficient kind (its function: ``dawin.method.variants.KINDS[name]``)."""
 
     description: str
     label: str | None = None  # the table label of the kind with a mixture, where the paper shows it

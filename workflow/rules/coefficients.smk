@@ -1,4 +1,4 @@
-# Per-sample interpolation coefficients of every test domain, one file per coefficient kind (dawin.variants:
+# Per-sample interpolation coefficients of every test domain, one file per coefficient kind (dawin.method.variants:
 # DaWin's entropy ratio, the oracle, and the ablations' alternatives), one job per backbone and group
 # (dawin.registry.COEFFICIENT_GROUPS: the kinds that read only the pair's logits, and those that also read the
 # weight average's).

@@ -194,7 +194,7 @@ def source_path(ckpt, role, spec):
 def expected_size(name):
     """A paper dataset's expected image and class counts from `paper.expected`, else {}. The robust sets must
     have an entry (check_paper_expected); for the multi-task sets an entry (replicas) replaces the published
-    counts of dawin/data/multitask.json."""
+    counts of dawin/inputs/data/multitask.json."""
     return config.get("paper", {}).get("expected", {}).get(name, {})
 
 

@@ -9,7 +9,7 @@ if "multitask" in config:
     if "paper" in config:
 
         # The paper tasks' train splits (Fisher / RegMean examples, as FusionBench): the same source as the
-        # test set, split "train" (dawin.multitask_datasets.prepare_task); config multitask.tasks.<task>.train.
+        # test set, split "train" (dawin.inputs.multitask_datasets.prepare_task); config multitask.tasks.<task>.train.
         # It downloads, so it runs where snakemake runs (the login node under SLURM).
         localrules:
             multitask_train_split,

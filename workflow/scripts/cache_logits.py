@@ -1,7 +1,7 @@
-from dawin import datasets, models
-from dawin.logits import compute_logits, save_logits
+from dawin.inputs import datasets, models
+from dawin.inference.logits import compute_logits, save_logits
 from dawin.runtime import setup_logging
-from dawin.weights import lerp
+from dawin.method.weights import lerp
 
 log = setup_logging(snakemake.log[0])
 p, paths = snakemake.params, list(snakemake.input.models)

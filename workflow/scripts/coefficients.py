@@ -1,5 +1,5 @@
-from dawin import variants
-from dawin.logits import load_logits
+from dawin.method import variants
+from dawin.inference.logits import load_logits
 from dawin.runtime import read_json, setup_logging
 from dawin.tensorio import save_tensors
 

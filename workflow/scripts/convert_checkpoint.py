@@ -1,9 +1,9 @@
 from safetensors.torch import load_file
 
-from dawin.checkpoints import describe_source
-from dawin.convert import convert
+from dawin.inputs.checkpoints import describe_source
+from dawin.inputs.convert import convert
 from dawin.runtime import setup_logging
-from dawin.weights import relative_distance
+from dawin.method.weights import relative_distance
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params

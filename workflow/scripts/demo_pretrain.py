@@ -1,6 +1,6 @@
 import torch
 
-from dawin import models
+from dawin.inputs import models
 from dawin.demo import train, world
 from dawin.runtime import setup_logging
 

@@ -1,6 +1,6 @@
 import torch
 
-from dawin import datasets, models
+from dawin.inputs import datasets, models
 from dawin.demo import train
 from dawin.runtime import setup_logging
 

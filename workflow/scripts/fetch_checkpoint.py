@@ -1,4 +1,4 @@
-from dawin.checkpoints import fetch_checkpoint
+from dawin.inputs.checkpoints import fetch_checkpoint
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

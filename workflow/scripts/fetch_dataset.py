@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from dawin import paper_datasets
-from dawin.checkpoints import fetch_checkpoint
+from dawin.inputs import paper_datasets
+from dawin.inputs.checkpoints import fetch_checkpoint
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

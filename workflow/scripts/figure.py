@@ -1,7 +1,7 @@
 from types import SimpleNamespace
 
-from dawin.figures import save
-from dawin.paper_figures import FIGURES
+from dawin.report.figures import save
+from dawin.report.paper_figures import FIGURES
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
-from dawin import datasets, models, variants
-from dawin.evaluation import GroupedEvaluator, PerSampleEvaluator, summarize
+from dawin.inputs import datasets, models
+from dawin.method import variants
+from dawin.inference.evaluation import GroupedEvaluator, PerSampleEvaluator, summarize
 from dawin.runtime import setup_logging, write_json
 from dawin.tensorio import load_tensors, save_tensors
 

@@ -1,10 +1,10 @@
 import pandas as pd
 import torch
 
-from dawin.baselines import robust_baselines
-from dawin.logits import load_logits
+from dawin.robust.baselines import robust_baselines
+from dawin.inference.logits import load_logits
 from dawin.runtime import read_json, setup_logging, write_json
-from dawin.tables import tidy, with_ood_average
+from dawin.report.tables import tidy, with_ood_average
 from dawin.tensorio import load_tensors, save_tensors
 
 log = setup_logging(snakemake.log[0])

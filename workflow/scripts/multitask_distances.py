@@ -2,9 +2,9 @@ from functools import partial
 
 import pandas as pd
 
-from dawin import datasets, models
-from dawin.distances import (distance_matrix, fid, image_features, inception_available, inception_feature_extractor,
-                             median_bandwidth, mmd)
+from dawin.inputs import datasets, models
+from dawin.report.distances import (distance_matrix, fid, image_features, inception_available, inception_feature_extractor,
+                                    median_bandwidth, mmd)
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -2,10 +2,10 @@ import time
 
 import torch
 
-from dawin import datasets, models
-from dawin.logits import compute_logits
+from dawin.inputs import datasets, models
+from dawin.inference.logits import compute_logits
 from dawin.merging.dawin_multitask import expert_logits
-from dawin.multitask import load_pool
+from dawin.merging.multitask import load_pool
 from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 

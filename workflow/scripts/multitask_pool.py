@@ -1,8 +1,8 @@
 import pandas as pd
 
-from dawin import models
+from dawin.inputs import models
 from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator
-from dawin.multitask import dawin_rows, load_pool, method_data, method_options, method_rows
+from dawin.merging.multitask import dawin_rows, load_pool, method_data, method_options, method_rows
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

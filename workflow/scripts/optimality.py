@@ -1,8 +1,8 @@
 import numpy as np
 
-from dawin.analysis import optimal_coefficients, optimality_check
+from dawin.report.analysis import optimal_coefficients, optimality_check
 from dawin.runtime import read_json, setup_logging
-from dawin.tables import tidy
+from dawin.report.tables import tidy
 from dawin.tensorio import load_tensors
 
 log = setup_logging(snakemake.log[0])

@@ -1,4 +1,4 @@
-from dawin import multitask_datasets, paper_datasets
+from dawin.inputs import multitask_datasets, paper_datasets
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -6,7 +6,7 @@ p, name, root = snakemake.params, snakemake.params.builder, snakemake.output[0]
 split = getattr(p, "split", None)
 if split is not None:
     # the multi-task sets: test (rule multitask_dataset) and train splits (rule multitask_train_split); config
-    # paper.expected (replicas) overrides the published sizes of dawin/data/multitask.json
+    # paper.expected (replicas) overrides the published sizes of dawin/inputs/data/multitask.json
     sizes = {f"expected_{k}": v for k, v in p.expected.items()}
     record = multitask_datasets.prepare_task(name, root, split=split, downloads=f"{p.downloads}/{name}",
                                              endpoint=p.hf_endpoint, rewrites=p.rewrites, md5=p.md5, mirror=p.mirror,

@@ -1,7 +1,7 @@
-from dawin import datasets, models
-from dawin.profiling import profile_inference, subset
+from dawin.inputs import datasets, models
+from dawin.inference.profiling import profile_inference, subset
 from dawin.runtime import read_json, setup_logging
-from dawin.tables import tidy
+from dawin.report.tables import tidy
 
 log = setup_logging(snakemake.log[0])
 p, backbone = snakemake.params, snakemake.wildcards.backbone

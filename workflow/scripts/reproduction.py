@@ -1,7 +1,7 @@
 import pandas as pd
 
-from dawin import paper_tables
-from dawin.reference import load_reference, write_summary
+from dawin.report import paper_tables
+from dawin.report.reference import load_reference, write_summary
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

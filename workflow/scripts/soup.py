@@ -1,8 +1,9 @@
 import torch
 
-from dawin import datasets, models, soups
-from dawin.expertise import accuracy
-from dawin.logits import compute_logits
+from dawin.inputs import datasets, models
+from dawin.robust import soups
+from dawin.method.expertise import accuracy
+from dawin.inference.logits import compute_logits
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
 import torch
 
-from dawin.logits import load_logits
+from dawin.inference.logits import load_logits
 from dawin.runtime import setup_logging
-from dawin.tables import tidy, with_ood_average
+from dawin.report.tables import tidy, with_ood_average
 from dawin.tensorio import save_tensors
 
 log = setup_logging(snakemake.log[0])

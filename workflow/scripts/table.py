@@ -1,6 +1,6 @@
-from dawin import paper_tables
-from dawin.reference import load_reference, load_second_reference
-from dawin.results import collect, correctness
+from dawin.report import paper_tables
+from dawin.report.reference import load_reference, load_second_reference
+from dawin.report.results import collect, correctness
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

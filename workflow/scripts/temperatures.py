@@ -1,5 +1,5 @@
-from dawin.calibration import fit_temperature, nll
-from dawin.logits import load_logits
+from dawin.method.calibration import fit_temperature, nll
+from dawin.inference.logits import load_logits
 from dawin.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

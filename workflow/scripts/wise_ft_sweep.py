@@ -1,8 +1,8 @@
 import pandas as pd
 import torch
 
-from dawin import datasets, models
-from dawin.evaluation import evaluate_grid, summarize
+from dawin.inputs import datasets, models
+from dawin.inference.evaluation import evaluate_grid, summarize
 from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 

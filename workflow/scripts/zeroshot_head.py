@@ -1,5 +1,5 @@
-from dawin import datasets, models
-from dawin.logits import default_device
+from dawin.inputs import datasets, models
+from dawin.inference.logits import default_device
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,4 +1,4 @@
-from dawin import models
+from dawin.inputs import models
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,4 +1,4 @@
-"""Write demo datasets to disk in the same layout as every real dataset (see :mod:`dawin.datasets`)."""
+"""Write demo datasets to disk in the same layout as every real dataset (see :mod:`dawin.inputs.datasets`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..datasets import write_dataset
+from ..inputs.datasets import write_dataset
 from .synth import Domain, Task, sample_split
 
 

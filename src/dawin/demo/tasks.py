@@ -2,7 +2,7 @@
 
 They mirror the paper's eight tasks (task arithmetic's SUN397, Cars, RESISC45, EuroSAT, SVHN, GTSRB, MNIST,
 DTD) loosely: every task has its own label space of 3-10 classes whose names are plain words, so each has a
-zero-shot head built from prompts (:func:`dawin.models.zeroshot_head`). In every image only the task's own
+zero-shot head built from prompts (:func:`dawin.inputs.models.zeroshot_head`). In every image only the task's own
 factor depends on the label; everything else (shape, colours, position, ...) is drawn at random, so an
 expert of one task learns nothing about the others' labels.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..datasets import write_dataset
+from ..inputs.datasets import write_dataset
 from .synth import CANVAS, hsv_rgb, shape_mask, to_image
 
 # paints the canvas-sized float RGB image (values in [0, 1], before noise) of label y

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .synth import Domain, Task, sample_split
-from ..models import ImageClassifier, create_clip, preprocess
+from ..inputs.models import ImageClassifier, create_clip, preprocess
 
 
 def render_tensors(task: Task, domains: Sequence[Domain], n_per_domain: int, seed: int, split: str, transform):

@@ -1,4 +1,4 @@
-"""Multi-task model merging: each method is a small module, all built on ``dawin.weights``.
+"""Multi-task model merging: each method is a small module, all built on ``dawin.method.weights``.
 
 Every method has the signature ``merge(pool, data=None, **options) -> encoder state dict``: it merges
 the experts' image encoders of a ``ModelPool`` into ONE encoder (each task keeps its own frozen

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..expertise import entropy
-from ..logits import default_device
+from ..method.expertise import entropy
+from ..inference.logits import default_device
 from .ties import disjoint_merge, elect_signs, trim_top_k
 from .pool import ModelPool, TaskData, example_indices, stack_images
 

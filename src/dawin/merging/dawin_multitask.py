@@ -5,7 +5,7 @@ multi-task section; the authors' code is github.com/naver-ai/dawin, ``dawin_mtl/
 
 For samples x of one evaluation task d, expert j (theta0 + tau_j) is run through task d's frozen
 head; its expertise is the prediction entropy H_j(x) and the coefficients are
-l(x) = softmax_j(-H_j(x)) (:func:`dawin.coefficients.multi_model_coefficients`). The coefficients
+l(x) = softmax_j(-H_j(x)) (:func:`dawin.method.coefficients.multi_model_coefficients`). The coefficients
 are clustered with a Dirichlet mixture and each cluster gets one merged encoder
 
     theta(l) = theta0 + lam0 * scale * sum_j l_j tau_j,  lam0 = 0.3,
@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..coefficients import multi_model_coefficients
-from ..expertise import entropy
-from ..evaluation import GroupedEvaluator
-from ..logits import compute_logits
-from ..mixtures import DirichletMixture
-from ..weights import StateDict, add_task_vectors
+from ..method.coefficients import multi_model_coefficients
+from ..method.expertise import entropy
+from ..inference.evaluation import GroupedEvaluator
+from ..inference.logits import compute_logits
+from ..method.mixtures import DirichletMixture
+from ..method.weights import StateDict, add_task_vectors
 from .pool import ModelPool
 
 LAM0 = 0.3
@@ -117,7 +117,7 @@ def cluster_coefficients(coef: Any, n_components: int = 1, seed: int = 0,
 class MultiTaskGroupedEvaluator(GroupedEvaluator):
     """One merged encoder per distinct coefficient row, run over that row's samples; order restored.
 
-    This is the multi-task analogue of :class:`dawin.evaluation.GroupedEvaluator` (whose loader settings and
+    This is the multi-task analogue of :class:`dawin.inference.evaluation.GroupedEvaluator` (whose loader settings and
     ``run_groups`` it shares): with clustered coefficients it builds K merged encoders for the whole evaluation
     set of a task.
     """

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights import StateDict, is_mergeable, same_keys, weighted_sum
+from ..method.weights import StateDict, is_mergeable, same_keys, weighted_sum
 from .pool import ModelPool, TaskData
 from .regmean import task_examples, task_indices
 

@@ -49,8 +49,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from ..logits import default_device
-from ..weights import StateDict, task_vector
+from ..inference.logits import default_device
+from ..method.weights import StateDict, task_vector
 from .pool import ModelPool
 
 RANK_TOL = 1e-6

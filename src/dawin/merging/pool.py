@@ -4,7 +4,7 @@ Merging methods combine image *encoders* only (state dicts of an open_clip ``vis
 task keeps its own frozen zero-shot head (as in task_vectors), applied to L2-normalised features.
 
 The methods that learn from images get, per task, a :data:`TaskData`: a preprocessed (N, 3, H, W) tensor or
-a map-style dataset read lazily (``dawin.datasets.ImageFolderDataset`` with the encoder's preprocessing), so
+a map-style dataset read lazily (``dawin.inputs.datasets.ImageFolderDataset`` with the encoder's preprocessing), so
 a whole test set (SVHN's 26,032 test images are 15.7 GB as floats at 224 px) is never held in memory; the
 methods read only the images they draw, with :func:`example_indices` and :func:`gather_images`.
 """
@@ -19,8 +19,8 @@ from typing import Union
 import numpy as np
 import torch
 
-from ..models import ImageClassifier, create_clip
-from ..weights import StateDict, task_vector
+from ..inputs.models import ImageClassifier, create_clip
+from ..method.weights import StateDict, task_vector
 
 TaskData = Union[torch.Tensor, torch.utils.data.Dataset]
 """One task's images: a (N, 3, H, W) tensor, or a map-style dataset whose items are an image tensor or an

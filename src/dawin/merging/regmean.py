@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..weights import StateDict, weighted_sum
+from ..method.weights import StateDict, weighted_sum
 from .pool import ModelPool, TaskData, example_indices, gather_images
 
 

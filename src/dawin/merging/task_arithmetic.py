@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..weights import add_task_vectors
+from ..method.weights import add_task_vectors
 from .pool import ModelPool
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..weights import StateDict, add_task_vectors, is_mergeable, same_keys
+from ..method.weights import StateDict, add_task_vectors, is_mergeable, same_keys
 from .pool import ModelPool
 
 # TIES Algorithm 1: trim, elect sign, disjoint merge

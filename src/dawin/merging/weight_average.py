@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..weights import weighted_sum
+from ..method.weights import weighted_sum
 from .pool import ModelPool
 
 

@@ -12,7 +12,7 @@ bytes; MNIST 28x28 and SVHN 32x32 as their formats fix), deterministic in ``seed
   reads), and ``objectnet-1.0/images/<folder>/<hash>.png`` with all 313 folders (1-px red border, as the real
   images have) plus ``objectnet-1.0/mappings/folder_to_objectnet_label.json``.
 - ``<site>/<host>/<path>`` every URL-downloaded file at the address of the first URL of its source in the code's
-  own tables (:data:`dawin.paper_datasets.SOURCES`, :data:`dawin.multitask_datasets.SOURCES`, the config's
+  own tables (:data:`dawin.inputs.paper_datasets.SOURCES`, :data:`dawin.inputs.multitask_datasets.SOURCES`, the config's
   ``paper.heldout.indices.url``), so a server of ``<site>`` that maps ``https://<host>/`` (and ``http://``) to
   ``http://127.0.0.1:PORT/<host>/`` serves them: model-soups' ``imagenet_98_idxs.npy``, the ImageNet-V2 /
   -R / -A / -Sketch archives, SVHN's ``.mat``, MNIST's idx ``.gz``, GTSRB's zips and DTD's tarball.
@@ -45,9 +45,9 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image
 
-from .. import multitask_datasets as mt
-from .. import paper_datasets as pd
-from ..datasets import DatasetError
+from ..inputs import multitask_datasets as mt
+from ..inputs import paper_datasets as pd
+from ..inputs.datasets import DatasetError
 
 MIN_PX, MAX_PX = 24, 32  # 8-16 px images lose a replica model's class cues to resizing and JPEG
 MARKER = ".dawin-replica-data.json"  # in <manual>: the folders below it may be replaced by a rerun
@@ -63,7 +63,7 @@ RENDITIONS = ("art", "cartoon", "deviantart", "embroidery", "graffiti", "graphic
 
 # The 200 ObjectNet folders that map to no ImageNet class, with their ObjectNet labels
 # (mlfoundations/wise-ft@58b7a4b343b09dc06606aa929c2ef51accced8d1
-# src/datasets/objectnet_metadata/folder_to_objectnet_label.json, minus the 113 of dawin/data/objectnet.json). The
+# src/datasets/objectnet_metadata/folder_to_objectnet_label.json, minus the 113 of dawin/inputs/data/objectnet.json). The
 # builder ignores them; they are here because the real images/ folder has all 313 and the builder must skip them.
 OBJECTNET_UNMAPPED: dict[str, str] = {
     'air_freshener': 'Air freshener', 'baking_sheet': 'Baking sheet', 'baseball_bat': 'Baseball bat',
@@ -332,7 +332,7 @@ def site_path(url: str) -> str:
 
 def hub_path(repo: str, path: str) -> str:
     """Where the emulated hub (endpoint ``<server>/hf``) serves ``path`` of HF dataset ``repo`` at ``main``:
-    the address :func:`dawin.multitask_datasets.hf_url` builds, relative to the server root."""
+    the address :func:`dawin.inputs.multitask_datasets.hf_url` builds, relative to the server root."""
     return unquote(mt.hf_url(repo, path, "main", endpoint=HUB))
 
 

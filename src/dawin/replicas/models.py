@@ -7,7 +7,7 @@ that stands in for all three backbones:
 
 - URL sources (``{url: [...]}``) at ``<site>/<host>/<path of the URL>`` (every URL of the list), for a local
   server of ``<site>`` that ``https://<host>/...`` is rewritten to;
-- Google Drive and Hugging Face sources in the mirror folder at :func:`dawin.checkpoints.mirror_path`
+- Google Drive and Hugging Face sources in the mirror folder at :func:`dawin.inputs.checkpoints.mirror_path`
   (``<mirror>/gdrive/<file id>``, ``<mirror>/gdrive/<folder id>/<file>``, ``<mirror>/hf/<owner>/<name>/``);
 - ``{head: ...}`` sources are built by the workflow: nothing is written.
 
@@ -90,9 +90,9 @@ from torch import nn
 from torchvision.transforms import (CenterCrop, Compose, InterpolationMode, Normalize, RandomResizedCrop, Resize,
                                     ToTensor)
 
-from .. import models  # registers the architectures of src/dawin/model_configs
-from ..models import zeroshot_head
-from ..checkpoints import digest, mirror_path
+from ..inputs import models  # registers the architectures of src/dawin/model_configs
+from ..inputs.models import zeroshot_head
+from ..inputs.checkpoints import digest, mirror_path
 
 ARCHITECTURE = "dawin-mini-vit-quickgelu"
 REPLICA_FORMATS = ("openai-clip", "model-soups", "pickled-modules", "hf-clip-vision")
@@ -634,7 +634,7 @@ class Backbone:
         return model.eval()
 
     def zeroshot_head(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-        """theta0's zero-shot head for these classes and prompt templates (:func:`dawin.models.zeroshot_head`)."""
+        """theta0's zero-shot head for these classes and prompt templates (:func:`dawin.inputs.models.zeroshot_head`)."""
         if self._text_model is None:
             self._text_model = self.clip()
         return zeroshot_head(self._text_model, self.architecture, classnames, templates)
@@ -666,7 +666,7 @@ class Backbone:
 def _create(architecture: str, seed: int) -> nn.Module:
     """``open_clip.create_model`` under a seeded, forked RNG (the caller's global RNG state is left alone)."""
     if architecture not in open_clip.list_models():
-        raise ReplicaError(f"unknown architecture {architecture!r} (dawin.models registers src/dawin/model_configs)")
+        raise ReplicaError(f"unknown architecture {architecture!r} (dawin.inputs.models registers src/dawin/model_configs)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed % (2**63))
         return open_clip.create_model(architecture)
@@ -676,7 +676,7 @@ def _check_architecture(architecture: str) -> dict:
     """The open_clip config of a replica architecture: a QuickGELU ViT whose head counts OpenAI's loaders infer
     (``build_model_from_openai_state_dict``: vision heads width // 64, text heads width // 64)."""
     if architecture not in open_clip.list_models():
-        raise ReplicaError(f"unknown architecture {architecture!r} (dawin.models registers src/dawin/model_configs)")
+        raise ReplicaError(f"unknown architecture {architecture!r} (dawin.inputs.models registers src/dawin/model_configs)")
     cfg = open_clip.get_model_config(architecture)
     vc, tc = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
     if not isinstance(vc.get("layers"), int) or "timm_model_name" in vc or not cfg.get("quick_gelu"):
@@ -711,7 +711,7 @@ def _theta0(architecture: str, seed: int) -> dict[str, torch.Tensor]:
 def theta0_imagenet_head(architecture: str = ARCHITECTURE, seed: int = 0) -> torch.Tensor:
     """The common CLIP's zero-shot ImageNet head with all 80 templates: the workflow's own head, and the fine-tunes'
     linear-probe initialisation (about 20 s: 80,000 prompts)."""
-    from ..paper_datasets import load_class_lists
+    from ..inputs.paper_datasets import load_class_lists
 
     lists = load_class_lists()
     return zeroshot_head(theta0_clip(architecture, seed), architecture, list(lists.imagenet_classnames),
@@ -1049,7 +1049,7 @@ def _expert_tasks(config: Mapping) -> dict[str, str]:
 
 
 def _task_of(key: str, experts: Mapping[str, str]) -> str:
-    from ..multitask_datasets import load_task_metadata
+    from ..inputs.multitask_datasets import load_task_metadata
 
     if key in experts:
         return experts[key]
@@ -1143,7 +1143,7 @@ class _Writer:
             return self._once(paths, what, lambda p: torch_save_module(task_vectors_encoder(
                 bb, bb.finetuned_visual(f"task/{task}", f"tv/{key}", direction_scale=_TASK), finetuned=True), p))
         if fmt == "pickled-modules":  # role head
-            from ..multitask_datasets import task_info
+            from ..inputs.multitask_datasets import task_info
 
             info = task_info(_task_of(key, self.experts))
             return self._once(paths, f"tv-head/{group}/{info.name}", lambda p: torch_save_module(
@@ -1161,7 +1161,7 @@ class _Writer:
         """Other files of the Model Stock authors' Drive folder (fine-tunes, soups, Model Stock): the zero-shot model
         and a Model Stock of two more runs, model-soups format. Their real names are not published: these are made up
         (``zeroshot_<suffix>``, ``modelstock_<suffix>`` beside ``finetune_<suffix>``)."""
-        from ..soups import model_stock_state
+        from ..robust.soups import model_stock_state
 
         suffix = path.name.removeprefix("finetune_")
         zeroshot = zeroshot_soups_state(bb)
@@ -1181,7 +1181,7 @@ def write_checkpoint_replicas(config: Mapping, site: str | Path, mirror: str | P
     HTTP server serves for URL sources; ``mirror``: the pre-staged folder (``paper.mirror``).
 
     Returns ``{"architecture": architecture, "sha256": {key: {role: sha256}}, "paths": {key: {role: path}}}``:
-    ``sha256`` holds the replica's digest (:func:`dawin.checkpoints.digest`) of every source whose config pins
+    ``sha256`` holds the replica's digest (:func:`dawin.inputs.checkpoints.digest`) of every source whose config pins
     one (the OpenAI releases), for the overlay to replace; ``paths`` where each source's replica lies (URL
     sources: the first URL's copy; ``None`` for workflow-built heads).
     """

@@ -130,8 +130,8 @@ def suite_prototypes(config: Mapping, architecture: str, seed: int = 0) -> dict[
     """The prototypes of every class a config's datasets hold: ImageNet's 1000 (the robust sets are ImageNet
     classes or subsets of them) under the replicas' common zero-shot head, and each multi-task dataset's under
     its zero-shot head from the same text tower (its own prompt templates), as the workflow builds them."""
-    from .. import multitask_datasets as mt
-    from ..models import zeroshot_head
+    from ..inputs import multitask_datasets as mt
+    from ..inputs.models import zeroshot_head
     from .models import theta0_clip, theta0_imagenet_head
 
     model = theta0_clip(architecture, seed)

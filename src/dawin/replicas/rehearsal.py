@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import paper_datasets
+from ..inputs import paper_datasets
 from .data import write_dataset_replicas
 from .models import ARCHITECTURE, write_checkpoint_replicas
 from .prototypes import suite_prototypes

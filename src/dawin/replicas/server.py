@@ -4,7 +4,7 @@ The site folder holds every file under ``<host>/<path>`` of its real URL, so tha
 ``paper.url_rewrite: {"https://": "<base>/"}`` the project's own fetch code downloads
 ``https://github.com/...`` from ``<base>/github.com/...``. Hugging Face dataset repositories live under
 ``hf/datasets/<owner>/<name>/resolve/main/<path>``; ``<base>/hf`` answers as the hub does for what
-:func:`dawin.multitask_datasets.hf_list` and :func:`~dawin.multitask_datasets.hf_url` ask: the listing
+:func:`dawin.inputs.multitask_datasets.hf_list` and :func:`~dawin.inputs.multitask_datasets.hf_url` ask: the listing
 ``/api/datasets/<owner>/<name>/revision/<rev>`` (commit, sizes and LFS sha256 of the files) and
 ``/datasets/<owner>/<name>/resolve/<rev or commit>/<path>``.
 """

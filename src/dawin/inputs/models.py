@@ -19,7 +19,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from safetensors.torch import load_file
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package
-from .tensorio import load_tensors, read_metadata, save_tensors
+from ..tensorio import load_tensors, read_metadata, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers the demo's tiny architectures by name

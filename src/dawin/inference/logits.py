@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .expertise import check_finite
-from .tensorio import load_tensors, save_tensors
+from ..method.expertise import check_finite
+from ..tensorio import load_tensors, save_tensors
 
 
 def default_device() -> torch.device:

@@ -3,11 +3,11 @@
 Each method is timed end to end on one test domain (a subset of it, see :func:`subset`):
 
 * ``wise_ft``: the whole coefficient grid, theta(a) evaluated for each of the H grid values
-  (:func:`dawin.evaluation.evaluate_grid`); the grid is WiSE-FT's cost since a is chosen by it.
+  (:func:`dawin.inference.evaluation.evaluate_grid`); the grid is WiSE-FT's cost since a is chosen by it.
 * ``dawin``: logits of theta0 and theta1 (two data passes), entropies, Eq. 2 coefficients, a Beta
   mixture with K components, then one merged model per cluster (:class:`GroupedEvaluator`).
 * ``dawin_parallel``: the same, with both expertise models fed each batch of ONE data pass
-  (:func:`dawin.logits.compute_logits_pair`).
+  (:func:`dawin.inference.logits.compute_logits_pair`).
 * ``dawin_per_sample``: DaWin without the mixture, one merge per sample (:class:`PerSampleEvaluator`),
   optionally timed on the first ``per_sample_limit`` samples and extrapolated linearly.
 
@@ -30,13 +30,13 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .coefficients import offset_adjusted_coefficients
+from ..method.coefficients import offset_adjusted_coefficients
 from .evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
-from .expertise import entropy
+from ..method.expertise import entropy
 from .logits import compute_logits, compute_logits_pair, default_device, loader
-from .mixtures import BetaMixture
+from ..method.mixtures import BetaMixture
 
-log = logging.getLogger("dawin.profiling")
+log = logging.getLogger("dawin.inference.profiling")
 
 MB = 2**20
 
@@ -87,7 +87,7 @@ def flops_per_sample(model: torch.nn.Module, example: torch.Tensor) -> float:
 
 
 def mergeable_parameters(model: torch.nn.Module) -> int:
-    """Number of floating-point state entries, the ones :func:`dawin.weights.lerp_into` rewrites."""
+    """Number of floating-point state entries, the ones :func:`dawin.method.weights.lerp_into` rewrites."""
     return sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
 
 

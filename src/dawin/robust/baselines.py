@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .expertise import accuracy, check_finite, entropy
+from ..method.expertise import accuracy, check_finite, entropy
 
 
 def select_on_validation(scores: Mapping[float, float]) -> float:

@@ -2,15 +2,15 @@
 
 Each ``build_*`` function takes the data as its source distributes it (an extracted archive or a manual
 copy), checks it (class folders, image count against the published size the caller states: config
-``paper.expected``) and writes our protocol (:mod:`dawin.datasets`): ``index.csv`` and ``dataset.json`` via
-:func:`dawin.datasets.write_dataset`, then a verification record ``verify.json`` (image count, class counts,
+``paper.expected``) and writes our protocol (:mod:`dawin.inputs.datasets`): ``index.csv`` and ``dataset.json`` via
+:func:`dawin.inputs.datasets.write_dataset`, then a verification record ``verify.json`` (image count, class counts,
 sha256 of ``index.csv``), written last, so its presence means the dataset was checked and written completely.
 
 Where the images live. ``root`` is the dataset root that receives the three files; ``source`` is where the
 images are. If ``source`` lies inside ``root`` (or ``root`` is omitted: then ``root = source``), index
 paths are relative to ``root`` directly. Otherwise a symlink ``root/images -> source`` is made and the
 paths go through it; nothing is copied, so moving the source breaks the dataset (which
-:func:`dawin.datasets.load_dataset` then reports as partial).
+:func:`dawin.inputs.datasets.load_dataset` then reports as partial).
 
 Layouts accepted (the ``source`` argument may also be the parent folder holding the named sub-folder), with
 the published image and class counts. The counts are not built in: every builder (and :func:`prepare`) takes
@@ -165,13 +165,13 @@ def load_class_lists() -> ClassLists:
         d = _read(f"{key}.json")
         subs[key] = SubList(tuple(d["wnids"]), tuple(d["imagenet_indices"]))
         if [wnids[i] for i in d["imagenet_indices"]] != d["wnids"]:
-            raise DatasetError(f"dawin/data/{key}.json: wnids and imagenet_indices disagree")
+            raise DatasetError(f"dawin/inputs/data/{key}.json: wnids and imagenet_indices disagree")
     onet = tuple(ObjectNetClass(c["folder"], c["label"], c["name"], tuple(c["imagenet_indices"]))
                  for c in _read("objectnet.json")["classes"])
     lists = ClassLists(wnids, tuple(inet["classnames"]), tuple(inet["templates"]), subs["imagenet_r"],
                        subs["imagenet_a"], onet, tuple(_read("ilsvrc2012_ids.json")["wnids"]))
     if len(wnids) != 1000 or len(lists.imagenet_classnames) != 1000 or len(set(wnids)) != 1000:
-        raise DatasetError("dawin/data/imagenet.json: expected 1000 distinct wnids and 1000 class names")
+        raise DatasetError("dawin/inputs/data/imagenet.json: expected 1000 distinct wnids and 1000 class names")
     return lists
 
 
@@ -560,10 +560,10 @@ def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | Non
     """Download one downloadable set's archive into ``downloads`` (nothing else: no extraction).
 
     ``urls``/``sha256``/``md5`` override :data:`SOURCES` (tests point them at a local server). A pre-staged
-    copy in the mirror folder (:func:`dawin.checkpoints.mirror_path`: the URL's file name) is used instead
+    copy in the mirror folder (:func:`dawin.inputs.checkpoints.mirror_path`: the URL's file name) is used instead
     of the network. Archives without a published checksum (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
-    (:func:`dawin.checkpoints.enforce_lock`). ``md5`` replaces a published checksum; ``rewrites`` maps URL
-    prefixes (:func:`dawin.download.rewrite_urls`).
+    (:func:`dawin.inputs.checkpoints.enforce_lock`). ``md5`` replaces a published checksum; ``rewrites`` maps URL
+    prefixes (:func:`dawin.inputs.download.rewrite_urls`).
     """
     from .checkpoints import enforce_lock, mirror_path, place_copy
 

@@ -33,7 +33,7 @@ import torch
 from . import coefficients as C
 from . import expertise as E
 from .mixtures import assign_by_mixture
-from .registry import KINDS as REGISTERED, check_names, parse_assignment
+from ..registry import KINDS as REGISTERED, check_names, parse_assignment
 
 
 @dataclass(frozen=True)

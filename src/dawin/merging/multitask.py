@@ -19,17 +19,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .datasets import DatasetError, ImageFolderDataset, load_dataset
-from .expertise import accuracy
-from .logits import compute_logits
-from .merging import get_method
-from .merging.dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
-from .merging.pool import ModelPool
-from .models import ImageClassifier, preprocess
-from .registry import merging_methods_reading
-from .tensorio import load_tensors
+from ..inputs.datasets import DatasetError, ImageFolderDataset, load_dataset
+from ..method.expertise import accuracy
+from ..inference.logits import compute_logits
+from . import get_method
+from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
+from .pool import ModelPool
+from ..inputs.models import ImageClassifier, preprocess
+from ..registry import merging_methods_reading
+from ..tensorio import load_tensors
 
-log = logging.getLogger("dawin.multitask")
+log = logging.getLogger("dawin.merging.multitask")
 
 GRID_SEARCH = "task_arithmetic_grid"
 """Figure 8's search baseline: task arithmetic at every lambda of a grid (:func:`task_arithmetic_grid`)."""

@@ -15,7 +15,7 @@ A site can pre-stage files in a mirror folder (``paper.mirror`` in the config), 
 and checked against the same hashes: ``<mirror>/<file name of the URL>``, ``<mirror>/gdrive/<file id>``,
 ``<mirror>/gdrive/<folder id>/<file>`` and ``<mirror>/hf/<owner>/<name>/`` (see :func:`mirror_path`); the
 multi-task datasets' hub shards as ``<mirror>/hf/datasets/<owner>/<name>/<path>``
-(:func:`dawin.multitask_datasets.prepare_task`).
+(:func:`dawin.inputs.multitask_datasets.prepare_task`).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def fetch_checkpoint(key: str, spec: Mapping, dest: str | Path, lock: str | Path
 
     ``mirror`` is consulted first; ``config_key`` (e.g. ``paper.checkpoints.ViT-B-32.sources.checkpoint``)
     is named in errors that a config change fixes; ``rewrites`` applies to URL sources
-    (:func:`dawin.download.rewrite_urls`).
+    (:func:`dawin.inputs.download.rewrite_urls`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

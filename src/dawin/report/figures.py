@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from .analysis import pearson as _pearson  # noqa: E402
-from .registry import METHOD_LABELS  # noqa: E402
+from ..registry import METHOD_LABELS  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "dawin"
 
@@ -106,7 +106,7 @@ def _legend(fig: Figure, handles: list, labels: list[str], markerscale: float = 
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """:func:`dawin.analysis.pearson` over the pairs where both values are finite (what a scatter shows)."""
+    """:func:`dawin.report.analysis.pearson` over the pairs where both values are finite (what a scatter shows)."""
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
     if x.shape != y.shape:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .models import ImageClassifier
-from .weights import StateDict, is_mergeable, same_keys
+from ..inputs.models import ImageClassifier
+from ..method.weights import StateDict, is_mergeable, same_keys
 
 
 def _state(path: str | Path, architecture: str | None) -> tuple[dict[str, torch.Tensor], str]:

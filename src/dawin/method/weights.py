@@ -2,7 +2,7 @@
 
 Used by WiSE-FT, DaWin's merged models, the soups and every multi-task merging method; each method's own
 arithmetic lives with the method (TIES in ``dawin.merging.ties``, Fisher averaging in ``dawin.merging.fisher``,
-Model Stock in ``dawin.soups``). State dicts map parameter names to tensors; all inputs of one operation must
+Model Stock in ``dawin.robust.soups``). State dicts map parameter names to tensors; all inputs of one operation must
 share keys and shapes.
 """
 

@@ -2,7 +2,7 @@
 
 ``FIGURES[name](inputs, params)``: ``inputs`` maps an input name (``logits``, ``coefficients``, ``merged``,
 ``metrics``, ``sweeps``, ``data``, ``temperatures``) to its file paths, ``params`` carries the suite's
-test sets, OOD sets, dataset roles and backbones. The drawing itself lives in :mod:`dawin.figures`.
+test sets, OOD sets, dataset roles and backbones. The drawing itself lives in :mod:`dawin.report.figures`.
 The figures drawn from CSVs and summaries never import torch (it would double their job's start-up): the
 logit-reading helpers import the torch modules they need when called.
 """
@@ -20,10 +20,10 @@ import pandas as pd
 
 from . import figures as F
 from .analysis import correctness_splits
-from .registry import METHOD_LABELS, method_name
+from ..registry import METHOD_LABELS, method_name
 from .results import backbone_from_path, collect
-from .runtime import read_json
-from .tensorio import load_arrays
+from ..runtime import read_json
+from ..tensorio import load_arrays
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,7 @@ def _stem(path: str) -> str:
 
 def _logits(inputs: Inputs) -> dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]]:
     """{(backbone, model, dataset): (logits, labels)} of ``logits/{backbone}/{model}/{dataset}``."""
-    from .logits import load_logits
+    from ..inference.logits import load_logits
 
     out = {}
     for path in inputs.get("logits", []):
@@ -112,7 +112,7 @@ def fig_e(inputs: Inputs, params) -> F.Figure:
 # --- entropy vs cross-entropy --------------------------------------------------------------------------
 
 def _expertise(inputs: Inputs, params, datasets: Sequence[str]):
-    from .expertise import cross_entropy, entropy
+    from ..method.expertise import cross_entropy, entropy
 
     bb = params.backbones[0]
     logits, (t0, t1) = _logits(inputs), _temperatures(inputs, bb)
@@ -124,7 +124,7 @@ def _expertise(inputs: Inputs, params, datasets: Sequence[str]):
 
 
 def _ratio_grid(inputs: Inputs, params, datasets: Sequence[str], what: str) -> F.Figure:
-    from .coefficients import entropy_ratio_coefficients
+    from ..method.coefficients import entropy_ratio_coefficients
 
     data = {}
     for d, masks, (h0, h1, c0, c1) in _expertise(inputs, params, datasets):
@@ -217,7 +217,7 @@ def fig5(inputs: Inputs, params) -> F.Figure:
 # --- entropy analyses ------------------------------------------------------------------------------
 
 def _entropy_by_split(inputs: Inputs, params, datasets: Sequence[str]) -> pd.DataFrame:
-    from .expertise import entropy
+    from ..method.expertise import entropy
 
     bb = params.backbones[0]
     logits, merged = _logits(inputs), _merged(inputs)
@@ -279,7 +279,7 @@ def fig8(inputs: Inputs, params) -> F.Figure:
 
 
 def fig_b(inputs: Inputs, params, k: int = 5) -> F.Figure:
-    from .datasets import load_dataset
+    from ..inputs.datasets import load_dataset
 
     coef = _coefficients(inputs)[params.backbones[0], "entropy"]
     rows = {}

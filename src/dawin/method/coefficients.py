@@ -70,8 +70,8 @@ def score_ratio_coefficients(s0: torch.Tensor, s1: torch.Tensor, exponentiate: b
     """Table D's data-dependent alternatives: l(x) = s1 / (s0 + s1) for expertise *scores*.
 
     Scores grow with expertise (the opposite of Eq. 1's losses): confidence, confidence difference
-    (:func:`dawin.expertise.confidence_difference`) and max logit (use
-    :func:`dawin.expertise.shifted_max_logit`: raw max logits of a learned head can be negative).
+    (:func:`dawin.method.expertise.confidence_difference`) and max logit (use
+    :func:`dawin.method.expertise.shifted_max_logit`: raw max logits of a learned head can be negative).
     Each model's score must come from its OWN logits: the authors' code computed the zero-shot and the
     "fine-tuned" confidence (difference) both from the zero-shot logits (with the two temperatures), a
     bug not copied here.

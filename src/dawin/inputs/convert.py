@@ -1,7 +1,7 @@
 """Convert upstream checkpoints into DaWin classifier files (SPEC section 4).
 
 Every fine-tuned or zero-shot source is converted once into one format: a safetensors file in open_clip's
-key space written by :meth:`dawin.models.ImageClassifier.save` (``visual.*`` + ``head.weight``/``head.bias``),
+key space written by :meth:`dawin.inputs.models.ImageClassifier.save` (``visual.*`` + ``head.weight``/``head.bias``),
 with a JSON sidecar ``<out>.json`` recording the sources (path/URL, sha256), the converter and the
 architecture. Everything downstream reads only converted files.
 
@@ -21,7 +21,7 @@ Supported source formats
     OpenAI's released CLIP (``openaipublic.azureedge.net/clip/models/<sha256>/<name>.pt``, a TorchScript
     archive in float16), read by open_clip's own ``load_openai_model`` (the loader behind
     ``pretrained="openai"``) and written whole, text tower included (the zero-shot heads need it), as a
-    ``dawin-clip`` file that :func:`dawin.models.create_clip` reads with ``weights=``.
+    ``dawin-clip`` file that :func:`dawin.inputs.models.create_clip` reads with ``weights=``.
 ``hf-clip-vision``
     transformers ``CLIPVisionModel`` / ``CLIPVisionModelWithProjection`` / ``CLIPModel`` directories or state
     dicts (e.g. FusionBench's ``tanganke/clip-vit-base-patch32_<task>``), mapped onto open_clip ViT keys.
@@ -59,10 +59,10 @@ import torch
 from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 
-from dawin import models
-from dawin.models import CheckpointError, ImageClassifier
+from dawin.inputs import models
+from dawin.inputs.models import CheckpointError, ImageClassifier
 
-CONVERTER_NAME = "dawin.convert"
+CONVERTER_NAME = "dawin.inputs.convert"
 CONVERTER_VERSION = "1"
 SOURCE_FORMATS = ("model-soups", "pickled-modules", "hf-clip-vision", "openai-clip")
 

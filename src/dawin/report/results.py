@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .tables import COLUMNS, tidy, with_ood_average
-from .tensorio import load_arrays
+from ..tensorio import load_arrays
 from .uncertainty import accuracy_interval, paired_difference
-from .registry import method_name
+from ..registry import method_name
 
 
 def merged_rows(paths: Iterable[str | Path], suite: str, backbone_of) -> list[dict]:
@@ -82,7 +82,7 @@ def correctness(correct_files: Sequence[str | Path] = (), merged: Sequence[str |
 
 
 INTERVAL_METRICS = ("accuracy_low", "accuracy_high")
-"""The bounds of each accuracy's 95 % bootstrap interval (``dawin.uncertainty``), as tidy metrics."""
+"""The bounds of each accuracy's 95 % bootstrap interval (``dawin.report.uncertainty``), as tidy metrics."""
 
 
 def _averages(datasets: Sequence[str], ood: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import caption as caption_of
-from .catalog import source as source_of
+from ..catalog import caption as caption_of
+from ..catalog import source as source_of
 from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
-from .registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
+from ..registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
 from .results import INTERVAL_METRICS, interval_rows, paired_metrics, paired_rows
 from .tables import COLUMNS
 
@@ -132,7 +132,7 @@ def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles
             second: pd.DataFrame | None = None) -> pd.DataFrame:
     """The wide table: ours, and the paper's number (+ our difference when ``compare``) where it has one.
 
-    ``second`` (``dawin.reference.load_second_reference``, the paper suite's model-soups numbers) adds its
+    ``second`` (``dawin.report.reference.load_second_reference``, the paper suite's model-soups numbers) adds its
     numbers as ``c (<name>)`` columns for the rows it has (Table 2's soups) and its note to ``attrs["notes"]``.
     """
     wide = _wide(name, rows, roles, batch_sizes, pools or {})
@@ -180,7 +180,7 @@ def with_derived(name: str, results: pd.DataFrame, correct: Mapping, *, ood: Seq
                  backbones: Sequence[str] = (), grid_size: int = 0, soups: Mapping[str, Mapping] | None = None
                  ) -> pd.DataFrame:
     """``results`` plus the rows table ``name`` derives from them: every accuracy's 95 % bootstrap interval
-    (from the per-sample ``correct``, :func:`dawin.results.correctness`), the paired comparisons of
+    (from the per-sample ``correct``, :func:`dawin.report.results.correctness`), the paired comparisons of
     :data:`PAIRED`, and for :data:`COSTS` the cost rows of each backbone (``soups[backbone]``: the keyword
     arguments ``n_ingredients`` and ``n_model_stock`` of :func:`costs`)."""
     extra = [interval_rows(correct, ood, suite)]

@@ -2,7 +2,7 @@
 
 Evaluators share one interface, ``evaluate(model0, model1, dataset, coefficients) -> logits`` (N, C) in
 the dataset's order, so a faster exact per-sample evaluator can replace the loop one without touching
-the workflow. Merged weights always come from :mod:`dawin.weights`.
+the workflow. Merged weights always come from :mod:`dawin.method.weights`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .expertise import cross_entropy, entropy
+from ..method.expertise import cross_entropy, entropy
 from .logits import autocast, default_device, loader
-from .models import ImageClassifier
-from .weights import lerp_into, task_vector
+from ..inputs.models import ImageClassifier
+from ..method.weights import lerp_into, task_vector
 
 
 class MergedEvaluator(Protocol):

@@ -1,5 +1,5 @@
 """Tidy result tables: one row per (suite, backbone, method, dataset, metric, value); ``ood_avg`` is the mean
-over the OOD test sets. The paper's wide renderings are :mod:`dawin.paper_tables`."""
+over the OOD test sets. The paper's wide renderings are :mod:`dawin.report.paper_tables`."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .logits import default_device, loader
+from ..inference.logits import default_device, loader
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float] | float
 

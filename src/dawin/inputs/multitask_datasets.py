@@ -2,11 +2,11 @@
 dataset protocol.
 
 SUN397, Stanford Cars, RESISC45, EuroSAT, SVHN, GTSRB, MNIST and DTD: class names in label order, prompt
-templates and expected sizes are shipped in ``dawin/data/multitask.json`` (see its ``sources`` fields);
+templates and expected sizes are shipped in ``dawin/inputs/data/multitask.json`` (see its ``sources`` fields);
 :func:`load_task_metadata` reads and checks them.
 
 Each ``build_*`` function converts one split (``split="test"``, the default, or ``"train"``), as its source
-distributes it, into the protocol of :mod:`dawin.datasets`: the images are written under
+distributes it, into the protocol of :mod:`dawin.inputs.datasets`: the images are written under
 ``<root>/<split>/<label:03d>/<i:06d>.<ext>`` (``i`` = position in the source's order of that split), ``index.csv``
 lists them in that order (so the split and its order are explicit and no random split is ever drawn),
 ``dataset.json`` carries the task's class names and prompt templates (the
@@ -113,20 +113,20 @@ def load_task_metadata() -> dict[str, TaskInfo]:
     for name, t in _raw()["tasks"].items():
         names, templates = tuple(t["classnames"]), tuple(t["templates"])
         if len(set(names)) != len(names) or len(names) != EXPECTED_CLASSES.get(name):
-            raise DatasetError(f"dawin/data/multitask.json: {name}: expected {EXPECTED_CLASSES.get(name)} distinct "
+            raise DatasetError(f"dawin/inputs/data/multitask.json: {name}: expected {EXPECTED_CLASSES.get(name)} distinct "
                                f"class names, found {len(set(names))}")
         if not templates or any("{c}" not in tpl for tpl in templates):
-            raise DatasetError(f"dawin/data/multitask.json: {name}: every template needs a {{c}} field")
+            raise DatasetError(f"dawin/inputs/data/multitask.json: {name}: every template needs a {{c}} field")
         if t["expected_images"] != EXPECTED_IMAGES.get(name):
-            raise DatasetError(f"dawin/data/multitask.json: {name}: expected_images {t['expected_images']} "
+            raise DatasetError(f"dawin/inputs/data/multitask.json: {name}: expected_images {t['expected_images']} "
                                f"disagrees with EXPECTED_IMAGES {EXPECTED_IMAGES.get(name)}")
         train = {spec["id"]: spec["train"]["expected_images"] for spec in t["sources"]["data"]}
         if train != EXPECTED_TRAIN_IMAGES.get(name):
-            raise DatasetError(f"dawin/data/multitask.json: {name}: train expected_images {train} disagree with "
+            raise DatasetError(f"dawin/inputs/data/multitask.json: {name}: train expected_images {train} disagree with "
                                f"EXPECTED_TRAIN_IMAGES {EXPECTED_TRAIN_IMAGES.get(name)}")
         tasks[name] = TaskInfo(name, t["task_vectors_name"], names, templates, t["expected_images"], t["sources"])
     if tuple(tasks) != TASKS:
-        raise DatasetError(f"dawin/data/multitask.json: tasks {tuple(tasks)} != {TASKS}")
+        raise DatasetError(f"dawin/inputs/data/multitask.json: tasks {tuple(tasks)} != {TASKS}")
     return tasks
 
 
@@ -381,7 +381,7 @@ def check_label_names(name: str, found: Sequence[str], where: str) -> None:
     if len(found) != len(expected):
         raise DatasetError(f"{name}: {where} has {len(found)} label names, expected {len(expected)}")
     k = next(i for i, (a, b) in enumerate(zip(found, expected)) if _norm(a) != _norm(b))
-    raise DatasetError(f"{name}: the label order of {where} differs from dawin/data/multitask.json: label {k} is "
+    raise DatasetError(f"{name}: the label order of {where} differs from dawin/inputs/data/multitask.json: label {k} is "
                        f"{found[k]!r} there, {expected[k]!r} here; refusing to write labels that may not match the "
                        "class names (pass check_label_names=False to override)")
 
@@ -711,10 +711,10 @@ def prepare_task(name: str, root: str | Path, *, split: str = SPLIT_DIR, downloa
     recorded in verify.json) and fetched with their LFS sha256 checked; ``files`` gives the shard paths instead
     of listing them, ``endpoint`` another hub (tests use a local server). Other sources: ``urls`` replaces the
     URL list of a file by name, ``md5`` its checksum (the shipped md5 is dropped for a file whose URLs are
-    replaced); ``rewrites`` maps URL prefixes (:func:`dawin.download.rewrite_urls`). Failed downloads raise :class:`DownloadError` with the URLs tried and the manual instructions.
+    replaced); ``rewrites`` maps URL prefixes (:func:`dawin.inputs.download.rewrite_urls`). Failed downloads raise :class:`DownloadError` with the URLs tried and the manual instructions.
 
     ``mirror`` (config ``paper.mirror``) is consulted before the network, and its copies pass the same checks:
-    a URL's file as ``<mirror>/<file name of the URL>`` (:func:`dawin.checkpoints.mirror_path`), an HF dataset's
+    a URL's file as ``<mirror>/<file name of the URL>`` (:func:`dawin.inputs.checkpoints.mirror_path`), an HF dataset's
     shards as ``<mirror>/hf/datasets/<owner>/<name>/<path in the repo>`` (used without asking the hub when
     the split's pattern matches staged files; verify.json then records their sha256 and no commit).
     """

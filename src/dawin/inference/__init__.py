@@ -1,0 +1,1 @@
+"""Running models: logit caching, merged-model evaluators, inference-cost profiling."""

@@ -1,0 +1,1 @@
+"""Inputs: downloads, checkpoints and their conversion, datasets, and the CLIP models built from them."""

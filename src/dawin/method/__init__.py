@@ -1,0 +1,1 @@
+"""DaWin's core: expertise, temperature scaling, interpolation coefficients, mixtures, weight algebra."""

@@ -1,0 +1,1 @@
+"""Results into the paper's tables and figures: tidy results, intervals, reference numbers, plots."""

@@ -1,0 +1,1 @@
+"""The robust fine-tuning baselines: static interpolation and output ensembles, model soups."""
