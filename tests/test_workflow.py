@@ -207,7 +207,7 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
     # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); the pool jobs'
     # script reaches it too, but their reason names only the first cause, the logits multitask_logits rewrites
     ("merging/opcm.py", {"multitask_logits"}, {"multitask_all", "multitask_pool", "multitask_metrics", "table6_files"},
-     {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_expert"}),
+     {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_experts"}),
 ])
 def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module, direct, downstream, untouched):
     path = REPO / "src/dawin" / module

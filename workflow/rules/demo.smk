@@ -83,23 +83,25 @@ if "demo" in config:
             script:
                 "../scripts/demo_task_dataset.py"
 
-        rule demo_task_expert:
+        # every task's expert, one job per backbone (each trains for about 12 s on one core; start-up costs as much)
+        rule demo_task_experts:
             output:
-                f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{{task}}.safetensors",
+                [f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{t}.safetensors" for t in MT_TASKS],
             input:
-                code=code_of("demo_task_expert.py"),
+                code=code_of("demo_task_experts.py"),
                 clip=f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
-                data=f"{DEMO['resources']}/data/mt_{{task}}_train",
+                data=[f"{DEMO['resources']}/data/mt_{t}_train" for t in MT_TASKS],
             params:
+                tasks=MT_TASKS,
                 architecture=lambda wc: config["backbones"][wc.backbone]["architecture"],
                 train=DEMO["multitask"]["finetune"],
                 seed=config["seed"],
             threads: 2
             log:
-                f"{DEMO['resources']}/logs/demo_task_expert/{{backbone}}/{{task}}.log",
+                f"{DEMO['resources']}/logs/demo_task_experts/{{backbone}}.log",
             benchmark:
-                f"{DEMO['resources']}/benchmarks/demo_task_expert/{{backbone}}/{{task}}.tsv"
+                f"{DEMO['resources']}/benchmarks/demo_task_experts/{{backbone}}.tsv"
             conda:
                 "../../envs/dawin.yaml"
             script:
-                "../scripts/demo_task_expert.py"
+                "../scripts/demo_task_experts.py"
