@@ -64,3 +64,23 @@ def test_conda_post_deploy_without_a_source_names_the_variable(tmp_path):
     assert run.returncode == 1 and called is None
     assert "DAWIN_SOURCE is not set" in run.stderr and "git+https://" in run.stderr
 
+
+
+def test_every_documented_snakemake_command_parses_as_meant():
+    """`--configfile` takes every following word as a file: a target written after it would be read as a
+    config file. Each `snakemake ... --configfile` command of the docs, parsed by Snakemake's own parser,
+    must name only YAML files as config files."""
+    import re
+    import shlex
+
+    from snakemake.cli import get_argument_parser
+
+    parser, checked = get_argument_parser(), 0
+    for doc in ("README.md", "config/README.md", "workflow/scripts/README.md"):
+        for line in (REPO / doc).read_text().splitlines():
+            for command in re.findall(r"(?:\.venv/bin/)?snakemake [^`#\n]*--configfile[^`#\n]*", line):
+                argv = [w for w in shlex.split(command.replace("...", ""))[1:] if "<" not in w]
+                args = parser.parse_args(argv)
+                assert all(str(f).endswith((".yaml", ".yml")) for f in args.configfile), (doc, command)
+                checked += 1
+    assert checked >= 8

@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     build_rehearsal(yaml.safe_load(args.config.read_text()), args.dest, base_url, runs=args.runs)
     overlay = (args.dest / "overlay.yaml").resolve()
     print(f"serving {args.dest / 'site'} at {base_url}; in another shell:\n"
-          f"  snakemake --configfile {args.config} {overlay} paper_inputs\n"
+          f"  snakemake paper_inputs --configfile {args.config} {overlay}\n"
           f"then stop this server (Ctrl-C) and run\n"
-          f"  snakemake --configfile {args.config} {overlay} all", flush=True)
+          f"  snakemake all --configfile {args.config} {overlay}", flush=True)
     try:
         while True:
             time.sleep(3600)
