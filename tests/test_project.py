@@ -84,3 +84,34 @@ def test_every_documented_snakemake_command_parses_as_meant():
                 assert all(str(f).endswith((".yaml", ".yml")) for f in args.configfile), (doc, command)
                 checked += 1
     assert checked >= 8
+
+
+TRAIN_BYTES = """
+import hashlib, torch
+torch.set_num_threads(1)
+from dawin.demo import train, world
+clip = train.pretrain_clip(train.seeded_clip("dawin-tiny-rn", 0), "dawin-tiny-rn", world.SHAPES,
+                           world.PRETRAIN_DOMAINS, seed=0, n_per_domain=12, epochs=1, batch_size=32, lr=1e-3)
+print(hashlib.sha256(b"".join(v.contiguous().numpy().tobytes() for _, v in sorted(clip.state_dict().items()))).hexdigest())
+"""
+
+
+def test_each_cpu_kernel_knob_changes_the_demos_training_bytes():
+    """Why the demo pins CPU_KERNELS: a short pre-training run under the pins, then with each knob moved to
+    another instruction set (as on another processor), gives other bytes every time; the same setting twice
+    gives the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    from dawin.runtime import CPU_KERNELS
+
+    def digest(**env):
+        env = {**os.environ, **CPU_KERNELS, "OMP_NUM_THREADS": "1", **env}
+        out = subprocess.run([sys.executable, "-c", TRAIN_BYTES], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.split()[-1]
+
+    pinned = digest()
+    assert digest() == pinned
+    moved = [digest(ATEN_CPU_CAPABILITY="default"), digest(MKL_CBWR="COMPATIBLE"), digest(ONEDNN_MAX_CPU_ISA="SSE41")]
+    assert pinned not in moved

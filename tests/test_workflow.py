@@ -70,6 +70,17 @@ def test_demo_builds_every_table_and_figure(workdir):
     assert (res / "reproduction.html").stat().st_size > 0
 
 
+def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
+    from dawin.runtime import CPU_KERNELS
+    from dawin.tensorio import read_metadata
+
+    ckpts = workdir / "resources/demo/checkpoints/tiny"
+    for path in (ckpts / "clip.safetensors", ckpts / "finetuned.safetensors", ckpts / "experts/count.safetensors"):
+        meta = read_metadata(path)
+        assert (meta["cpu_capability"], meta["mkl_cbwr"], meta["onednn_max_cpu_isa"]) == (
+            CPU_KERNELS["ATEN_CPU_CAPABILITY"].upper(), CPU_KERNELS["MKL_CBWR"], CPU_KERNELS["ONEDNN_MAX_CPU_ISA"]), path
+
+
 def test_table2_has_every_method_with_costs(workdir):
     df = pd.read_csv(workdir / "results/demo/tables/table2.csv")
     acc = df[df.metric == "accuracy"]

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+"""The CPU kernel paths of the demo suite's jobs: environment variables torch, MKL and oneDNN read when they load.
+
+Unpinned, each library runs the widest instruction set the processor has, and a result's last bits depend on
+it: a short training run gives other bytes under each of the three knobs (``tests/test_project.py``), so the
+demo's numbers differed between machines. AVX2 is on every x86-64 server processor of the last decade; where
+it is the widest (this project's machine, an AMD EPYC) the pins leave the bytes as they were. Bit-equality
+also needs the same thread count (each rule's ``threads``, capped by ``--cores``)."""
+
+
+def cpu_kernels() -> dict[str, str]:
+    """The kernel paths this process runs with, for a checkpoint's metadata."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkl_cbwr": os.environ.get("MKL_CBWR", "auto"),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads())}
 
 
 def setup_logging(log_path: str | Path | None) -> logging.Logger:

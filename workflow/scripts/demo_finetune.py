@@ -2,7 +2,7 @@ import torch
 
 from dawin.inputs import datasets, models
 from dawin.demo import train
-from dawin.runtime import setup_logging
+from dawin.runtime import cpu_kernels, setup_logging
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -11,5 +11,5 @@ data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(c
 images = torch.stack([data[i][0] for i in range(len(data))])
 labels = torch.tensor(data.labels)
 clf = train.finetune_classifier(clf, images, labels, **snakemake.params.train)
-clf.save(snakemake.output[0], source="demo_finetune")
+clf.save(snakemake.output[0], source="demo_finetune", **cpu_kernels())
 log.info("fine-tuned on %d images of %s with %s", len(data), data.name, snakemake.params.train)

@@ -4,7 +4,7 @@ import torch
 
 from dawin.demo import train
 from dawin.inputs import datasets, models
-from dawin.runtime import setup_logging
+from dawin.runtime import cpu_kernels, setup_logging
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -17,5 +17,5 @@ for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
     clf = models.ImageClassifier.from_clip(copy.deepcopy(clip), p.architecture, head)
     images = torch.stack([data[i][0] for i in range(len(data))])
     clf = train.finetune_encoder(clf, images, torch.tensor(data.labels), seed=p.seed, **p.train)
-    clf.save(output, source="demo_task_experts", task=task)
+    clf.save(output, source="demo_task_experts", task=task, **cpu_kernels())
     log.info("expert for %s fine-tuned on %d images with %s", task, len(data), p.train)
