@@ -81,3 +81,13 @@ def test_head_cache_key_is_a_content_key(tmp_path):
     models.save_head(torch.ones(2, 3), tmp_path / "h.safetensors", architecture="x", cache_key=k)
     w, meta = models.load_head(tmp_path / "h.safetensors")
     assert torch.equal(w, torch.ones(2, 3)) and meta["cache_key"] == k
+
+
+def test_architectures_known_without_importing_open_clip_are_open_clips_list():
+    from dawin.inputs.architectures import check_architectures, known_architectures
+
+    assert known_architectures() == set(open_clip.list_models())  # dawin.inputs.models registered ours
+    check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelu"})
+    with pytest.raises(ValueError, match=r"backbones.b.architecture: unknown architecture 'ViT-B-32-quickgelux'; "
+                                         r"did you mean ViT-B-32-quickgelu"):
+        check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelux"})

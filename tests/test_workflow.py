@@ -236,6 +236,15 @@ def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module,
     assert downstream <= set(reasons) and not untouched & set(reasons)
 
 
+def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):
+    clip = workdir / "resources/demo/checkpoints/tiny/clip.safetensors"
+    before = clip.stat().st_mtime_ns
+    res = snakemake(workdir, extra_config={"backbones": {"tiny": {"architecture": "dawin-tiny-rnn"}}})
+    assert res.returncode != 0
+    assert "backbones.tiny.architecture: unknown architecture 'dawin-tiny-rnn'; did you mean dawin-tiny-rn?" in res.stderr
+    assert clip.stat().st_mtime_ns == before
+
+
 def test_changed_mixture_reruns_only_the_mixture_and_what_follows(workdir):
     # keep last: it changes the module's workdir
     change = {"backbones": {"tiny": {"n_components": 3}}}

@@ -31,6 +31,19 @@ if "demo" in config:
     for _name, _value in CPU_KERNELS.items():
         os.environ.setdefault(_name, _value)
 
+# Architecture names are checked before any job runs (a typo must not delete what it would rebuild), without
+# importing open_clip (dawin.inputs.architectures).
+try:
+    from dawin.inputs.architectures import check_architectures
+
+    check_architectures({
+        **{f"backbones.{b}.architecture": v["architecture"] for b, v in config["backbones"].items()},
+        **{f"paper.{group}.{n}.architecture": v["architecture"] for group in ("checkpoints", "checkpoint_series")
+           for n, v in config.get("paper", {}).get(group, {}).items()},
+    })
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
+
 RESULTS = config["results"]
 SUITE = config["suite"]
 BACKBONES = sorted(config["backbones"])
