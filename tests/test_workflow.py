@@ -184,6 +184,15 @@ def test_config_typo_names_the_key(workdir):
     assert res.returncode != 0 and "n_restrats" in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("datasets, message", [
+    ({"ood": ["v2", "r", "a", "sketch", "objectnet", "in"]}, "['in'] listed more than once among datasets.id_val"),
+    ({"roots": {"v2": "resources/demo/data/r"}}, "datasets.roots of v2, r are the same directory"),
+])
+def test_datasets_with_two_roles_or_one_directory_stop_at_parse_time(workdir, datasets, message):
+    res = snakemake(workdir, "-n", extra_config={"datasets": datasets})
+    assert res.returncode != 0 and message in res.stdout + res.stderr
+
+
 def test_missing_checkpoint_names_the_path(workdir):
     res = snakemake(workdir, "-n", extra_config={"backbones": {"tiny": {"finetuned": "ckpt/missing-ft.safetensors"}}})
     assert res.returncode != 0 and "ckpt/missing-ft.safetensors" in res.stdout + res.stderr

@@ -70,6 +70,18 @@ def _check_datasets():
     missing = sorted(set(EVAL_SETS) - set(DS["roots"]))
     if missing:
         raise ValueError(f"config: datasets.roots has no entry for {missing}; add their directories")
+    twice = sorted({d for d in EVAL_SETS if EVAL_SETS.count(d) > 1})
+    if twice:  # a set with two roles would be both the held-out split and a test set, or ID and OOD at once
+        raise ValueError(f"config: {twice} listed more than once among datasets.id_val, id_test and ood; "
+                         "give each evaluation set one role")
+    by_root = {}
+    for name in EVAL_SETS:
+        by_root.setdefault(os.path.normpath(DS["roots"][name]), []).append(name)
+    shared = {root: names for root, names in by_root.items() if len(names) > 1}
+    if shared:  # two names, one directory: the rows would silently repeat one set
+        root, names = next(iter(shared.items()))
+        raise ValueError(f"config: datasets.roots of {', '.join(names)} are the same directory {root}; "
+                         "each evaluation set needs its own")
 
 
 _check_datasets()
