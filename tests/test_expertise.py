@@ -42,3 +42,13 @@ def test_correctness():
     assert correctness(z, torch.tensor([0, 1, 1])).tolist() == [True, True, False]
     with pytest.raises(ValueError, match="labels"):
         correctness(z, torch.tensor([0, 1]))
+
+
+def test_logits_equal_for_every_sample_are_refused():
+    from dawin.method.expertise import check_informative
+
+    z = torch.tensor([[1.0, 2.0, 0.5]]).repeat(4, 1)
+    with pytest.raises(ValueError, match="cache are the same for all 4 samples"):
+        check_informative(z, "cache")
+    z[2, 0] = 1.5
+    assert check_informative(z) is z and check_informative(z[:1]) is not None  # one sample: nothing to compare

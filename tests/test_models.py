@@ -91,3 +91,10 @@ def test_architectures_known_without_importing_open_clip_are_open_clips_list():
     with pytest.raises(ValueError, match=r"backbones.b.architecture: unknown architecture 'ViT-B-32-quickgelux'; "
                                          r"did you mean ViT-B-32-quickgelu"):
         check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelux"})
+
+
+def test_a_zero_shot_head_with_equal_class_rows_is_refused():
+    clip = models.create_clip("dawin-tiny-rn")
+    with pytest.raises(ValueError, match="all 3 class embeddings are equal"):
+        models.zeroshot_head(clip, "dawin-tiny-rn", ["dog", "dog", "dog"], ["a photo of a {c}."])
+    assert models.zeroshot_head(clip, "dawin-tiny-rn", ["dog", "cat"], ["a photo of a {c}."]).shape[0] == 2

@@ -1,7 +1,8 @@
 from dawin.inputs import datasets, models
 from dawin.inference.logits import compute_logits, save_logits
-from dawin.runtime import setup_logging
+from dawin.method.expertise import check_informative
 from dawin.method.weights import lerp
+from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p, paths = snakemake.params, list(snakemake.input.models)
@@ -14,6 +15,7 @@ for root, output in zip(snakemake.input.data, snakemake.output):
     data = datasets.load_dataset(root, transform=models.preprocess(model.visual))
     logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
                                     desc=f"{snakemake.wildcards.model}/{data.name}")
+    check_informative(logits, f"logits of {checkpoint} on {data.name}")
     save_logits(output, logits, labels, checkpoint=checkpoint, checkpoint_sha256=sha256, dataset=data.name,
                 n_images=len(data))
     log.info("%s on %s: %s logits", checkpoint, data.name, tuple(logits.shape))

@@ -1,11 +1,12 @@
 from dawin.method import variants
+from dawin.method.calibration import read_temperatures
 from dawin.inference.logits import load_logits
-from dawin.runtime import read_json, setup_logging
+from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
-temps = read_json(snakemake.input.temperatures)
+temps = read_temperatures(snakemake.input.temperatures)
 average = snakemake.input.get("average")
 domains = []
 for i, d in enumerate(p.datasets):

@@ -3,13 +3,14 @@ import torch
 
 from dawin.robust.baselines import robust_baselines
 from dawin.inference.logits import load_logits
-from dawin.runtime import read_json, setup_logging, write_json
+from dawin.method.calibration import read_temperatures
+from dawin.runtime import setup_logging, write_json
 from dawin.report.tables import tidy, with_ood_average
 from dawin.tensorio import load_tensors, save_tensors
 
 log = setup_logging(snakemake.log[0])
 p, backbone = snakemake.params, snakemake.wildcards.backbone
-temps = read_json(snakemake.input.temperatures)
+temps = read_temperatures(snakemake.input.temperatures)
 logits = {}
 for path in snakemake.input.logits:  # .../logits/{backbone}/{model}/{dataset}.safetensors
     model, dataset = path.split("/")[-2], path.rsplit("/", 1)[-1].removesuffix(".safetensors")

@@ -1,11 +1,12 @@
 from dawin.inputs import datasets, models
 from dawin.inference.profiling import profile_inference, subset
-from dawin.runtime import read_json, setup_logging
+from dawin.method.calibration import read_temperatures
+from dawin.runtime import setup_logging
 from dawin.report.tables import tidy
 
 log = setup_logging(snakemake.log[0])
 p, backbone = snakemake.params, snakemake.wildcards.backbone
-temps = read_json(snakemake.input.temperatures)
+temps = read_temperatures(snakemake.input.temperatures)
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model0.visual))

@@ -93,6 +93,10 @@ def zeroshot_head(model: torch.nn.Module, architecture: str, classnames: Sequenc
     emb = torch.cat([F.normalize(model.encode_text(tokenizer(prompts[i:i + batch_size]).to(device)).float(), dim=-1)
                      for i in range(0, len(prompts), batch_size)])
     emb = F.normalize(emb.view(len(classnames), len(templates), -1).mean(dim=1), dim=-1)
+    if len(classnames) > 1 and bool(torch.allclose(emb, emb[:1].expand_as(emb), atol=1e-6)):
+        raise ValueError(f"zero-shot head: all {len(classnames)} class embeddings are equal, so every image would get "
+                         "the same logits: the text tower ignores its input (a broken or mismatched checkpoint) or "
+                         "the class names and templates give identical prompts")
     return (model.logit_scale.exp().float() * emb).cpu()
 
 

@@ -5,7 +5,10 @@ Temperatures only shape entropies and output-ensemble probabilities, never the m
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from scipy.optimize import minimize_scalar
@@ -39,3 +42,17 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[fl
             "(constant or perfectly separable) and cannot be calibrated"
         )
     return t
+
+
+def read_temperatures(path: str | Path, models: Sequence[str] = ("zeroshot", "finetuned")) -> dict[str, float]:
+    """The fitted temperatures of ``models`` from a ``temperatures`` rule's JSON file; each must be a positive,
+    finite number, else a ValueError names the file, the entry and how to rebuild it."""
+    values = json.loads(Path(path).read_text())
+    out = {}
+    for model in models:
+        t = values.get(model) if isinstance(values, dict) else None
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise ValueError(f"{path}: temperature of {model!r} is {t!r}, not a positive finite number; delete the "
+                             "file and rerun snakemake (rule temperatures refits it)")
+        out[model] = float(t)
+    return out

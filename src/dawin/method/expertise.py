@@ -21,6 +21,16 @@ def check_finite(logits: torch.Tensor, what: str = "logits") -> torch.Tensor:
     return logits
 
 
+def check_informative(logits: torch.Tensor, what: str = "logits") -> torch.Tensor:
+    """:func:`check_finite`, and a ValueError when every sample has the same logits: a model whose outputs do not
+    depend on its input (a broken or mismatched checkpoint) would otherwise give a plausible-looking accuracy."""
+    check_finite(logits, what)
+    if logits.shape[0] > 1 and bool((logits == logits[:1]).all()):
+        raise ValueError(f"{what} are the same for all {logits.shape[0]} samples: the model's output does not depend "
+                         "on its input (a broken or mismatched checkpoint); fix the model, then rerun")
+    return logits
+
+
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Prediction entropy H = -sum_c p_c log p_c, p = softmax(z / T), natural log."""
     check_finite(logits)
