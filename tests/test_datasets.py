@@ -36,6 +36,24 @@ def test_absent_dataset_says_what_to_do(tmp_path):
         datasets.load_dataset(tmp_path / "nope")
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not an image"])
+def test_a_damaged_image_names_itself_the_dataset_and_the_fix(tmp_path, damage):
+    _make(tmp_path)
+    image = tmp_path / "c1/4.png"
+    data = image.read_bytes()
+    image.write_bytes({"empty": b"", "truncated": data[:len(data) // 2], "not an image": b"hello"}[damage])
+    ds = datasets.load_dataset(tmp_path)  # the file is there: the damage shows when it is decoded
+    with pytest.raises(datasets.DatasetError, match=f"{image}: image 4 of dataset toy cannot be decoded .*delete "
+                                                    f"{tmp_path} and rerun snakemake"):
+        ds[4]
+
+
+def test_an_empty_dataset_is_an_error(tmp_path):
+    datasets.write_dataset(tmp_path, "toy", ["a", "b"], ["a {c}."], [])
+    with pytest.raises(datasets.DatasetError, match="the dataset has no images"):
+        datasets.load_dataset(tmp_path)
+
+
 def test_projections():
     z = torch.arange(12.0).view(2, 6)
     assert torch.equal(datasets.subset_projection([5, 0])(z), z[:, [5, 0]])

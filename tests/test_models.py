@@ -98,3 +98,15 @@ def test_a_zero_shot_head_with_equal_class_rows_is_refused():
     with pytest.raises(ValueError, match="all 3 class embeddings are equal"):
         models.zeroshot_head(clip, "dawin-tiny-rn", ["dog", "dog", "dog"], ["a photo of a {c}."])
     assert models.zeroshot_head(clip, "dawin-tiny-rn", ["dog", "cat"], ["a photo of a {c}."]).shape[0] == 2
+
+
+def test_a_classifier_file_without_its_head_names_the_file(tmp_path):
+    from dawin.tensorio import save_tensors
+
+    clip = models.create_clip("dawin-tiny-rn")
+    clf = models.ImageClassifier.from_clip(clip, "dawin-tiny-rn", torch.randn(3, clip.visual.output_dim))
+    path = tmp_path / "headless.safetensors"
+    save_tensors(path, {k: v for k, v in clf.state_dict().items() if not k.startswith("head.")},
+                 {"format": models.CLASSIFIER_FORMAT, "architecture": "dawin-tiny-rn"})
+    with pytest.raises(models.CheckpointError, match=f"{path} has no head tensors"):
+        models.ImageClassifier.load(path)

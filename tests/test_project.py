@@ -115,3 +115,20 @@ def test_each_cpu_kernel_knob_changes_the_demos_training_bytes():
     assert digest() == pinned
     moved = [digest(ATEN_CPU_CAPABILITY="default"), digest(MKL_CBWR="COMPATIBLE"), digest(ONEDNN_MAX_CPU_ISA="SSE41")]
     assert pinned not in moved
+
+
+def test_a_failing_job_prints_one_line_and_keeps_its_traceback_in_the_log(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "rule.log"
+    script = ("from dawin.runtime import setup_logging\n"
+              f"setup_logging({str(log)!r})\n"
+              "def deep():\n    raise ValueError('data/x.png: cannot be decoded; delete data and rerun')\n"
+              "deep()\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"Error: data/x.png: cannot be decoded; delete data and rerun [ValueError; traceback in {log}]"]
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "in deep" in text

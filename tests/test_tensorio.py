@@ -1,5 +1,6 @@
 import hashlib
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -22,3 +23,16 @@ def test_files_are_byte_identical_and_metadata_roundtrips(tmp_path):
 def test_plain_safetensors_metadata_passes_through(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"), metadata={"format": "pt"})
     assert read_metadata(tmp_path / "plain.safetensors") == {"format": "pt"}
+
+
+@pytest.mark.parametrize("keep", [0, 10, 0.5, -4])
+def test_a_truncated_file_names_itself_and_the_fix(tmp_path, keep):
+    from dawin.tensorio import DamagedFileError, load_arrays, load_tensors, read_metadata
+
+    path = tmp_path / "cache.safetensors"
+    save_tensors(path, {"x": torch.randn(50, 8)}, {"k": "v"})
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep) if isinstance(keep, float) else keep])
+    for read in (load_tensors, load_arrays, read_metadata):
+        with pytest.raises(DamagedFileError, match=f"{path}: not a readable safetensors file .* delete it and rerun"):
+            read(path)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -34,7 +35,15 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
         sys.stderr = stream
         logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
         logging.captureWarnings(True)
+        sys.excepthook = lambda kind, error, tb: _report(kind, error, tb, log_path)
     return logger
+
+
+def _report(kind, error, tb, log_path) -> None:
+    """An uncaught error: its traceback into the rule's log, one line on the terminal (the message names the
+    problem, the file and the fix)."""
+    traceback.print_exception(kind, error, tb)
+    print(f"Error: {error} [{kind.__name__}; traceback in {log_path}]", file=sys.__stderr__, flush=True)
 
 
 def _plain(obj):

@@ -10,17 +10,32 @@ numpy arrays without it (the table and summary jobs, whose start-up it would dou
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 if TYPE_CHECKING:
     import torch
 
 META_KEY = "dawin"
+
+
+class DamagedFileError(ValueError):
+    """A safetensors file that cannot be read (truncated, empty, overwritten)."""
+
+
+@contextmanager
+def _open(path: str | Path, framework: str) -> Iterator:
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            yield f
+    except SafetensorError as error:
+        raise DamagedFileError(f"{path}: not a readable safetensors file ({error}); it is truncated or damaged: "
+                               "delete it and rerun snakemake, which rebuilds it") from None
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> None:
@@ -31,20 +46,20 @@ def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    with safe_open(str(path), framework="np") as f:
+    with _open(path, "np") as f:
         meta = f.metadata() or {}
     return json.loads(meta[META_KEY]) if META_KEY in meta else dict(meta)
 
 
 def load_tensors(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors (all, or ``names``) and the metadata of a file."""
-    with safe_open(str(path), framework="pt") as f:
+    with _open(path, "pt") as f:
         tensors = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
     return tensors, read_metadata(path)
 
 
 def load_arrays(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """As :func:`load_tensors`, as numpy arrays and without importing torch."""
-    with safe_open(str(path), framework="np") as f:
+    with _open(path, "np") as f:
         arrays = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
     return arrays, read_metadata(path)

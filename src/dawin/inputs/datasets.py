@@ -77,10 +77,15 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        with Image.open(self.root / self.paths[i]) as img:
-            img = img.convert("RGB")
-            x = self.transform(img) if self.transform else img
-        return x, self.labels[i]
+        path = self.root / self.paths[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as error:  # PIL: truncated, empty, not an image
+            raise DatasetError(f"{path}: image {i} of dataset {self.name} cannot be decoded ({error}); the dataset is "
+                               f"damaged: delete {self.root} and rerun snakemake to re-create it (or restore the "
+                               "file from its source)") from None
+        return (self.transform(img) if self.transform else img), self.labels[i]
 
     @property
     def projection(self) -> Projection:
@@ -110,6 +115,9 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
     with open(root / INDEX, newline="") as f:
         rows = list(csv.DictReader(f))
     paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
+    if not paths:
+        raise DatasetError(f"{root}: the dataset has no images ({INDEX} lists none); re-create it (delete {root} "
+                           "and rerun snakemake) or point the config at the right directory")
     if len(paths) != meta["n_images"]:
         raise DatasetError(f"{root}: {INDEX} lists {len(paths)} images, {META} expects {meta['n_images']}")
     if check_files:

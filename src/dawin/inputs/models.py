@@ -16,7 +16,6 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
-from safetensors.torch import load_file
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package
 from ..tensorio import load_tensors, read_metadata, save_tensors
@@ -63,7 +62,7 @@ def create_clip(architecture: str, pretrained: str | None = None, weights: str |
         meta = _metadata(path)
         if meta.get("architecture", architecture) != architecture:
             raise CheckpointError(f"{path} holds a {meta['architecture']} model, the config says {architecture}")
-        _load_strict(model, load_file(str(path)), path, architecture)
+        _load_strict(model, load_tensors(path)[0], path, architecture)
     return model.eval()
 
 
@@ -150,7 +149,11 @@ class ImageClassifier(torch.nn.Module):
         arch = meta["architecture"]
         if architecture is not None and arch != architecture:
             raise CheckpointError(f"{path} holds a {arch} classifier, the config expects {architecture}")
-        state = load_file(str(path))
+        state = load_tensors(path)[0]
+        if "head.weight" not in state:
+            raise CheckpointError(f"{path} has no head tensors (head.weight): a classifier file holds the image tower "
+                                  "and its head; rebuild it (delete it and rerun snakemake) or convert the checkpoint "
+                                  "with its head")
         visual = open_clip.create_model(arch).visual
         n_cls, dim = state["head.weight"].shape
         model = cls(visual, torch.nn.Linear(dim, n_cls), arch)
