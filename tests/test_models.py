@@ -86,7 +86,14 @@ def test_head_cache_key_is_a_content_key(tmp_path):
 def test_architectures_known_without_importing_open_clip_are_open_clips_list():
     from dawin.inputs.architectures import check_architectures, known_architectures
 
-    assert known_architectures() == set(open_clip.list_models())  # dawin.inputs.models registered ours
+    import json
+    import subprocess
+    import sys
+
+    # in a fresh interpreter: other tests register more configs with open_clip in this one
+    listed = subprocess.run([sys.executable, "-c", "import json, open_clip, dawin.inputs.models; "
+                             "print(json.dumps(open_clip.list_models()))"], capture_output=True, text=True, check=True)
+    assert known_architectures() == set(json.loads(listed.stdout.splitlines()[-1]))  # with ours (models.py)
     check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelu"})
     with pytest.raises(ValueError, match=r"backbones.b.architecture: unknown architecture 'ViT-B-32-quickgelux'; "
                                          r"did you mean ViT-B-32-quickgelu"):
