@@ -150,6 +150,10 @@ class MergingMethod:
     table6: bool = True  # a row of Table 6
 
 
+GRID_SEARCH = "task_arithmetic_grid"
+"""Figure 8's search baseline: task arithmetic at every lambda of a grid, the best on the test sets (a row of
+Table 6's pool, not a merging method)."""
+
 MERGING_METHODS: dict[str, MergingMethod] = {
     "weight_average": MergingMethod("Weight average"),
     "fisher": MergingMethod("Fisher merging", "train"),

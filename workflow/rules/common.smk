@@ -294,7 +294,7 @@ def metrics_inputs(wildcards):
 MT = config.get("multitask", {})
 MT_TASKS = sorted(MT.get("tasks", {}))
 POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
-MT_ALL_METHODS = ["pretrained", *MT["methods"], "task_arithmetic_grid"] if MT else []  # pool `all` (Table 6, Fig. 8)
+MT_ALL_METHODS = ["pretrained", *MT["methods"], registry.GRID_SEARCH] if MT else []  # pool `all` (Table 6, Fig. 8)
 MT_PRETRAINED = MT.get("pretrained", model_file(MT["backbone"], "zeroshot")) if MT else None
 
 

@@ -80,7 +80,7 @@ if "multitask" in config:
                 tasks=lambda wc, _pool=_pool: POOLS[wc.get("pool", _pool)],
                 eval_tasks=lambda wc, _pool=_pool: pool_eval_tasks(wc.get("pool", _pool)),
                 options={m: MT["methods"].get(m, {}) for m in _methods},
-                grid=MT["task_arithmetic_grid"] if "task_arithmetic_grid" in _methods else [],
+                grid=MT["task_arithmetic_grid"] if registry.GRID_SEARCH in _methods else [],
                 dawin=MT["dawin"],
                 mixture=config["mixture"],
                 seed=config["seed"],

@@ -26,13 +26,11 @@ from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
 from ..inputs.models import ImageClassifier, preprocess
-from ..registry import merging_methods_reading
+from ..registry import GRID_SEARCH, merging_methods_reading
 from ..tensorio import load_tensors
 
 log = logging.getLogger("dawin.merging.multitask")
 
-GRID_SEARCH = "task_arithmetic_grid"
-"""Figure 8's search baseline: task arithmetic at every lambda of a grid (:func:`task_arithmetic_grid`)."""
 
 
 def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
