@@ -4,8 +4,8 @@ import torch
 
 from dawin.inputs import models
 from dawin.inference.logits import compute_logits, compute_logits_pair
-from dawin.inference.profiling import (dawin_pipeline, flops_per_sample, measure, mergeable_parameters, profile_inference,
-                                       subset)
+from dawin.inference.profiling import (dawin_pipeline, flops_per_sample, measure, mergeable_parameters, merged_passes,
+                                       profile_inference, subset)
 
 
 class TensorSet(torch.utils.data.Dataset):
@@ -71,14 +71,26 @@ def test_profile_inference(pair, data):
     grid = [0.0, 0.25, 0.5, 0.75, 1.0]
     df = profile_inference(*pair, data, grid=grid, n_components=2, batch_size=8, device=torch.device("cpu"),
                            per_sample_limit=6).set_index("method")
-    assert list(df.index) == ["wise_ft", "dawin", "dawin_parallel", "dawin_per_sample"]
+    assert list(df.index) == ["wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop"]
     assert (df.seconds > 0).all() and (df.peak_memory_mb > 0).all() and (df.device == "cpu").all()
     assert df.loc["wise_ft", "forward_passes_per_sample"] == len(grid)
-    assert df.loc["dawin_per_sample", "extrapolated"] and df.loc["dawin_per_sample", "measured_samples"] == 6
-    assert df.loc["dawin_per_sample", "merges"] == 6 and not df.loc["dawin", "extrapolated"]
+    loop = df.loc["dawin_per_sample_loop"]
+    assert loop.extrapolated and loop.measured_samples == 6 and loop.merges == 6
+    batched = df.loc["dawin_per_sample"]  # all samples, no merged model materialised, ~2 passes for the split one
+    assert not batched.extrapolated and batched.measured_samples == len(data) and batched.merges == 0
+    assert 3.5 <= batched.forward_passes_per_sample <= 4.1 and not df.loc["dawin", "extrapolated"]
     one = flops_per_sample(pair[0], data.x[:8]) / 1e9
     assert 2.9 <= df.loc["dawin", "gflops_per_sample"] / one <= 3.2
     assert 2.9 <= df.loc["dawin_parallel", "gflops_per_sample"] / one <= 3.2
     # WiSE-FT: H forwards plus (1 + 2 H * batches) merges of every parameter.
     merges = (1 + 2 * len(grid) * 3) * mergeable_parameters(pair[0]) / len(data) / 1e9
     assert df.loc["wise_ft", "gflops_per_sample"] == pytest.approx(len(grid) * one + merges)
+
+
+def test_merged_passes_time_each_way_against_one_single_pass(pair, data):
+    coef = np.random.default_rng(0).uniform(0.05, 0.95, len(data))
+    df = merged_passes(*pair, data, coef, n_components=2, batch_size=8, device=torch.device("cpu"),
+                       loop_limit=5).set_index("pass")
+    assert list(df.index) == ["single", "per_sample", "per_sample_loop", "clustered"]
+    assert df.loc["single", "ratio"] == 1.0 and (df.seconds > 0).all()
+    assert df.loc["per_sample_loop", "measured_samples"] == 5 and df.loc["per_sample", "measured_samples"] == len(data)

@@ -191,6 +191,7 @@ METHOD_LABELS: dict[str, str] = {
     "dawin_no_offset": "DaWin w/o offset",
     "dawin_no_calibration": "DaWin w/o calibration",
     "dawin_parallel": "DaWin (parallel)",
+    "dawin_per_sample_loop": "DaWin w/o mixture, one merge per image (loop)",
     **{method_name(k, "mixture"): v.label for k, v in KINDS.items() if v.label},
     "pretrained": "Pre-trained",
     "individual": "Individuals (true expert per task)",

@@ -40,6 +40,7 @@ for _group, _pairs in MERGED_GROUPS.items():
             datasets=TEST_SETS,
             mixture=mixture_params(_pairs),
             seed=config["seed"],
+            per_sample=config["evaluation"]["per_sample"],
             **EVAL_PARAMS,
         resources:
             gpu=1,

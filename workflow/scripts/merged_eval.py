@@ -3,7 +3,7 @@ import torch
 
 from dawin.inputs import datasets, models
 from dawin.method import variants
-from dawin.inference.evaluation import GroupedEvaluator, PerSampleEvaluator, summarize
+from dawin.inference.evaluation import PER_SAMPLE_EVALUATORS, GroupedEvaluator, summarize
 from dawin.runtime import setup_logging, write_json
 from dawin.tensorio import load_tensors, save_tensors
 
@@ -20,7 +20,7 @@ merged = {(k, a, d): next(outputs) for k, a in p.pairs for d in p.datasets}
 reports = {(k, a): next(outputs) for k, a in p.pairs}
 mixture = dict(p.mixture)
 n_components = mixture.pop("n_components", 1)
-evaluators = {per_sample: (PerSampleEvaluator if per_sample else GroupedEvaluator)(
+evaluators = {per_sample: (PER_SAMPLE_EVALUATORS[p.per_sample] if per_sample else GroupedEvaluator)(
     batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast) for per_sample in (False, True)}
 report = {pair: {} for pair in reports}
 for d, root in zip(p.datasets, snakemake.input.data):

@@ -20,6 +20,7 @@ from ..method.expertise import cross_entropy, entropy
 from .logits import autocast, default_device, loader
 from ..inputs.models import ImageClassifier
 from ..method.weights import lerp_into, task_vector
+from .interpolation import split_classifier
 
 
 class MergedEvaluator(Protocol):
@@ -34,6 +35,11 @@ def _check(dataset, coefficients: torch.Tensor) -> np.ndarray:
     if not np.isfinite(c).all():
         raise ValueError(f"{int((~np.isfinite(c)).sum())} non-finite interpolation coefficients")
     return c
+
+
+def _float(z: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 (fp16/bf16 under autocast are widened), or float64 for a float64 model."""
+    return z.to(torch.promote_types(z.dtype, torch.float32))
 
 
 class _Evaluator:
@@ -76,7 +82,7 @@ class GroupedEvaluator(_Evaluator):
             parts = []
             for x, _ in loader(dataset, self.batch_size, self.num_workers, idx):
                 with autocast(self.device, self.use_autocast):
-                    parts.append(project(work(x.to(self.device)).float()).cpu())
+                    parts.append(project(_float(work(x.to(self.device)))).cpu())
             z = torch.cat(parts)
             if out is None:
                 out = torch.empty(len(dataset), z.shape[1])
@@ -84,11 +90,12 @@ class GroupedEvaluator(_Evaluator):
         return out
 
 
-class PerSampleEvaluator(_Evaluator):
-    """Every sample with its own merged model (DaWin w/o mixture modelling): exact, O(N) merges.
+class LoopPerSampleEvaluator(_Evaluator):
+    """Every sample with its own merged model, one image at a time: exact, O(N) merges (the reference).
 
     Streams the data once; for each sample the work model's weights are overwritten in place with
-    theta0 + l * (theta1 - theta0) and the single image is classified.
+    theta0 + l * (theta1 - theta0) and the single image is classified. It runs any architecture;
+    :class:`PerSampleEvaluator` computes the same in batches for the architectures it covers.
     """
 
     @torch.no_grad()
@@ -101,8 +108,31 @@ class PerSampleEvaluator(_Evaluator):
             for img in x.to(self.device):
                 lerp_into(work, theta0, delta, float(c[i]))
                 with autocast(self.device, self.use_autocast):
-                    outs.append(project(work(img[None]).float()).cpu())
+                    outs.append(project(_float(work(img[None]))).cpu())
                 i += 1
+        return torch.cat(outs)
+
+
+class PerSampleEvaluator(_Evaluator):
+    """Every sample with its own merged model (DaWin w/o mixture, the sample-wise oracle), whole batches at a time.
+
+    Each batch runs once through :func:`dawin.inference.interpolation.split_classifier`, which applies
+    theta0 + l_i * (theta1 - theta0) per sample by splitting every parameterised op in its theta0 and delta
+    parts: the loop's result at about twice the matrix FLOPs of one forward pass. A model with an op that
+    is not covered is refused by name (:class:`dawin.inference.interpolation.UncoveredOpError`).
+    """
+
+    @torch.no_grad()
+    def evaluate(self, model0, model1, dataset, coefficients) -> torch.Tensor:
+        c = torch.as_tensor(_check(dataset, coefficients))
+        net = split_classifier(model0, model1).to(self.device)
+        project = dataset.projection
+        outs, start = [], 0
+        for x, _ in tqdm(loader(dataset, self.batch_size, self.num_workers), desc="per-sample merge", leave=False):
+            lam = c[start:start + len(x)].to(self.device)
+            with autocast(self.device, self.use_autocast):
+                outs.append(project(_float(net(x.to(self.device), lam))).cpu())
+            start += len(x)
         return torch.cat(outs)
 
 
@@ -136,11 +166,12 @@ def evaluate_grid(model0, model1, dataset, weights, batch_size: int = 256, num_w
         for w in outs:
             lerp_into(work, theta0, delta, w)
             with autocast(device, use_autocast):
-                z = project(work(x).float()).cpu()
+                z = project(_float(work(x))).cpu()
             outs[w].append(z if reduce is None else reduce(z, torch.as_tensor(y)))
     if reduce is None:
         return {w: torch.cat(z) for w, z in outs.items()}
     return {w: {k: torch.cat([part[k] for part in parts]) for k in parts[0]} for w, parts in outs.items()}
 
 
-EVALUATORS: dict[str, type] = {"clustered": GroupedEvaluator, "per_sample": PerSampleEvaluator}
+PER_SAMPLE_EVALUATORS: dict[str, type] = {"batched": PerSampleEvaluator, "loop": LoopPerSampleEvaluator}
+"""The ``evaluation.per_sample`` config choices."""

@@ -8,8 +8,11 @@ Each method is timed end to end on one test domain (a subset of it, see :func:`s
   mixture with K components, then one merged model per cluster (:class:`GroupedEvaluator`).
 * ``dawin_parallel``: the same, with both expertise models fed each batch of ONE data pass
   (:func:`dawin.inference.logits.compute_logits_pair`).
-* ``dawin_per_sample``: DaWin without the mixture, one merge per sample (:class:`PerSampleEvaluator`),
-  optionally timed on the first ``per_sample_limit`` samples and extrapolated linearly.
+* ``dawin_per_sample``: DaWin without the mixture, exact per sample in batches (:class:`PerSampleEvaluator`,
+  the split theta0 / delta forward of :mod:`dawin.inference.interpolation`): what the workflow runs.
+* ``dawin_per_sample_loop``: the same coefficients with one merge and one forward per image
+  (:class:`LoopPerSampleEvaluator`, as the authors' code does), optionally timed on the first
+  ``per_sample_limit`` samples and extrapolated linearly.
 
 FLOPs are counted, not timed: forward FLOPs of one model come from
 :class:`torch.utils.flop_counter.FlopCounterMode`, which counts matrix products and convolutions
@@ -31,7 +34,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..method.coefficients import offset_adjusted_coefficients
-from .evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
+from .evaluation import GroupedEvaluator, LoopPerSampleEvaluator, PerSampleEvaluator, evaluate_grid
+from .interpolation import split_classifier
 from ..method.expertise import entropy
 from .logits import compute_logits, compute_logits_pair, default_device, loader
 from ..method.mixtures import BetaMixture
@@ -83,6 +87,16 @@ def flops_per_sample(model: torch.nn.Module, example: torch.Tensor) -> float:
             model(example)
     finally:
         model.train(was_training)
+    return counter.get_total_flops() / example.shape[0]
+
+
+@torch.no_grad()
+def split_flops_per_sample(model0: torch.nn.Module, model1: torch.nn.Module, example: torch.Tensor) -> float:
+    """Forward FLOPs per sample of the batched per-sample pass (:func:`dawin.inference.interpolation.split_classifier`)."""
+    net = split_classifier(model0, model1).to(example.device)
+    lam = torch.full((example.shape[0],), 0.5, device=example.device)
+    with FlopCounterMode(display=False) as counter:
+        net(example, lam)
     return counter.get_total_flops() / example.shape[0]
 
 
@@ -190,11 +204,13 @@ class DawinRun(NamedTuple):
 def dawin_pipeline(model0: torch.nn.Module, model1: torch.nn.Module, dataset: Any, *,
                    n_components: int | None, temperatures: tuple[float, float] = (1.0, 1.0),
                    parallel: bool = False, batch_size: int = 256, num_workers: int = 0,
-                   device: torch.device | None = None, use_autocast: bool = True, seed: int = 0) -> DawinRun:
+                   device: torch.device | None = None, use_autocast: bool = True, seed: int = 0,
+                   per_sample: type = PerSampleEvaluator) -> DawinRun:
     """DaWin inference on one domain: expertise logits, entropies, Eq. 2, mixture, merged evaluation.
 
     ``parallel``: both expertise models in one data pass. ``n_components=None``: no mixture, every
-    sample gets its own merged model (O(N) merges).
+    sample gets its own merged model, by the evaluator class ``per_sample`` (merges: N for the loop,
+    none for the batched evaluator, which never materialises a merged model).
     """
     kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, use_autocast=use_autocast)
     if parallel:
@@ -204,7 +220,8 @@ def dawin_pipeline(model0: torch.nn.Module, model1: torch.nn.Module, dataset: An
         z1, _ = compute_logits(model1, dataset, desc="theta1", **kw)
     lam = offset_adjusted_coefficients(entropy(z0, temperatures[0]), entropy(z1, temperatures[1])).numpy()
     if n_components is None:
-        return DawinRun(PerSampleEvaluator(**kw).evaluate(model0, model1, dataset, lam), lam, len(lam))
+        merges = len(lam) if per_sample is LoopPerSampleEvaluator else 0
+        return DawinRun(per_sample(**kw).evaluate(model0, model1, dataset, lam), lam, merges)
     mix = BetaMixture(n_components, seed=seed).fit(lam)
     coef = mix.cluster_coefficients()[mix.predict(lam)]
     # GroupedEvaluator merges once per distinct coefficient, which may be fewer than K.
@@ -222,13 +239,15 @@ def profile_inference(model0: torch.nn.Module, model1: torch.nn.Module, dataset:
                       per_sample_limit: int | None = None) -> pd.DataFrame:
     """Runtime, FLOPs and peak memory of WiSE-FT and the DaWin variants on ``dataset``.
 
-    One row per method (``wise_ft``, ``dawin``, ``dawin_parallel``, ``dawin_per_sample``) with columns
-    method, samples (N of ``dataset``), measured_samples, extrapolated, seconds (for N samples),
-    seconds_per_sample, forward_passes_per_sample, merges, gflops_per_sample, peak_memory_mb,
-    peak_memory_mb_per_sample (peak / batch_size) and device. Every method is warmed up once
-    untimed (:func:`measure`). ``dawin_per_sample`` runs on the first ``per_sample_limit`` samples
-    when given; its seconds are then scaled by N / measured_samples and ``extrapolated`` is True.
-    gflops_per_sample = forward passes x forward GFLOPs of one model + merge FLOPs / samples.
+    One row per method (``wise_ft``, ``dawin``, ``dawin_parallel``, ``dawin_per_sample``,
+    ``dawin_per_sample_loop``) with columns method, samples (N of ``dataset``), measured_samples,
+    extrapolated, seconds (for N samples), seconds_per_sample, forward_passes_per_sample, merges,
+    gflops_per_sample, peak_memory_mb, peak_memory_mb_per_sample (peak / batch_size) and device. Every
+    method is warmed up once untimed (:func:`measure`). ``dawin_per_sample_loop`` runs on the first
+    ``per_sample_limit`` samples when given; its seconds are then scaled by N / measured_samples and
+    ``extrapolated`` is True. gflops_per_sample = forward passes x forward GFLOPs of one model + merge
+    FLOPs / samples; the batched per-sample pass counts as the FLOPs of its split forward (about two
+    passes) and delta = theta1 - theta0 once.
     """
     if not grid:
         raise ValueError("the WiSE-FT grid is empty")
@@ -239,41 +258,81 @@ def profile_inference(model0: torch.nn.Module, model1: torch.nn.Module, dataset:
     model0, model1 = model0.to(device).eval(), model1.to(device).eval()
     n = len(dataset)
     x, _ = next(iter(loader(dataset, batch_size)))
-    fwd = flops_per_sample(model0, x.to(device))
+    x = x.to(device)
+    fwd = flops_per_sample(model0, x)
+    split_fwd = split_flops_per_sample(model0, model1, x)
     n_params = mergeable_parameters(model0)
     kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, use_autocast=use_autocast)
     dawin_kw = dict(temperatures=temperatures, seed=seed, **kw)
 
-    per_sample_set = dataset
+    loop_set = dataset
     if per_sample_limit is not None and per_sample_limit < n:
         if per_sample_limit < 2:
             raise ValueError("per_sample_limit must be at least 2 (Eq. 2 needs an entropy std)")
-        per_sample_set = SubsetDataset(dataset, list(range(per_sample_limit)))
+        loop_set = SubsetDataset(dataset, list(range(per_sample_limit)))
 
     n_batches = math.ceil(n / batch_size)
-    runs: list[tuple[str, Callable[[], Any], int, Callable[[Any], int]]] = [
+    # (method, run, data, forward FLOPs per sample, merges of a result)
+    runs: list[tuple[str, Callable[[], Any], Any, float, Callable[[Any], int]]] = [
         # evaluate_grid re-merges the work model for every grid value on every batch.
-        ("wise_ft", lambda: evaluate_grid(model0, model1, dataset, grid, **kw), len(grid),
+        ("wise_ft", lambda: evaluate_grid(model0, model1, dataset, grid, **kw), dataset, len(grid) * fwd,
          lambda _: len(grid) * n_batches),
         ("dawin", lambda: dawin_pipeline(model0, model1, dataset, n_components=n_components, **dawin_kw),
-         3, lambda r: r.merges),
+         dataset, 3 * fwd, lambda r: r.merges),
         ("dawin_parallel", lambda: dawin_pipeline(model0, model1, dataset, n_components=n_components,
-                                                  parallel=True, **dawin_kw), 3, lambda r: r.merges),
-        ("dawin_per_sample", lambda: dawin_pipeline(model0, model1, per_sample_set, n_components=None,
-                                                    **dawin_kw), 3, lambda r: r.merges),
+                                                  parallel=True, **dawin_kw), dataset, 3 * fwd, lambda r: r.merges),
+        ("dawin_per_sample", lambda: dawin_pipeline(model0, model1, dataset, n_components=None, **dawin_kw),
+         dataset, 2 * fwd + split_fwd, lambda r: r.merges),
+        ("dawin_per_sample_loop", lambda: dawin_pipeline(model0, model1, loop_set, n_components=None,
+                                                         per_sample=LoopPerSampleEvaluator, **dawin_kw),
+         loop_set, 3 * fwd, lambda r: r.merges),
     ]
     rows = []
-    for method, fn, passes, count_merges in runs:
-        measured = len(per_sample_set) if method == "dawin_per_sample" else n
+    for method, fn, data, forward_flops, count_merges in runs:
+        measured = len(data)
         log.info("profiling %s on %d samples (%s)", method, measured, device)
         res = measure(fn, device)
         merges = count_merges(res.result)
-        flops = passes * fwd + merge_flops(n_params, merges) / measured
+        flops = forward_flops + merge_flops(n_params, merges) / measured
         rows.append({
             "method": method, "samples": n, "measured_samples": measured, "extrapolated": measured < n,
             "seconds": res.seconds * n / measured, "seconds_per_sample": res.seconds / measured,
-            "forward_passes_per_sample": passes, "merges": merges, "gflops_per_sample": flops / 1e9,
+            "forward_passes_per_sample": forward_flops / fwd, "merges": merges, "gflops_per_sample": flops / 1e9,
             "peak_memory_mb": res.peak_bytes / MB, "peak_memory_mb_per_sample": res.peak_bytes / MB / batch_size,
             "device": str(device),
         })
     return pd.DataFrame(rows)
+
+
+def merged_passes(model0: torch.nn.Module, model1: torch.nn.Module, dataset: Any, coefficients: np.ndarray, *,
+                  n_components: int, batch_size: int, num_workers: int = 0, device: torch.device | None = None,
+                  use_autocast: bool = True, seed: int = 0, loop_limit: int | None = None) -> pd.DataFrame:
+    """Seconds of one pass over ``dataset`` per way of evaluating, the expertise logits already cached.
+
+    Rows (``pass``): ``single`` (one model, :func:`compute_logits`), ``per_sample`` (exact per sample,
+    batched), ``per_sample_loop`` (one merge per image, on the first ``loop_limit`` samples, extrapolated)
+    and ``clustered`` (``coefficients`` clustered by a Beta mixture of ``n_components``, one merged model
+    per cluster). Column ``ratio`` is seconds / the single pass's, measured in this one run.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    model0, model1 = model0.to(device).eval(), model1.to(device).eval()
+    kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, use_autocast=use_autocast)
+    mix = BetaMixture(n_components, seed=seed).fit(coefficients)
+    clustered = mix.cluster_coefficients()[mix.predict(coefficients)]
+    n = len(dataset)
+    m = n if loop_limit is None else min(loop_limit, n)
+    loop_set = SubsetDataset(dataset, list(range(m)))
+    passes = {
+        "single": (lambda: compute_logits(model0, dataset, desc="single", **kw), n),
+        "per_sample": (lambda: PerSampleEvaluator(**kw).evaluate(model0, model1, dataset, coefficients), n),
+        "per_sample_loop": (lambda: LoopPerSampleEvaluator(**kw).evaluate(model0, model1, loop_set,
+                                                                          coefficients[:m]), m),
+        "clustered": (lambda: GroupedEvaluator(**kw).evaluate(model0, model1, dataset, clustered), n),
+    }
+    rows = []
+    for name, (fn, measured) in passes.items():
+        log.info("timing the %s pass on %d samples (%s)", name, measured, device)
+        rows.append({"pass": name, "measured_samples": measured, "seconds": measure(fn, device).seconds * n / measured})
+    df = pd.DataFrame(rows)
+    df["ratio"] = df.seconds / df.seconds[df["pass"] == "single"].iloc[0]
+    return df

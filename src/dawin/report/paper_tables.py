@@ -54,7 +54,7 @@ TABLES: dict[str, TableSpec] = {
                          ROBUST[:-1], metric="value"),
     "table_d": TableSpec(("finetuned", "wise_ft", *(method_name(k, "mixture") for k in kinds_in("table_d")), "dawin")),
     "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration")),
-    "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample"), ("ood_avg",),
+    "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop"), ("ood_avg",),
                          extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample")),
     "table6": TableSpec(("pretrained", "individual", *(m for m, v in MERGING_METHODS.items() if v.table6),
                          "task_arithmetic_grid", "dawin"), MULTITASK),
