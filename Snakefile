@@ -19,6 +19,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/pixels.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/logits.smk"
 include: "workflow/rules/calibration.smk"

@@ -81,21 +81,21 @@ def _toy(root, n):
 def test_methods_learn_from_the_right_split_read_lazily(tmp_path):
     test = {t: _toy(tmp_path / f"{t}_test", 5) for t in ("a", "b")}
     train = {t: _toy(tmp_path / f"{t}_train", 7) for t in ("a", "b")}
-    transform = models.preprocess(models.create_clip(ARCH).visual)
+    visual = models.create_clip(ARCH).visual
     # AdaMerging: the whole unlabelled test set of every task, as datasets (read per step, never stacked)
     for name in ("adamerging_task", "adamerging_layer", "adamerging_pp_task", "adamerging_pp_layer"):
-        data = method_data(name, ["a", "b"], test=test, train=train, transform=transform)
+        data = method_data(name, ["a", "b"], test=test, train=train, visual=visual)
         assert all(isinstance(d, ImageFolderDataset) and len(d) == 5 for d in data.values())
         assert {str(d.root) for d in data.values()} == set(test.values())
     # Fisher / RegMean: the train split of every task
     for name in ("fisher", "regmean"):
-        data = method_data(name, ["a", "b"], test=test, train=train, transform=transform)
+        data = method_data(name, ["a", "b"], test=test, train=train, visual=visual)
         assert {t: (str(d.root), len(d)) for t, d in data.items()} == {t: (train[t], 7) for t in train}
         assert data["a"][0][0].shape == (3, 32, 32)
         # no silent fallback to the test images: the error names the config key to set
         with pytest.raises(DatasetError, match=r"multitask\.tasks\.b\.train"):
-            method_data(name, ["a", "b"], test=test, train={"a": train["a"]}, transform=transform)
-    assert method_data("task_arithmetic", ["a", "b"], test=test, train={}, transform=transform) is None
+            method_data(name, ["a", "b"], test=test, train={"a": train["a"]}, visual=visual)
+    assert method_data("task_arithmetic", ["a", "b"], test=test, train={}, visual=visual) is None
     # the config seed reaches the methods that draw images; method options win
     assert method_options("fisher", {"n_examples": 256}, seed=3, num_workers=2) == {"n_examples": 256, "seed": 3}
     assert method_options("adamerging_layer", {"steps": 500, "seed": 1}, seed=3, num_workers=2) == {

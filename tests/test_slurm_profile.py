@@ -60,6 +60,8 @@ STANDINS = {
 # set-resources) and a CPU rule (a demo dataset); their inputs are made beforehand, upstream first.
 PREMADE = ["resources/demo/checkpoints/tiny/clip.safetensors",
            *(f"resources/demo/data/{d}/" for d in ("in_val", "in", "v2", "r", "a", "sketch", "objectnet")),
+           *(f"results/demo/pixels/resources_demo_data_{d}/32x32-shortest-bicubic-fill0.npy"  # decoded images
+             for d in ("in_val", "in", "v2", "r", "a", "sketch", "objectnet")),
            "results/demo/heads/tiny/in.safetensors", "results/demo/models/tiny/zeroshot.safetensors",
            "resources/demo/checkpoints/tiny/finetuned.safetensors"]
 TARGETS = ["results/demo/heads/tiny/r.safetensors", "results/demo/logits/tiny/finetuned/in.safetensors",

@@ -30,6 +30,7 @@ rule profile:
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=DS["roots"][DS["id_test"]],
+        pixels=lambda wc: pixels_files(wc.backbone, [DS["roots"][DS["id_test"]]]),
         temperatures=f"{RESULTS}/calibration/{{backbone}}.json",
     params:
         suite=SUITE,

@@ -11,6 +11,7 @@ rule wise_ft_sweep:
         model0=lambda wc: model_file(wc.backbone, "zeroshot"),
         model1=lambda wc: model_file(wc.backbone, "finetuned"),
         data=dataset_dir,
+        pixels=lambda wc: pixels_files(wc.backbone, [dataset_dir(wc)]),
     params:
         alphas=SWEEP,
         **EVAL_PARAMS,

@@ -34,6 +34,7 @@ if "demo" in config:
 # Architecture names are checked before any job runs (a typo must not delete what it would rebuild), without
 # importing open_clip (dawin.inputs.architectures).
 try:
+    from dawin.inputs import architectures
     from dawin.inputs.architectures import check_architectures
 
     check_architectures({
@@ -148,7 +149,8 @@ def soup_inputs(wildcards):
     if wildcards.soup == "model_stock":
         return {"runs": spec["model_stock"], "pretrained": model_file(wildcards.backbone, "zeroshot")}
     if wildcards.soup == "greedy_soup":
-        return {"runs": soup_ingredients(wildcards.backbone), "data": DS["roots"][DS["id_val"]]}
+        return {"runs": soup_ingredients(wildcards.backbone), "data": DS["roots"][DS["id_val"]],
+                "pixels": pixels_files(wildcards.backbone, [DS["roots"][DS["id_val"]]])}
     return {"runs": soup_ingredients(wildcards.backbone)}
 
 
@@ -187,6 +189,40 @@ def coefficients_file(backbone, kind):
 
 def sweep_files(backbone, datasets, ext="safetensors"):
     return [f"{RESULTS}/wise_ft/{backbone}/{d}.{ext}" for d in datasets]
+
+
+# Decoded images (dawin.inputs.pixels): each evaluated dataset's pixels after resize and crop, written once per
+# (dataset, preprocessing) and read by every pass over it, when `images.decoded` is on. Backbones whose
+# architectures resize and crop alike share one file, named by the preprocessing's key.
+IMAGES = config["images"]
+PIXELS = IMAGES["cache"] or f"{RESULTS}/pixels"
+
+
+def _source_name(root):
+    """A dataset directory's folder in the cache: its path with separators flattened (unique, checked below)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.normpath(root)).strip("_.")
+
+
+_PIXEL_ROOTS = sorted({*(DS["roots"][d] for d in EVAL_SETS),
+                       *(t["test"] for t in config.get("multitask", {}).get("tasks", {}).values())})
+PIXEL_SOURCES = {_source_name(r): r for r in _PIXEL_ROOTS}
+if len(PIXEL_SOURCES) != len(_PIXEL_ROOTS):
+    raise WorkflowError("config: two dataset directories flatten to one decoded-image folder name; rename one")
+PIXEL_CFGS = {architectures.pixels_key_of(a): architectures.preprocess_cfg_of(a)
+              for a in {b["architecture"] for b in config["backbones"].values()}}
+
+
+def architecture_of(backbone):
+    return config["backbones"][backbone]["architecture"]
+
+
+def pixels_files(backbone, roots):
+    """The decoded images of the dataset directories ``roots`` for ``backbone``'s preprocessing, in that order
+    (none when `images.decoded` is off: the scripts then read the JPEGs)."""
+    if not IMAGES["decoded"]:
+        return []
+    key = architectures.pixels_key_of(architecture_of(backbone))
+    return [f"{PIXELS}/{_source_name(r)}/{key}.npy" for r in roots]
 
 
 EVAL_PARAMS = dict(
@@ -326,7 +362,8 @@ def pool_inputs(pool, methods):
         tasks = POOLS[name]
         out = {"pretrained": MT_PRETRAINED, "experts": list(task_files(tasks, "expert").values()),
                "test": list(task_files(tasks, "test").values()),
-               "logits": [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(name)]}
+               "logits": [f"{RESULTS}/multitask/logits/{t}.safetensors" for t in pool_eval_tasks(name)],
+               "pixels": pixels_files(MT["backbone"], task_files(tasks, "test").values())}
         readers = [m for m in methods if m in registry.merging_methods_reading("train")]
         if readers:
             train = task_files(tasks, "train")

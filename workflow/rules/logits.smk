@@ -13,6 +13,7 @@ for _name, _models, _datasets in [("cache_logits", [*MODELS, "average"], EVAL_SE
             code=code_of("cache_logits.py"),
             models=model_inputs,
             data=[DS["roots"][d] for d in _datasets],
+            pixels=lambda wc, _datasets=_datasets: pixels_files(wc.backbone, [DS["roots"][d] for d in _datasets]),
         params:
             **EVAL_PARAMS,
         wildcard_constraints:

@@ -34,6 +34,7 @@ for _group, _pairs in MERGED_GROUPS.items():
             model0=lambda wc: model_file(wc.backbone, "zeroshot"),
             model1=lambda wc: model_file(wc.backbone, "finetuned"),
             data=[DS["roots"][d] for d in TEST_SETS],
+            pixels=lambda wc: pixels_files(wc.backbone, [DS["roots"][d] for d in TEST_SETS]),
             coefficients=coefficient_files(sorted({k for k, _ in _pairs})),
         params:
             pairs=_pairs,

@@ -41,6 +41,7 @@ if "multitask" in config:
             pretrained=MT_PRETRAINED,
             experts=[MT["tasks"][t]["expert"] for t in MT_TASKS],
             data=[MT["tasks"][t]["test"] for t in MT_TASKS],
+            pixels=pixels_files(MT["backbone"], [MT["tasks"][t]["test"] for t in MT_TASKS]),
         params:
             tasks=MT_TASKS,
             **EVAL_PARAMS,

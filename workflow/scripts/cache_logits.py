@@ -1,4 +1,4 @@
-from dawin.inputs import datasets, models
+from dawin.inputs import models, pixels
 from dawin.inference.logits import compute_logits, save_logits
 from dawin.method.expertise import check_informative
 from dawin.method.weights import lerp
@@ -10,9 +10,10 @@ model = models.ImageClassifier.load(paths[0])
 if len(paths) == 2:  # the weight average theta(0.5) of the pair
     other = models.ImageClassifier.load(paths[1], model.architecture)
     model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
+decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
 checkpoint, sha256 = " + ".join(paths), " ".join(models.sha256(f) for f in paths)
 for root, output in zip(snakemake.input.data, snakemake.output):
-    data = datasets.load_dataset(root, transform=models.preprocess(model.visual))
+    data = pixels.open_dataset(root, model.visual, decoded)
     logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
                                     desc=f"{snakemake.wildcards.model}/{data.name}")
     check_informative(logits, f"logits of {checkpoint} on {data.name}")

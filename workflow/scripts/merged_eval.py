@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from dawin.inputs import datasets, models
+from dawin.inputs import models, pixels
 from dawin.method import variants
 from dawin.inference.evaluation import PER_SAMPLE_EVALUATORS, GroupedEvaluator, summarize
 from dawin.runtime import setup_logging, write_json
@@ -23,8 +23,9 @@ n_components = mixture.pop("n_components", 1)
 evaluators = {per_sample: (PER_SAMPLE_EVALUATORS[p.per_sample] if per_sample else GroupedEvaluator)(
     batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast) for per_sample in (False, True)}
 report = {pair: {} for pair in reports}
+decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
 for d, root in zip(p.datasets, snakemake.input.data):
-    data = datasets.load_dataset(root, transform=models.preprocess(model0.visual))
+    data = pixels.open_dataset(root, model0.visual, decoded)
     labels = torch.as_tensor(data.labels)
     for kind, assignment in p.pairs:
         coef, info = variants.assign(coefficients[kind][d].numpy(), assignment, n_components, p.seed, **mixture)

@@ -2,7 +2,7 @@ import time
 
 import torch
 
-from dawin.inputs import datasets, models
+from dawin.inputs import pixels
 from dawin.inference.logits import compute_logits
 from dawin.merging.dawin_multitask import expert_logits
 from dawin.merging.multitask import load_pool
@@ -12,10 +12,10 @@ from dawin.tensorio import save_tensors
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
 pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.experts)))
-transform = models.preprocess(pool.encoder())
+decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
 kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
 for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
-    data = datasets.load_dataset(root, transform=transform)
+    data = pixels.open_dataset(root, pool.encoder(), decoded)
     start = time.perf_counter()
     experts = expert_logits(pool, task, data, **kw)  # expert j's tower through this task's head, in pool order
     seconds = time.perf_counter() - start

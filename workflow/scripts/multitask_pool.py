@@ -1,6 +1,6 @@
 import pandas as pd
 
-from dawin.inputs import models
+from dawin.inputs import pixels
 from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator
 from dawin.merging.multitask import dawin_rows, load_pool, method_data, method_options, method_rows
 from dawin.runtime import setup_logging
@@ -11,7 +11,7 @@ pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.e
 eval_kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
 roots = dict(zip(p.tasks, snakemake.input.test))
 train = dict(zip(p.tasks, snakemake.input.get("train") or []))
-transform = models.preprocess(pool.encoder())
+decoded = pixels.by_root(snakemake.input.test, snakemake.input.pixels)
 
 
 def write(rows, path):
@@ -22,13 +22,13 @@ def write(rows, path):
 
 for method, path in zip(p.methods, out.methods):
     # AdaMerging: each task's whole test set, read per step; Fisher / RegMean: each task's train split
-    data = method_data(method, p.tasks, test=roots, train=train, transform=transform)
+    data = method_data(method, p.tasks, test=roots, train=train, visual=pool.encoder(), decoded=decoded)
     options = method_options(method, p.options.get(method, {}), seed=p.seed, num_workers=p.num_workers)
     write(method_rows(method, pool, data=data, options=options, tasks=p.eval_tasks, roots=roots, grid=p.grid,
-                      **eval_kw), path)
+                      decoded=decoded, **eval_kw), path)
 
 evaluator = MultiTaskGroupedEvaluator(**eval_kw, lam0=p.dawin["lam0"], authors_scaling=p.dawin["authors_scaling"])
 rows, means = dawin_rows(pool, evaluator, p.eval_tasks, dict(zip(p.eval_tasks, snakemake.input.logits)), roots,
-                         n_components=p.dawin["n_components"], seed=p.seed, **p.mixture)
+                         n_components=p.dawin["n_components"], seed=p.seed, decoded=decoded, **p.mixture)
 write(rows, out.dawin)
 pd.DataFrame(means).to_csv(out.coefficients, index=False, float_format="%.6g")

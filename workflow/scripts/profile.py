@@ -1,4 +1,4 @@
-from dawin.inputs import datasets, models
+from dawin.inputs import models, pixels
 from dawin.inference.profiling import profile_inference, subset
 from dawin.method.calibration import read_temperatures
 from dawin.runtime import setup_logging
@@ -9,7 +9,7 @@ p, backbone = snakemake.params, snakemake.wildcards.backbone
 temps = read_temperatures(snakemake.input.temperatures)
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
-data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model0.visual))
+data = pixels.open_dataset(snakemake.input.data, model0.visual, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
 sample = subset(data, min(p.samples, len(data)), seed=p.seed)
 df = profile_inference(model0, model1, sample, grid=p.grid, n_components=p.n_components,
                        temperatures=(temps["zeroshot"], temps["finetuned"]), batch_size=p.batch_size,

@@ -1,6 +1,6 @@
 import torch
 
-from dawin.inputs import datasets, models
+from dawin.inputs import models, pixels
 from dawin.robust import soups
 from dawin.method.expertise import accuracy
 from dawin.inference.logits import compute_logits
@@ -17,7 +17,7 @@ elif soup == "model_stock":
     info["ratios"] = ratios
 else:
     first = models.ImageClassifier.load(runs[0])
-    data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(first.visual))
+    data = pixels.open_dataset(snakemake.input.data, first.visual, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
 
     def held_out_accuracy(clf):
         logits, labels = compute_logits(clf, data, p.batch_size, p.num_workers, use_autocast=p.autocast)

@@ -1,7 +1,7 @@
 import pandas as pd
 import torch
 
-from dawin.inputs import datasets, models
+from dawin.inputs import models, pixels
 from dawin.inference.evaluation import evaluate_grid, summarize
 from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
@@ -10,7 +10,7 @@ log = setup_logging(snakemake.log[0])
 p = snakemake.params
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)
-data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(model0.visual))
+data = pixels.open_dataset(snakemake.input.data, model0.visual, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
 out = evaluate_grid(model0, model1, data, p.alphas, p.batch_size, p.num_workers, use_autocast=p.autocast,
                     reduce=summarize)
 alphas = sorted(out)

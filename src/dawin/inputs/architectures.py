@@ -33,3 +33,41 @@ def check_architectures(named: Mapping[str, str]) -> None:
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ValueError(f"config {key}: unknown architecture {name!r}; {hint}open_clip builds the names of its "
                              f"model_configs/*.json and of {OWN_CONFIGS} ({len(known)} in all)")
+
+
+_PREPROCESS_DEFAULTS = {"size": 224, "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
+"""open_clip 3.3's ``PreprocessCfg`` defaults for the fields that shape the pixels (``transform.py``); mean and std
+are left out: they act after the decoded cache. ``tests/test_pixels.py`` holds :func:`pixels_key_of` equal to the key
+of the preprocessing open_clip gives the built model."""
+
+
+def pixels_key(cfg: Mapping) -> str:
+    """The name of a preprocessing's decoded pixels: what resize and crop make of an image (size, resize mode,
+    interpolation, fill colour), e.g. ``224x224-shortest-bicubic-fill0``."""
+    size = cfg["size"]
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{h}x{w}-{cfg['resize_mode']}-{cfg['interpolation']}-fill{cfg['fill_color']}"
+
+
+def preprocess_cfg_of(architecture: str) -> dict:
+    """The fields of an architecture's evaluation preprocessing that shape the pixels (see :func:`pixels_key`), read
+    from its model config JSON (its ``preprocess_cfg`` over the defaults, the size from ``vision_cfg.image_size``)
+    without importing open_clip."""
+    import json
+
+    spec = importlib.util.find_spec("open_clip")
+    roots = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
+    for d in [OWN_CONFIGS, *roots]:
+        if (d / f"{architecture}.json").is_file():
+            model_cfg = json.loads((d / f"{architecture}.json").read_text())
+            break
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    cfg = {**_PREPROCESS_DEFAULTS, **{k: v for k, v in model_cfg.get("preprocess_cfg", {}).items()
+                                      if k in _PREPROCESS_DEFAULTS and k != "size"}}
+    cfg["size"] = model_cfg.get("vision_cfg", {}).get("image_size", cfg["size"])
+    return cfg
+
+
+def pixels_key_of(architecture: str) -> str:
+    return pixels_key(preprocess_cfg_of(architecture))

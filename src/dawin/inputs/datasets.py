@@ -72,11 +72,23 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     labels: list[int]
     projection_spec: dict = field(default_factory=lambda: {"kind": "identity"})
     transform: Callable | None = None
+    pixels: Path | None = None  # decoded images (dawin.inputs.pixels): read instead of the JPEGs
+    _array: object = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def __getstate__(self):  # DataLoader workers map the decoded array themselves
+        return {**self.__dict__, "_array": None}
+
     def __getitem__(self, i: int):
+        if self.pixels is not None:
+            if self._array is None:
+                import numpy as np
+
+                self._array = np.load(self.pixels, mmap_mode="r")
+            img = self._array[i].copy()  # an (H, W, 3) uint8 array
+            return (self.transform(img) if self.transform else img), self.labels[i]
         path = self.root / self.paths[i]
         try:
             with Image.open(path) as img:

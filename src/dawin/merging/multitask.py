@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from ..inputs.datasets import DatasetError, ImageFolderDataset, load_dataset
+from ..inputs.pixels import open_dataset
 from ..method.expertise import accuracy
 from ..inference.logits import compute_logits
 from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
-from ..inputs.models import ImageClassifier, preprocess
+from ..inputs.models import ImageClassifier
 from ..registry import GRID_SEARCH, merging_methods_reading
 from ..tensorio import load_tensors
 
@@ -57,12 +58,13 @@ def load_images(root: str, n: int | None, seed: int, transform) -> tuple[torch.T
 
 
 def evaluate(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str], roots: Mapping[str, str],
-             **eval_kw) -> dict[str, float]:
-    """Top-1 accuracy (%) of the encoder ``state`` on each task's test set through the task's head."""
+             decoded: Mapping[str, str] | None = None, **eval_kw) -> dict[str, float]:
+    """Top-1 accuracy (%) of the encoder ``state`` on each task's test set through the task's head (read from its
+    decoded images where ``decoded``, {root: file} of :func:`dawin.inputs.pixels.by_root`, has them)."""
     out = {}
     for task in tasks:
         clf = pool.classifier(task, state)
-        data = load_dataset(roots[task], transform=preprocess(clf.visual))
+        data = open_dataset(roots[task], clf.visual, decoded)
         logits, labels = compute_logits(clf, data, desc=f"{task}", **eval_kw)
         out[task] = accuracy(logits, labels)
     return out
@@ -75,7 +77,7 @@ TEST_SET_METHODS = merging_methods_reading("test")
 
 
 def method_data(name: str, tasks: Sequence[str], *, test: Mapping[str, str], train: Mapping[str, str | None],
-                transform) -> dict[str, ImageFolderDataset] | None:
+                visual: torch.nn.Module, decoded: Mapping[str, str] | None = None) -> dict[str, ImageFolderDataset] | None:
     """The images merging method ``name`` learns from, as lazily read datasets (no image is loaded here):
     each task's test set for AdaMerging, its train split for Fisher / RegMean, None for the others.
 
@@ -83,14 +85,14 @@ def method_data(name: str, tasks: Sequence[str], *, test: Mapping[str, str], tra
     (they never fall back to test images).
     """
     if name in TEST_SET_METHODS:
-        return {t: load_dataset(test[t], transform=transform) for t in tasks}
+        return {t: open_dataset(test[t], visual, decoded) for t in tasks}
     if name in TRAIN_SPLIT_METHODS:
         missing = [t for t in tasks if not train.get(t)]
         if missing:
             raise DatasetError(f"{name} takes its examples from each task's train split, but no train split is "
                                f"configured for {', '.join(missing)}: set multitask.tasks.{missing[0]}.train (and "
                                "for the others) to the split's dataset directory")
-        return {t: load_dataset(train[t], transform=transform) for t in tasks}
+        return {t: open_dataset(train[t], visual) for t in tasks}
     return None
 
 
@@ -114,7 +116,7 @@ def run_method(name: str, pool: ModelPool, data: Mapping | None,
 
 
 def task_arithmetic_grid(pool: ModelPool, grid: Sequence[float], tasks: Sequence[str], roots: Mapping[str, str],
-                         **eval_kw) -> tuple[float, dict[str, float]]:
+                         decoded: Mapping[str, str] | None = None, **eval_kw) -> tuple[float, dict[str, float]]:
     """Task arithmetic at every lambda of ``grid``: the lambda with the best accuracy summed over ``tasks``
     (ties: the smaller lambda) and its accuracies. The choice is made on the test sets, so the result is an
     upper bound for a search (Figure 8's baseline), not a method with a held-out choice."""
@@ -123,13 +125,14 @@ def task_arithmetic_grid(pool: ModelPool, grid: Sequence[float], tasks: Sequence
     results = {}
     for lam in grid:
         state, _ = run_method("task_arithmetic", pool, None, lam=lam)
-        results[lam] = evaluate(pool, state, tasks, roots, **eval_kw)
+        results[lam] = evaluate(pool, state, tasks, roots, decoded=decoded, **eval_kw)
     best = max(results, key=lambda lam: (sum(results[lam].values()), -lam))
     return best, results[best]
 
 
 def method_rows(name: str, pool: ModelPool, *, data: Mapping | None, options: Mapping, tasks: Sequence[str],
-                roots: Mapping[str, str], grid: Sequence[float] = (), **eval_kw) -> list[dict]:
+                roots: Mapping[str, str], grid: Sequence[float] = (), decoded: Mapping[str, str] | None = None,
+                **eval_kw) -> list[dict]:
     """Merge ``pool`` with method ``name`` (``pretrained``, a registry method or :data:`GRID_SEARCH`) and evaluate
     it on ``tasks``: tidy rows (method, dataset, metric, value) of each task's accuracy and of the seconds spent
     merging and evaluating (all tasks: dataset ``all``). The grid search's whole time counts as evaluation, and
@@ -137,14 +140,14 @@ def method_rows(name: str, pool: ModelPool, *, data: Mapping | None, options: Ma
     rows = []
     if name == GRID_SEARCH:
         start = time.perf_counter()
-        best, accuracy_ = task_arithmetic_grid(pool, grid, tasks, roots, **eval_kw)
+        best, accuracy_ = task_arithmetic_grid(pool, grid, tasks, roots, decoded=decoded, **eval_kw)
         merge_seconds, eval_seconds = 0.0, time.perf_counter() - start
         log.info("task arithmetic grid: best lambda %.2f (chosen on the test sets: an upper bound for a search)", best)
         rows.append(dict(method=name, dataset="all", metric="lambda", value=best))
     else:
         state, merge_seconds = run_method(name, pool, data, **options)
         start = time.perf_counter()
-        accuracy_ = evaluate(pool, state, tasks, roots, **eval_kw)
+        accuracy_ = evaluate(pool, state, tasks, roots, decoded=decoded, **eval_kw)
         eval_seconds = time.perf_counter() - start
     rows += [dict(method=name, dataset=t, metric="accuracy", value=a) for t, a in accuracy_.items()]
     return rows + [dict(method=name, dataset="all", metric="merge_seconds", value=merge_seconds),
@@ -159,7 +162,7 @@ def expert_share_seconds(meta: Mapping[str, str], n_experts: int) -> float:
 
 def dawin_rows(pool: ModelPool, evaluator: MultiTaskGroupedEvaluator, tasks: Sequence[str],
                logits: Mapping[str, str], roots: Mapping[str, str], *, n_components: int, seed: int,
-               **mixture_kw) -> tuple[list[dict], list[dict]]:
+               decoded: Mapping[str, str] | None = None, **mixture_kw) -> tuple[list[dict], list[dict]]:
     """Multi-task DaWin on each of ``tasks``: coefficients from the cached logits of the pool's experts
     (``logits[task]``: a logit cache holding every expert's logits on that task's test set), a Dirichlet mixture
     of ``n_components``, one merged encoder per cluster. Returns the tidy rows (accuracy per task; ``eval_seconds``
@@ -171,7 +174,7 @@ def dawin_rows(pool: ModelPool, evaluator: MultiTaskGroupedEvaluator, tasks: Seq
         start = time.perf_counter()
         coef = expert_coefficients([cached[t] for t in pool.tasks])  # the pool's experts only
         assigned, info = cluster_coefficients(coef.numpy(), n_components, seed, **mixture_kw)
-        data = load_dataset(roots[task], transform=preprocess(pool.encoder()))
+        data = open_dataset(roots[task], pool.encoder(), decoded)
         out = evaluator.evaluate(pool, task, data, assigned)
         seconds += time.perf_counter() - start + expert_share_seconds(meta, len(pool.tasks))
         acc = accuracy(out, torch.as_tensor(data.labels))

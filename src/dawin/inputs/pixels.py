@@ -1,0 +1,118 @@
+"""Images decoded once: a dataset's pixels after resize and crop, stored as uint8, read by every later pass.
+
+Every pass over a test set (logit caching, the WiSE-FT sweep, merged evaluation, soups, profiling, the
+multi-task evaluations) would otherwise decode its JPEGs again, and on a GPU decoding is the bottleneck. One
+job per (dataset, preprocessing) runs the evaluation transform up to the tensor conversion (resize, centre
+crop, RGB: open_clip's ``image_transform_v2``) and writes the result to ``<cache>/<dataset>/<key>.npy``,
+an (N, H, W, 3) uint8 array in the dataset's index order, with ``<key>.json`` beside it (the key, the dataset
+and a digest of its index). ``key`` is :func:`dawin.inputs.architectures.pixels_key`: backbones that resize and
+crop alike share one file. Readers memory-map the array and apply the rest of the model's own transform
+(``ToTensor``, ``Normalize``) to each image, so the model sees bit-identical inputs to the JPEG path.
+
+Size: N x H x W x 3 bytes, e.g. 7.5 GB for ImageNet's 50,000 validation images at 224 px.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from torchvision.transforms import Compose, Normalize, ToTensor
+from tqdm import tqdm
+
+from .architectures import pixels_key
+from .datasets import INDEX, DatasetError, ImageFolderDataset, load_dataset
+
+
+def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
+    """open_clip's evaluation transform for ``cfg`` (a ``preprocess_cfg``) in two: (PIL image -> uint8 HWC array,
+    uint8 HWC array -> normalised CHW float tensor). Composed, they equal the transform itself."""
+    steps = image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms
+    cut = next((i for i, t in enumerate(steps) if isinstance(t, ToTensor)), None)
+    if cut is None or [type(t) for t in steps[cut + 1:]] != [Normalize]:
+        raise TypeError(f"unexpected open_clip evaluation transform {steps}: expected ... ToTensor, Normalize")
+    return Compose([*steps[:cut], np.asarray]), Compose(steps[cut:])
+
+
+def index_digest(root: str | Path) -> str:
+    """sha256 of the dataset's index file: the order and labels the decoded array follows."""
+    return hashlib.sha256((Path(root) / INDEX).read_bytes()).hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+@torch.no_grad()
+def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: int = 0, batch_size: int = 64) -> int:
+    """Decode the dataset at ``root`` with ``cfg``'s resize and crop into ``path`` (.npy); returns the image count.
+
+    Written to a temporary name and moved into place when complete, so a failed run leaves no partial cache."""
+    path = Path(path)
+    to_pixels, _ = split_transform(cfg)
+    data = load_dataset(root, transform=to_pixels)
+    size = cfg["size"]
+    h, w = (size, size) if isinstance(size, int) else size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(data), h, w, 3))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=lambda items: np.stack([x for x, _ in items]))
+    start = 0
+    for batch in tqdm(loader, desc=f"decode {data.name}", leave=False):
+        out[start:start + len(batch)] = batch
+        start += len(batch)
+    out.flush()
+    del out
+    meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root)}
+    _sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, path)
+    return len(data)
+
+
+def with_pixels(data: ImageFolderDataset, path: str | Path, cfg: Mapping) -> ImageFolderDataset:
+    """``data`` reading its images from the decoded cache ``path`` (instead of its JPEGs) through the rest of the
+    transform of ``cfg`` (the model's ``preprocess_cfg``). The cache must hold this dataset, in this index order,
+    decoded for this preprocessing: anything else is an error naming the file and the fix."""
+    path = Path(path)
+    fix = f"delete {path} and rerun snakemake to decode the images again"
+    if not path.is_file() or not _sidecar(path).is_file():
+        raise DatasetError(f"decoded images not found: {path} (or its .json); run snakemake to decode them")
+    meta = json.loads(_sidecar(path).read_text())
+    key = pixels_key(cfg)
+    if meta["key"] != key:
+        raise DatasetError(f"{path} holds images decoded as {meta['key']}, the model's preprocessing is {key}: {fix}")
+    if meta["n_images"] != len(data) or meta["index_sha256"] != index_digest(data.root):
+        raise DatasetError(f"{path} was decoded from another version of dataset {data.name} at {data.root} "
+                           f"({meta['n_images']} images, index {meta['index_sha256'][:12]}; now {len(data)}, "
+                           f"{index_digest(data.root)[:12]}): {fix}")
+    shape = np.load(path, mmap_mode="r").shape
+    if shape[0] != len(data):
+        raise DatasetError(f"{path} holds {shape[0]} images, dataset {data.name} has {len(data)}: {fix}")
+    return dataclasses.replace(data, pixels=path, transform=split_transform(cfg)[1])
+
+
+def open_dataset(root: str | Path, visual: torch.nn.Module, decoded: Mapping[str, str] | None = None) -> ImageFolderDataset:
+    """The dataset at ``root`` under the evaluation transform of the image tower ``visual``: from its decoded images
+    when ``decoded`` (see :func:`by_root`) has them (the same tensors, see :func:`with_pixels`), else its JPEGs."""
+    cfg = getattr(visual, "visual", visual).preprocess_cfg
+    data = load_dataset(root, transform=image_transform_v2(PreprocessCfg(**cfg), is_train=False))
+    pixels = (decoded or {}).get(str(root))
+    return data if pixels is None else with_pixels(data, pixels, cfg)
+
+
+def by_root(roots: str | Sequence[str], pixels: str | Sequence[str] = ()) -> dict[str, str]:
+    """{dataset directory: its decoded images} from a rule's ``data`` and ``pixels`` inputs (one file or a list
+    each, in the same order); empty when the images are not decoded (config ``images.decoded: false``)."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    pixels = [pixels] if isinstance(pixels, (str, Path)) else list(pixels)
+    if pixels and len(pixels) != len(roots):
+        raise ValueError(f"{len(pixels)} decoded-image files for {len(roots)} datasets")
+    return {str(r): str(p) for r, p in zip(roots, pixels)}

@@ -1,0 +1,8 @@
+from dawin.inputs.pixels import write_pixels
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+n = write_pixels(snakemake.input.data, p.cfg, snakemake.output[0], num_workers=p.num_workers)
+log.info("%d images of %s decoded as %s into %s", n, snakemake.input.data, snakemake.wildcards.pixels,
+         snakemake.output[0])
