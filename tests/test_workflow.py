@@ -333,5 +333,7 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "multitask_train_split": 8, "multitask_logits": 1, "multitask_all": 1, "multitask_pool": 4,
         "multitask_metrics": 1,
         "multitask_distances": 1, "paper_inputs": 1, "all": 1,
+        # each of the 15 test sets decoded once: B/32, B/16 and L/14 resize and crop alike (224 px)
+        "decode_images": 15,
     }
     assert "demo_" not in res.stdout  # the paper suite replaces the demo config, it does not merge into it
