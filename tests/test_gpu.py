@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dawin.inference.evaluation import GroupedEvaluator, PerSampleEvaluator, evaluate_grid
+from dawin.inference.evaluation import GroupedEvaluator, LoopPerSampleEvaluator, PerSampleEvaluator, evaluate_grid
 from dawin.inference.logits import compute_logits, compute_logits_pair
 
 from test_evaluation import TensorSet
@@ -22,7 +22,7 @@ def test_evaluators_on_cuda_match_cpu(tiny_pair):
     m0, m1 = tiny_pair
     x, coef = torch.randn(10, 3, 32, 32), np.array([0.2, 0.7] * 5)
     data = TensorSet(x)
-    for Evaluator in (GroupedEvaluator, PerSampleEvaluator):
+    for Evaluator in (GroupedEvaluator, PerSampleEvaluator, LoopPerSampleEvaluator):
         _close(Evaluator(batch_size=4, device=GPU).evaluate(m0, m1, data, coef),
                Evaluator(batch_size=4, device=CPU).evaluate(m0, m1, data, coef))
     gpu = evaluate_grid(m0, m1, data, [0.0, 0.5, 1.0], batch_size=4, device=GPU)

@@ -254,6 +254,32 @@ def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):
     assert clip.stat().st_mtime_ns == before
 
 
+def test_a_checkpoint_swapped_with_its_old_timestamp_stops_the_run(workdir):
+    """`cp -p` of another model over the fine-tuned checkpoint changes no timestamp Snakemake compares: the results
+    computed from it are named as stale before any job runs; with the right bytes back, nothing is to be done."""
+    import shutil
+
+    ft = workdir / "resources/demo/checkpoints/tiny/finetuned.safetensors"
+    backup = workdir.parent / "finetuned.backup"
+    shutil.copy2(ft, backup)
+    st = ft.stat()
+    try:
+        shutil.copyfile(workdir / "resources/demo/checkpoints/tiny/runs/run1.safetensors", ft)
+        os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))
+        res = snakemake(workdir, "-n", "table2")
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and "has changed since" in out and "xargs rm -f < results/demo/stale.txt" in out
+        stale = (workdir / "results/demo/stale.txt").read_text().split()
+        assert "results/demo/logits/tiny/finetuned/in.safetensors" in stale
+        assert "results/demo/merged/tiny/entropy/mixture/in.safetensors" in stale
+        assert not any("zeroshot" in s for s in stale)
+    finally:
+        shutil.copyfile(backup, ft)
+        os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = snakemake(workdir, "-n")
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
 def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
     """SIGKILL of snakemake and its job mid-job (when the job's log appears) leaves Snakemake's lock: the next run
     stops with it; after `--unlock` (README, Troubleshooting) the rerun redoes the killed job and its output is

@@ -225,6 +225,35 @@ def pixels_files(backbone, roots):
     return [f"{PIXELS}/{_source_name(r)}/{key}.npy" for r in roots]
 
 
+# Results record the content keys of the checkpoints and datasets they were computed from (dawin.provenance);
+# a change Snakemake's timestamps cannot see (a checkpoint replaced with `cp -p`, images replaced in place)
+# stops the workflow here, before any job runs, naming the stale results.
+PROVENANCE = {"scan_datasets": True, **config.get("provenance", {})}
+
+
+def _check_provenance():
+    from dawin import provenance
+
+    keys = provenance.Keys(f"{RESULTS}/.provenance-cache.json", datasets=PROVENANCE["scan_datasets"])
+    results = [p for pattern in ("logits/**/*.safetensors", "merged/**/*.safetensors", "wise_ft/**/*.safetensors",
+                                 "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors")
+               for p in Path(RESULTS).glob(pattern)] + list(Path(PIXELS).glob("**/*.json"))
+    bad = [(r.replace(".json", ".npy") if r.startswith(PIXELS) else r, why) for r, why in provenance.stale(results, keys)]
+    keys.save()
+    if bad:
+        listing = Path(RESULTS) / "stale.txt"
+        listing.write_text("".join(f"{r}\n" for r, _ in bad))
+        shown = "; ".join(f"{r} ({why})" for r, why in bad[:3])
+        raise WorkflowError(
+            f"{len(bad)} result(s) were computed from a checkpoint or dataset that has changed since without a newer "
+            f"timestamp (e.g. replaced with `cp -p` or edited in place), so Snakemake would reuse them: {shown}"
+            f"{' ...' if len(bad) > 3 else ''}. They are listed in {listing}; remove them and rerun to rebuild them "
+            f"and what follows: `xargs rm -f < {listing}`")
+
+
+_check_provenance()
+
+
 EVAL_PARAMS = dict(
     batch_size=config["evaluation"]["batch_size"],
     num_workers=config["evaluation"]["num_workers"],

@@ -2,6 +2,7 @@ from dawin.inputs import models, pixels
 from dawin.inference.logits import compute_logits, save_logits
 from dawin.method.expertise import check_informative
 from dawin.method.weights import lerp
+from dawin import provenance
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -11,12 +12,13 @@ if len(paths) == 2:  # the weight average theta(0.5) of the pair
     other = models.ImageClassifier.load(paths[1], model.architecture)
     model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
-checkpoint, sha256 = " + ".join(paths), " ".join(models.sha256(f) for f in paths)
+hashes = {f: models.sha256(f) for f in paths}
+checkpoint, sha256 = " + ".join(paths), " ".join(hashes.values())
 for root, output in zip(snakemake.input.data, snakemake.output):
     data = pixels.open_dataset(root, model.visual, decoded)
     logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
                                     desc=f"{snakemake.wildcards.model}/{data.name}")
     check_informative(logits, f"logits of {checkpoint} on {data.name}")
     save_logits(output, logits, labels, checkpoint=checkpoint, checkpoint_sha256=sha256, dataset=data.name,
-                n_images=len(data))
+                n_images=len(data), **provenance.record(hashes, [root]))
     log.info("%s on %s: %s logits", checkpoint, data.name, tuple(logits.shape))

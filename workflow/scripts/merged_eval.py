@@ -4,6 +4,7 @@ import torch
 from dawin.inputs import models, pixels
 from dawin.method import variants
 from dawin.inference.evaluation import PER_SAMPLE_EVALUATORS, GroupedEvaluator, summarize
+from dawin import provenance
 from dawin.runtime import setup_logging, write_json
 from dawin.tensorio import load_tensors, save_tensors
 
@@ -24,6 +25,7 @@ evaluators = {per_sample: (PER_SAMPLE_EVALUATORS[p.per_sample] if per_sample els
     batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast) for per_sample in (False, True)}
 report = {pair: {} for pair in reports}
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
+models_used = {f: models.sha256(f) for f in (snakemake.input.model0, snakemake.input.model1)}
 for d, root in zip(p.datasets, snakemake.input.data):
     data = pixels.open_dataset(root, model0.visual, decoded)
     labels = torch.as_tensor(data.labels)
@@ -33,7 +35,7 @@ for d, root in zip(p.datasets, snakemake.input.data):
         summary = summarize(logits, labels)
         accuracy = float((summary["pred"] == summary["labels"]).double().mean() * 100)
         save_tensors(merged[kind, assignment, d], {**summary, "coefficients": torch.as_tensor(coef)},
-                     {"kind": kind, "assignment": assignment, "dataset": d})
+                     {"kind": kind, "assignment": assignment, "dataset": d, **provenance.record(models_used, [root])})
         report[kind, assignment][d] = {"accuracy": accuracy, **info}
         log.info("%s/%s on %s: accuracy %.2f with %d distinct coefficients", kind, assignment, d, accuracy,
                  len(np.unique(coef)))

@@ -6,6 +6,7 @@ from dawin.inputs import pixels
 from dawin.inference.logits import compute_logits
 from dawin.merging.dawin_multitask import expert_logits
 from dawin.merging.multitask import load_pool
+from dawin import provenance
 from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 
@@ -13,6 +14,7 @@ log = setup_logging(snakemake.log[0])
 p = snakemake.params
 pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.experts)))
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
+sources = {f: provenance.file_sha256(f) for f in [snakemake.input.pretrained, *snakemake.input.experts]}
 kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)
 for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
     data = pixels.open_dataset(root, pool.encoder(), decoded)
@@ -21,6 +23,7 @@ for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
     seconds = time.perf_counter() - start
     pretrained, labels = compute_logits(pool.classifier(task), data, desc=f"pretrained on {task}", **kw)
     save_tensors(output, {**dict(zip(p.tasks, experts)), "pretrained": pretrained, "labels": labels},
-                 {"task": task, "experts": ",".join(p.tasks), "expert_seconds": f"{seconds:.6f}"})
+                 {"task": task, "experts": ",".join(p.tasks), "expert_seconds": f"{seconds:.6f}",
+                  **provenance.record(sources, [root])})
     for t, z in zip(p.tasks, experts):
         log.info("expert %s on %s: accuracy %.2f", t, task, float((z.argmax(-1) == labels).double().mean() * 100))

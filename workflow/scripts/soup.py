@@ -4,6 +4,7 @@ from dawin.inputs import models, pixels
 from dawin.robust import soups
 from dawin.method.expertise import accuracy
 from dawin.inference.logits import compute_logits
+from dawin import provenance
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -25,5 +26,5 @@ else:
 
     model, info = soups.greedy_soup(runs, held_out_accuracy)
     log.info("greedy soup of %d/%d ingredients: %s", len(info["ingredients"]), len(runs), info["ingredients"])
-model.save(snakemake.output[0], soup=soup, ingredients=" ".join(runs))
+model.save(snakemake.output[0], soup=soup, ingredients=" ".join(runs), **provenance.record(runs))
 log.info("%s: %s", soup, info)

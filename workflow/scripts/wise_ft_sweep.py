@@ -3,6 +3,7 @@ import torch
 
 from dawin.inputs import models, pixels
 from dawin.inference.evaluation import evaluate_grid, summarize
+from dawin import provenance
 from dawin.runtime import setup_logging
 from dawin.tensorio import save_tensors
 
@@ -17,7 +18,8 @@ alphas = sorted(out)
 labels = torch.as_tensor(data.labels)
 stacked = {k: torch.stack([out[a][k] for a in alphas]) for k in ("pred", "cross_entropy", "entropy")}
 save_tensors(snakemake.output.samples, {**stacked, "alphas": torch.tensor(alphas, dtype=torch.float64), "labels": labels},
-             {"dataset": data.name})
+             {"dataset": data.name, **provenance.record([snakemake.input.model0, snakemake.input.model1],
+                                                        [snakemake.input.data])})
 rows = [{"alpha": a, "accuracy": float((out[a]["pred"] == labels).double().mean() * 100),
          "cross_entropy": float(out[a]["cross_entropy"].mean()), "entropy": float(out[a]["entropy"].mean())}
         for a in alphas]

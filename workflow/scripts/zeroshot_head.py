@@ -1,5 +1,6 @@
 from dawin.inputs import datasets, models
 from dawin.inference.logits import default_device
+from dawin import provenance
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -11,5 +12,6 @@ head = models.zeroshot_head(clip, arch, data.classnames, data.templates, device=
 weights_id = f"sha256:{models.sha256(weights)}" if weights else f"open_clip:{pretrained}"
 key = models.head_cache_key(arch, weights_id, data.classnames, data.templates)
 models.save_head(head, snakemake.output[0], architecture=arch, weights=weights_id, cache_key=key,
-                 classnames="\n".join(data.classnames), templates="\n".join(data.templates))
+                 classnames="\n".join(data.classnames), templates="\n".join(data.templates),
+                 **provenance.record([weights] if weights else []))
 log.info("zero-shot head %s for %s from %d templates (key %s)", tuple(head.shape), data.name, len(data.templates), key[:12])

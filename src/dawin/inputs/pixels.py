@@ -27,6 +27,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose, Normalize, ToTensor
 from tqdm import tqdm
 
+from ..provenance import KEY, dataset_key
 from .architectures import pixels_key
 from .datasets import INDEX, DatasetError, ImageFolderDataset, load_dataset
 
@@ -71,7 +72,8 @@ def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: 
         start += len(batch)
     out.flush()
     del out
-    meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root)}
+    meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root),
+            KEY: {"files": {}, "datasets": {os.path.normpath(root): dataset_key(root)}}}
     _sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp, path)
     return len(data)
