@@ -57,13 +57,40 @@ def test_dataset_changes_in_place_are_found(tmp_path):
     assert provenance.stale([result], provenance.Keys()) == []
     image = root / "c" / "1.png"
     st = os.stat(image)
-    image.write_bytes(b"\x01" * 100)  # same size, rewritten in place, old mtime put back: only the ctime moves
+    image.write_bytes(b"\x01" * 60)  # truncated in place, the old mtime put back
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert provenance.stale([result], provenance.Keys()) == [(str(result), f"dataset {root} has changed since")]
     assert provenance.stale([result], provenance.Keys(datasets=False)) == []  # the scan can be turned off
     result = _result(tmp_path, datasets=[root])
     (root / "c" / "2.png").unlink()
     assert provenance.stale([result], provenance.Keys())[0][1] == f"dataset {root} has changed since"
+
+
+def test_a_copy_of_data_and_results_with_their_timestamps_stays_valid(tmp_path):
+    _dataset(tmp_path / "a" / "data")
+    ckpt = tmp_path / "a" / "m.safetensors"
+    ckpt.write_bytes(b"A")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path / "a")  # results record paths relative to the working directory, as in the workflow
+        _result(tmp_path / "a", ["m.safetensors"], ["data"])
+        shutil.copytree(tmp_path / "a", tmp_path / "b")  # copy2: mtimes kept, ctimes and inodes new
+        os.chdir(tmp_path / "b")
+        assert provenance.stale(["result.json"], provenance.Keys()) == []
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_record_is_read_from_a_safetensors_file(tmp_path):
+    import torch
+
+    from dawin.tensorio import save_tensors
+
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"A")
+    save_tensors(tmp_path / "r.safetensors", {"x": torch.zeros(2)}, {"dataset": "in", **provenance.record([ckpt])})
+    assert provenance.recorded(tmp_path / "r.safetensors") == {"files": {str(ckpt): provenance.file_sha256(ckpt)},
+                                                              "datasets": {}}
 
 
 def test_hashes_are_cached_against_the_stat_signature(tmp_path, monkeypatch):

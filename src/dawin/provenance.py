@@ -9,10 +9,14 @@ outputs with the inputs' current ones; the workflow stops on a difference, namin
 rebuild them (``common.smk``).
 
 Content keys: a file's sha256, and a dataset's digest of its ``index.csv``, its ``dataset.json`` and the name,
-size, mtime and ctime of every image it lists (``cp -p`` keeps the mtime, never the ctime). Hashing every
-checkpoint at every parse would take seconds, so :class:`Keys` caches each sha256 against the file's stat
-signature (size, mtime, ctime, inode) in a small JSON file; a dataset costs one ``stat`` per image (about 0.3 s
-per 50,000 images on a local disk; the config can turn the dataset scan off for slow file systems).
+size and mtime of every image it lists. Hashing every checkpoint at every parse would take seconds, so
+:class:`Keys` caches each sha256 against the file's stat signature (size, mtime, ctime, inode: ``cp -p`` keeps
+the mtime, never the ctime) in a small JSON file. Hashing every image is out of reach at paper scale, so a dataset
+costs one ``stat`` per image (about 0.6 s per 50,000 images on this machine's disk; the config can turn the scan
+off for slow file systems), and its digest leaves the ctime out: a dataset copied with its results (``cp -a``,
+``rsync -a``, a restored backup) keeps its mtimes and stays valid, where ctimes would all change. Deleted,
+added, truncated or replaced images change a size or an mtime (``cp -p`` of another image brings that image's
+mtime); what stays unseen is a replacement of the same size given back the old mtime on purpose.
 
 Importable without torch: the workflow calls it at parse time.
 """
@@ -27,6 +31,8 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from .tensorio import META_KEY
+
 KEY = "provenance"
 """The metadata entry (safetensors) or JSON field holding a result's record."""
 
@@ -40,7 +46,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def dataset_key(root: str | Path) -> str:
-    """Digest of a dataset's index, its dataset.json and every listed file's name, size, mtime and ctime."""
+    """Digest of a dataset's index, its dataset.json and every listed file's name, size and mtime."""
     root = Path(root)
     h = hashlib.sha256()
     for name in ("index.csv", "dataset.json"):
@@ -49,7 +55,7 @@ def dataset_key(root: str | Path) -> str:
         for row in csv.DictReader(f):
             try:
                 st = os.stat(root / row["path"])
-                h.update(f"{row['path']}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\n".encode())
+                h.update(f"{row['path']}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
             except FileNotFoundError:
                 h.update(f"{row['path']}\tmissing\n".encode())
     return h.hexdigest()
@@ -120,7 +126,7 @@ def recorded(path: str | Path) -> dict | None:
             with open(path, "rb") as f:
                 (n,) = struct.unpack("<Q", f.read(8))
                 meta = json.loads(f.read(n)).get("__metadata__") or {}
-            value = meta.get(KEY)
+            value = json.loads(meta.get(META_KEY, "{}")).get(KEY)  # dawin.tensorio's metadata entry
             return json.loads(value) if value else None
         if path.suffix == ".json":
             value = json.loads(path.read_text())
