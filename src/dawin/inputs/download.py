@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import lzma
 import os
 import shutil
@@ -27,6 +26,8 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
+from ..provenance import file_digest, file_sha256 as sha256_file  # noqa: F401 - the package's one hashing helper
+
 CHUNK = 1 << 20
 USER_AGENT = "dawin-reproduction/0.1 (+requests)"
 
@@ -35,20 +36,7 @@ class DownloadError(RuntimeError):
     """A file could not be fetched, failed its checks, or an archive is unusable."""
 
 
-# --- hashing ---------------------------------------------------------------------------------------
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    return file_digest(path, "sha256")
+# --- checks ----------------------------------------------------------------------------------------
 
 
 def _check_file(path: Path, sha256: str | None, md5: str | None, expected_size: int | None) -> str | None:
