@@ -5,7 +5,7 @@ import torch
 from dawin.inputs import models
 from dawin.inference.logits import compute_logits, compute_logits_pair
 from dawin.inference.profiling import (dawin_pipeline, flops_per_sample, measure, mergeable_parameters, merged_passes,
-                                       profile_inference, subset)
+                                       profile_inference, single_passes, subset)
 
 
 class TensorSet(torch.utils.data.Dataset):
@@ -94,3 +94,9 @@ def test_merged_passes_time_each_way_against_one_single_pass(pair, data):
     assert list(df.index) == ["single", "per_sample", "per_sample_loop", "clustered"]
     assert df.loc["single", "ratio"] == 1.0 and (df.seconds > 0).all()
     assert df.loc["per_sample_loop", "measured_samples"] == 5 and df.loc["per_sample", "measured_samples"] == len(data)
+
+
+def test_single_passes_time_each_data_path(pair, data):
+    df = single_passes(pair[0], {"jpeg": data, "decoded": data}, batch_size=8, device=torch.device("cpu"))
+    assert list(df.method) == ["single_pass_jpeg", "single_pass_decoded"] and (df.seconds > 0).all()
+    assert df.seconds_per_sample.tolist() == pytest.approx((df.seconds / len(data)).tolist())

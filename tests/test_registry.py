@@ -101,7 +101,8 @@ def test_method_names_are_distinct_over_workflow_variants():
 
 METRICS_METHODS = {"zeroshot", "finetuned", "average", "output_ensemble", "wise_ft", "dcs", "doe", "oracle_domain"}
 SOUP_METHODS = {"uniform_soup", "greedy_soup", "model_stock"}  # metrics/{backbone}/soups.csv, tables 2-4
-PROFILE_METHODS = {"wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop"}  # profile/{backbone}.csv, table F
+PROFILE_METHODS = {"wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop",
+                   "single_pass_jpeg", "single_pass_decoded"}  # profile/{backbone}.csv, table F
 
 
 @pytest.mark.parametrize("table", [t for t in catalog.targets("table", multitask=False) if t != "table_c"])

@@ -22,8 +22,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "table_f": ("Table F", "Measured inference cost on ID test samples (runtime extrapolated to the whole ID test "
                            "set) and OOD accuracy. DaWin w/o mixture is exact per sample in batched forward passes "
                            "(what the workflow runs); the loop row gives the same numbers one merge per image, as "
-                           "the authors' code, timed on a few images and extrapolated. Images are read from "
-                           "the JPEGs, as in the paper."),
+                           "the authors' code, timed on a few images and extrapolated. The rows read the JPEGs, "
+                           "as the paper's numbers do; the last two time one model pass through each data path."),
     "table6": ("Table 6", "Multi-task merging: accuracy per task and average; Individuals use each task's own "
                           "expert (an oracle selection); the task-arithmetic grid reports its best lambda on the "
                           "test sets (an upper bound of a search)."),

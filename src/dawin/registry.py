@@ -192,6 +192,8 @@ METHOD_LABELS: dict[str, str] = {
     "dawin_no_calibration": "DaWin w/o calibration",
     "dawin_parallel": "DaWin (parallel)",
     "dawin_per_sample_loop": "DaWin w/o mixture, one merge per image (loop)",
+    "single_pass_jpeg": "One model pass, images from the JPEGs",
+    "single_pass_decoded": "One model pass, images decoded once (images.decoded)",
     **{method_name(k, "mixture"): v.label for k, v in KINDS.items() if v.label},
     "pretrained": "Pre-trained",
     "individual": "Individuals (true expert per task)",

@@ -336,3 +336,17 @@ def merged_passes(model0: torch.nn.Module, model1: torch.nn.Module, dataset: Any
     df = pd.DataFrame(rows)
     df["ratio"] = df.seconds / df.seconds[df["pass"] == "single"].iloc[0]
     return df
+
+
+def single_passes(model: torch.nn.Module, paths: dict[str, Any], *, batch_size: int, num_workers: int = 0,
+                  device: torch.device | None = None, use_autocast: bool = True) -> pd.DataFrame:
+    """One pass of ``model`` over the same images through each data path ({name: dataset}, e.g. the JPEGs and the
+    decoded images): rows method ``single_pass_<name>``, seconds, seconds_per_sample (Table F says which is which)."""
+    device = torch.device(device) if device is not None else default_device()
+    model = model.to(device).eval()
+    rows = []
+    for name, data in paths.items():
+        res = measure(lambda: compute_logits(model, data, batch_size, num_workers, device=device,
+                                             use_autocast=use_autocast, desc=name), device)
+        rows.append({"method": f"single_pass_{name}", "seconds": res.seconds, "seconds_per_sample": res.seconds / len(data)})
+    return pd.DataFrame(rows)
