@@ -29,13 +29,14 @@ models_used = {f: models.sha256(f) for f in (snakemake.input.model0, snakemake.i
 for d, root in zip(p.datasets, snakemake.input.data):
     data = pixels.open_dataset(root, model0.visual, decoded)
     labels = torch.as_tensor(data.labels)
+    record = provenance.record(models_used, [root])  # once per test set, shared by its pairs
     for kind, assignment in p.pairs:
         coef, info = variants.assign(coefficients[kind][d].numpy(), assignment, n_components, p.seed, **mixture)
         logits = evaluators[assignment == "per_sample"].evaluate(model0, model1, data, coef)
         summary = summarize(logits, labels)
         accuracy = float((summary["pred"] == summary["labels"]).double().mean() * 100)
         save_tensors(merged[kind, assignment, d], {**summary, "coefficients": torch.as_tensor(coef)},
-                     {"kind": kind, "assignment": assignment, "dataset": d, **provenance.record(models_used, [root])})
+                     {"kind": kind, "assignment": assignment, "dataset": d, **record})
         report[kind, assignment][d] = {"accuracy": accuracy, **info}
         log.info("%s/%s on %s: accuracy %.2f with %d distinct coefficients", kind, assignment, d, accuracy,
                  len(np.unique(coef)))

@@ -3,7 +3,7 @@
 Every pass over a test set (logit caching, the WiSE-FT sweep, merged evaluation, soups, profiling, the
 multi-task evaluations) would otherwise decode its JPEGs again, and on a GPU decoding is the bottleneck. One
 job per (dataset, preprocessing) runs the evaluation transform up to the tensor conversion (resize, centre
-crop, RGB: open_clip's ``image_transform_v2``) and writes the result to ``<cache>/<dataset>/<key>.npy``,
+crop, RGB: open_clip 3.3's ``image_transform_v2`` in ``open_clip/transform.py``) and writes the result to ``<cache>/<dataset>/<key>.npy``,
 an (N, H, W, 3) uint8 array in the dataset's index order, with ``<key>.json`` beside it (the key, the dataset
 and a digest of its index). ``key`` is :func:`dawin.inputs.architectures.pixels_key`: backbones that resize and
 crop alike share one file. Readers memory-map the array and apply the rest of the model's own transform
@@ -15,7 +15,6 @@ Size: N x H x W x 3 bytes, e.g. 7.5 GB for ImageNet's 50,000 validation images a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +26,10 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose, Normalize, ToTensor
 from tqdm import tqdm
 
-from ..provenance import KEY, dataset_key
+from ..provenance import KEY, dataset_key, file_sha256
 from .architectures import pixels_key
 from .datasets import INDEX, DatasetError, ImageFolderDataset, load_dataset
+from .models import preprocess
 
 
 def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
@@ -44,7 +44,7 @@ def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
 
 def index_digest(root: str | Path) -> str:
     """sha256 of the dataset's index file: the order and labels the decoded array follows."""
-    return hashlib.sha256((Path(root) / INDEX).read_bytes()).hexdigest()
+    return file_sha256(Path(root) / INDEX)
 
 
 def _sidecar(path: Path) -> Path:
@@ -105,7 +105,7 @@ def open_dataset(root: str | Path, visual: torch.nn.Module, decoded: Mapping[str
     """The dataset at ``root`` under the evaluation transform of the image tower ``visual``: from its decoded images
     when ``decoded`` (see :func:`by_root`) has them (the same tensors, see :func:`with_pixels`), else its JPEGs."""
     cfg = getattr(visual, "visual", visual).preprocess_cfg
-    data = load_dataset(root, transform=image_transform_v2(PreprocessCfg(**cfg), is_train=False))
+    data = load_dataset(root, transform=preprocess(visual))
     pixels = (decoded or {}).get(str(root))
     return data if pixels is None else with_pixels(data, pixels, cfg)
 
