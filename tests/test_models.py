@@ -100,6 +100,24 @@ def test_architectures_known_without_importing_open_clip_are_open_clips_list():
         check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelux"})
 
 
+def test_open_clip_loads_without_timm_and_transformers_and_their_towers_are_refused_early():
+    """dawin.inputs.openclip keeps timm and transformers out of every job's start-up; the architectures that would
+    need them are refused when the config is read, naming the tower; both libraries stay importable afterwards."""
+    import subprocess
+    import sys
+
+    from dawin.inputs.architectures import check_architectures
+
+    code = ("import sys, dawin.inputs.models as m; print(sorted(k for k in ('timm', 'transformers') if k in sys.modules)); "
+            "import timm, transformers; m.create_clip('dawin-tiny-rn'); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "ok"]
+    for name, tower in (("convnext_base", "vision_cfg.timm_model_name"), ("roberta-ViT-B-32", "text_cfg.hf_model_name")):
+        with pytest.raises(ValueError, match=rf"config k: architecture '{name}' has a tower from timm or Hugging Face "
+                                             rf"\({tower}\)"):
+            check_architectures({"k": name})
+
+
 def test_a_zero_shot_head_with_equal_class_rows_is_refused():
     clip = models.create_clip("dawin-tiny-rn")
     with pytest.raises(ValueError, match="all 3 class embeddings are equal"):

@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +37,20 @@ def test_a_truncated_file_names_itself_and_the_fix(tmp_path, keep):
     for read in (load_tensors, load_arrays, read_metadata):
         with pytest.raises(DamagedFileError, match=f"{path}: not a readable safetensors file .* delete it and rerun"):
             read(path)
+
+
+def test_a_write_that_fails_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    path = tmp_path / "cache.safetensors"
+    save_tensors(path, {"x": torch.arange(4.0)}, {"k": "v"})
+    before = path.read_bytes()
+
+    def crash_midway(tensors, filename, metadata=None):  # half a file written, then the failure
+        Path(filename).write_bytes(before[: len(before) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash_midway)
+    with pytest.raises(OSError, match="No space left"):
+        save_tensors(path, {"x": torch.arange(8.0)}, {"k": "w"})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache.safetensors"]

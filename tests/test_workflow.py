@@ -254,30 +254,58 @@ def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):
     assert clip.stat().st_mtime_ns == before
 
 
-def test_a_checkpoint_swapped_with_its_old_timestamp_stops_the_run(workdir):
-    """`cp -p` of another model over the fine-tuned checkpoint changes no timestamp Snakemake compares: the results
-    computed from it are named as stale before any job runs; with the right bytes back, nothing is to be done."""
+@pytest.mark.parametrize("swapped, other, expected, unaffected", [
+    ("tiny/finetuned", "tiny/runs/run1", ["results/demo/logits/tiny/finetuned/in.safetensors",
+                                          "results/demo/merged/tiny/entropy/mixture/in.safetensors"], "zeroshot"),
+    ("tiny/experts/round", "tiny/experts/count", ["results/demo/multitask/logits/round.safetensors",
+                                                  "results/demo/multitask/all/provenance.json",
+                                                  "results/demo/multitask/count+round/provenance.json"], "colour+position"),
+])
+def test_a_checkpoint_swapped_with_its_old_timestamp_stops_the_run(workdir, swapped, other, expected, unaffected):
+    """`cp -p` of another model over a checkpoint (the fine-tuned one, a multi-task expert) changes no timestamp
+    Snakemake compares: the results computed from it (logit caches, merged evaluations, the multi-task pools' CSVs
+    through their records) are named as stale before any job runs; with the right bytes back, nothing is to be done."""
     import shutil
 
-    ft = workdir / "resources/demo/checkpoints/tiny/finetuned.safetensors"
-    backup = workdir.parent / "finetuned.backup"
+    ft = workdir / f"resources/demo/checkpoints/{swapped}.safetensors"
+    backup = workdir.parent / "swapped.backup"
     shutil.copy2(ft, backup)
     st = ft.stat()
     try:
-        shutil.copyfile(workdir / "resources/demo/checkpoints/tiny/runs/run1.safetensors", ft)
+        shutil.copyfile(workdir / f"resources/demo/checkpoints/{other}.safetensors", ft)
         os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))
         res = snakemake(workdir, "-n", "table2")
         out = res.stdout + res.stderr
         assert res.returncode != 0 and "has changed since" in out and "xargs rm -f < results/demo/stale.txt" in out
         stale = (workdir / "results/demo/stale.txt").read_text().split()
-        assert "results/demo/logits/tiny/finetuned/in.safetensors" in stale
-        assert "results/demo/merged/tiny/entropy/mixture/in.safetensors" in stale
-        assert not any("zeroshot" in s for s in stale)
+        assert set(expected) <= set(stale)
+        assert not any(unaffected in s for s in stale)
     finally:
         shutil.copyfile(backup, ft)
         os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))
     res = snakemake(workdir, "-n")
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_a_failed_rerun_keeps_the_logit_caches_it_would_have_rebuilt(workdir):
+    """A damaged soup makes the rerun of its logit cache fail; the caches (`update` outputs: backed up by Snakemake,
+    written whole or not at all by dawin.tensorio) are back as they were, and the error names the damaged file."""
+    soup = workdir / "results/demo/models/tiny/model_stock.safetensors"
+    caches = sorted((workdir / "results/demo/logits/tiny/model_stock").glob("*.safetensors"))
+    before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in [soup, *caches]}
+    assert caches
+    try:
+        soup.write_bytes(b"not a checkpoint")
+        res = snakemake(workdir, str(caches[0].relative_to(workdir)))
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and f"{soup.relative_to(workdir)}: not a readable safetensors file" in out
+        assert "Restored previous version" in out
+        assert all(f.read_bytes() == before[f][0] for f in caches)
+        assert not list(caches[0].parent.glob("*.partial"))
+    finally:
+        for f, (data, mtime) in before.items():  # as the fixture had them, for the tests that follow
+            f.write_bytes(data)
+            os.utime(f, ns=(mtime, mtime))
 
 
 def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):

@@ -112,13 +112,17 @@ class Keys:
             self._dirty = False
 
 
-def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict[str, str]:
-    """The metadata entry recording the content keys of ``files`` (checkpoints: paths, or {path: sha256} already
-    computed) and ``datasets`` (directories)."""
+def entry(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict:
+    """The content keys of ``files`` (checkpoints: paths, or {path: sha256} already computed) and ``datasets``
+    (directories), as a JSON result holds them under :data:`KEY`."""
     hashes = files if isinstance(files, Mapping) else {f: file_sha256(f) for f in files}
-    value = {"files": {os.path.normpath(f): h for f, h in hashes.items()},
-             "datasets": {os.path.normpath(d): dataset_key(d) for d in datasets}}
-    return {KEY: json.dumps(value, sort_keys=True)}
+    return {"files": {os.path.normpath(f): h for f, h in hashes.items()},
+            "datasets": {os.path.normpath(d): dataset_key(d) for d in datasets}}
+
+
+def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict[str, str]:
+    """:func:`entry` as a safetensors file's metadata entry (:mod:`dawin.tensorio`)."""
+    return {KEY: json.dumps(entry(files, datasets), sort_keys=True)}
 
 
 def recorded(path: str | Path) -> dict | None:

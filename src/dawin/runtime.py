@@ -54,7 +54,10 @@ def _plain(obj):
 
 
 def write_json(path: str | Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True, default=_plain) + "\n")
+    """Written whole or not at all (a ``.partial`` name moved into place), as :func:`dawin.tensorio.save_tensors`."""
+    tmp = Path(f"{path}.partial")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_plain) + "\n")
+    os.replace(tmp, path)
 
 
 def read_json(path: str | Path):

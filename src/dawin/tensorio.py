@@ -10,6 +10,7 @@ numpy arrays without it (the table and summary jobs, whose start-up it would dou
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,10 +40,17 @@ def _open(path: str | Path, framework: str) -> Iterator:
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> None:
+    """Write ``path`` whole or not at all: to a ``.partial`` name beside it, moved into place when complete, so a
+    crash or a kill mid-write leaves the previous file as it was (the rules' ``update`` outputs rely on it)."""
     from safetensors.torch import save_file
 
     meta = {META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    tmp = Path(f"{path}.partial")
+    try:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

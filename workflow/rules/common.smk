@@ -236,7 +236,8 @@ def _check_provenance():
 
     keys = provenance.Keys(f"{RESULTS}/.provenance-cache.json", datasets=PROVENANCE["scan_datasets"])
     results = [p for pattern in ("logits/**/*.safetensors", "merged/**/*.safetensors", "wise_ft/**/*.safetensors",
-                                 "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors")
+                                 "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors",
+                                 "multitask/*/provenance.json")
                for p in Path(RESULTS).glob(pattern)] + list(Path(PIXELS).glob("**/*.json"))
     bad = [(r.replace(".json", ".npy") if r.startswith(PIXELS) else r, why) for r, why in provenance.stale(results, keys)]
     keys.save()

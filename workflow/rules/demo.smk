@@ -1,5 +1,7 @@
 # The embedded demo suite: synthetic datasets and the tiny CLIP's pre-training and fine-tuning.
 # Only active when the config has a `demo` section; the paper suite gets these files elsewhere.
+# The training rules take both cores (`threads: 2`: the demo's bytes depend on the thread count) and go first when
+# ready (`priority`): behind a one-core job they would leave the other core idle for its whole run.
 if "demo" in config:
     DEMO = config["demo"]
 
@@ -20,7 +22,7 @@ if "demo" in config:
 
     rule demo_pretrain:
         output:
-            f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
+            update(f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors"),
         input:
             code_of("demo_pretrain.py"),
         params:
@@ -28,6 +30,7 @@ if "demo" in config:
             train=DEMO["pretrain"],
             seed=config["seed"],
         threads: 2
+        priority: 50
         resources:
             mem_mb=3000,
         log:
@@ -41,7 +44,7 @@ if "demo" in config:
 
     rule demo_finetune:
         output:
-            f"{DEMO['resources']}/checkpoints/{{backbone}}/{{run}}.safetensors",
+            update(f"{DEMO['resources']}/checkpoints/{{backbone}}/{{run}}.safetensors"),
         input:
             code=code_of("demo_finetune.py"),
             zeroshot=f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
@@ -51,6 +54,7 @@ if "demo" in config:
         params:
             train=lambda wc: finetune_run(wc),
         threads: 2
+        priority: 50
         resources:
             mem_mb=3000,
         log:
@@ -86,7 +90,7 @@ if "demo" in config:
         # every task's expert, one job per backbone (each trains for about 12 s on one core; start-up costs as much)
         rule demo_task_experts:
             output:
-                [f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{t}.safetensors" for t in MT_TASKS],
+                [update(f"{DEMO['resources']}/checkpoints/{{backbone}}/experts/{t}.safetensors") for t in MT_TASKS],
             input:
                 code=code_of("demo_task_experts.py"),
                 clip=f"{DEMO['resources']}/checkpoints/{{backbone}}/clip.safetensors",
@@ -97,6 +101,7 @@ if "demo" in config:
                 train=DEMO["multitask"]["finetune"],
                 seed=config["seed"],
             threads: 2
+            priority: 50
             log:
                 f"{DEMO['resources']}/logs/demo_task_experts/{{backbone}}.log",
             benchmark:

@@ -8,7 +8,7 @@ for _name, _models, _datasets in [("cache_logits", [*MODELS, "average"], EVAL_SE
         name:
             _name
         output:
-            [logits_file("{backbone}", "{model}", d) for d in _datasets],
+            [update(logits_file("{backbone}", "{model}", d)) for d in _datasets],
         input:
             code=code_of("cache_logits.py"),
             models=model_inputs,

@@ -26,7 +26,7 @@ rule zeroshot_head:
 
 rule zeroshot_model:
     output:
-        f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors",
+        update(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors"),
     input:
         code=code_of("zeroshot_model.py"),
         weights=zeroshot_weights,

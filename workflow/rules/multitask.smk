@@ -71,6 +71,7 @@ if "multitask" in config:
                 methods=[f"{RESULTS}/multitask/{_pool}/{m}.csv" for m in _methods],
                 dawin=f"{RESULTS}/multitask/{_pool}/dawin.csv",
                 coefficients=f"{RESULTS}/multitask/{_pool}/dawin_coefficients.csv",
+                record=f"{RESULTS}/multitask/{_pool}/provenance.json",  # the checkpoints and datasets the CSVs come from
             input:
                 unpack(pool_inputs(_pool, _methods)),
                 code=code_of("multitask_pool.py"),

@@ -89,7 +89,7 @@ if "paper" in config:
 
     rule fetch_checkpoint:
         output:
-            f"{PRES}/downloads/checkpoints/{{ckpt}}/{{role}}",
+            update(f"{PRES}/downloads/checkpoints/{{ckpt}}/{{role}}"),
         input:
             code_of("fetch_checkpoint.py"),
         params:
@@ -123,8 +123,8 @@ if "paper" in config:
 
     rule convert_checkpoint:
         output:
-            model=f"{PRES}/checkpoints/{{ckpt}}.safetensors",
-            sidecar=f"{PRES}/checkpoints/{{ckpt}}.json",
+            model=update(f"{PRES}/checkpoints/{{ckpt}}.safetensors"),
+            sidecar=update(f"{PRES}/checkpoints/{{ckpt}}.json"),
         input:
             unpack(checkpoint_sources),
             code=code_of("convert_checkpoint.py"),

@@ -3,7 +3,8 @@ import pandas as pd
 from dawin.inputs import pixels
 from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator
 from dawin.merging.multitask import dawin_rows, load_pool, method_data, method_options, method_rows
-from dawin.runtime import setup_logging
+from dawin import provenance
+from dawin.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
 p, out = snakemake.params, snakemake.output
@@ -32,3 +33,6 @@ rows, means = dawin_rows(pool, evaluator, p.eval_tasks, dict(zip(p.eval_tasks, s
                          n_components=p.dawin["n_components"], seed=p.seed, decoded=decoded, **p.mixture)
 write(rows, out.dawin)
 pd.DataFrame(means).to_csv(out.coefficients, index=False, float_format="%.6g")
+datasets = [*snakemake.input.test, *(snakemake.input.get("train") or [])]
+write_json(out.record, {"pool": p.pool, provenance.KEY: provenance.entry([snakemake.input.pretrained, *snakemake.input.experts],
+                                                                         datasets)})

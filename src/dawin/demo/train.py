@@ -10,10 +10,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
 
 from .synth import Domain, Task, sample_split
 from ..inputs.models import ImageClassifier, create_clip, preprocess

@@ -24,8 +24,8 @@ def known_architectures() -> set[str]:
 
 
 def check_architectures(named: Mapping[str, str]) -> None:
-    """``named``: {config key: architecture name}. A name open_clip cannot build is a ValueError naming the key,
-    the closest known names and where the list comes from."""
+    """``named``: {config key: architecture name}. A name open_clip cannot build, or one whose towers come from timm
+    or Hugging Face (which :mod:`dawin.inputs.openclip` leaves out), is a ValueError naming the key and the fix."""
     known = known_architectures()
     for key, name in named.items():
         if name not in known:
@@ -33,6 +33,25 @@ def check_architectures(named: Mapping[str, str]) -> None:
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ValueError(f"config {key}: unknown architecture {name!r}; {hint}open_clip builds the names of its "
                              f"model_configs/*.json and of {OWN_CONFIGS} ({len(known)} in all)")
+        model_cfg = model_config(name)
+        foreign = [f"{tower}.{field}" for tower, field in (("vision_cfg", "timm_model_name"), ("text_cfg", "hf_model_name"))
+                   if model_cfg.get(tower, {}).get(field)]
+        if foreign:
+            raise ValueError(f"config {key}: architecture {name!r} has a tower from timm or Hugging Face "
+                             f"({', '.join(foreign)}), which this workflow does not build; use an architecture with "
+                             "open_clip's own VisionTransformer or ModifiedResNet towers (e.g. ViT-B-32, RN50)")
+
+
+def model_config(architecture: str) -> dict:
+    """An architecture's open_clip model config (its JSON file), read without importing open_clip."""
+    import json
+
+    spec = importlib.util.find_spec("open_clip")
+    roots = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
+    for d in [OWN_CONFIGS, *roots]:
+        if (d / f"{architecture}.json").is_file():
+            return json.loads((d / f"{architecture}.json").read_text())
+    raise ValueError(f"unknown architecture {architecture!r}")
 
 
 _PREPROCESS_DEFAULTS = {"size": 224, "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
@@ -53,16 +72,7 @@ def preprocess_cfg_of(architecture: str) -> dict:
     """The fields of an architecture's evaluation preprocessing that shape the pixels (see :func:`pixels_key`), read
     from its model config JSON (its ``preprocess_cfg`` over the defaults, the size from ``vision_cfg.image_size``)
     without importing open_clip."""
-    import json
-
-    spec = importlib.util.find_spec("open_clip")
-    roots = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
-    for d in [OWN_CONFIGS, *roots]:
-        if (d / f"{architecture}.json").is_file():
-            model_cfg = json.loads((d / f"{architecture}.json").read_text())
-            break
-    else:
-        raise ValueError(f"unknown architecture {architecture!r}")
+    model_cfg = model_config(architecture)
     cfg = {**_PREPROCESS_DEFAULTS, **{k: v for k, v in model_cfg.get("preprocess_cfg", {}).items()
                                       if k in _PREPROCESS_DEFAULTS and k != "size"}}
     cfg["size"] = model_cfg.get("vision_cfg", {}).get("image_size", cfg["size"])

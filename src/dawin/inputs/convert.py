@@ -54,8 +54,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import torch
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
 from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 

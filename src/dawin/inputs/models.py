@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import open_clip
 import torch
 import torch.nn.functional as F
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose, Normalize, ToTensor
 from tqdm import tqdm
 
-from ..provenance import KEY, dataset_key, file_sha256
+from ..provenance import KEY, entry, file_sha256
 from .architectures import pixels_key
 from .datasets import INDEX, DatasetError, ImageFolderDataset, load_dataset
 from .models import preprocess
@@ -73,7 +74,7 @@ def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: 
     out.flush()
     del out
     meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root),
-            KEY: {"files": {}, "datasets": {os.path.normpath(root): dataset_key(root)}}}
+            KEY: entry(datasets=[root])}
     _sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp, path)
     return len(data)
