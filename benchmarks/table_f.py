@@ -29,7 +29,7 @@ import yaml
 from dawin import registry
 from dawin.inference.logits import default_device
 from dawin.inference.profiling import merged_passes, profile_inference
-from dawin.inputs import models, pixels
+from dawin.inputs import decode, models, pixels
 
 from logit_caching import make_dataset  # noqa: E402 - the benchmarks folder is the script's own path
 
@@ -91,7 +91,7 @@ def main() -> None:
 
         start = time.perf_counter()
         cache = Path(tmp) / "pixels.npy"
-        pixels.write_pixels(root, m0.visual.preprocess_cfg, cache, num_workers=args.workers)
+        decode.write_pixels(root, m0.visual.preprocess_cfg, cache, num_workers=args.workers)
         decode_seconds = time.perf_counter() - start
         decoded = pixels.open_dataset(root, m0.visual, {str(root): str(cache)})
         coef = np.random.default_rng(0).beta(2, 2, args.n)  # cached expertise: any coefficients in (0, 1)

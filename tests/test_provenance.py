@@ -110,4 +110,6 @@ def test_hashes_are_cached_against_the_stat_signature(tmp_path, monkeypatch):
 def test_results_without_a_record_or_damaged_are_skipped(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"\x00" * 3)
     (tmp_path / "b.json").write_text("[1, 2]")
-    assert provenance.stale([tmp_path / "a.safetensors", tmp_path / "b.json"], provenance.Keys()) == []
+    (tmp_path / "c.safetensors").write_bytes(b"not a checkpoint")  # its first 8 bytes read as a header of 8 EB
+    files = [tmp_path / "a.safetensors", tmp_path / "b.json", tmp_path / "c.safetensors"]
+    assert provenance.stale(files, provenance.Keys()) == []

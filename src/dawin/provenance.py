@@ -134,6 +134,8 @@ def recorded(path: str | Path) -> dict | None:
         if path.suffix == ".safetensors":
             with open(path, "rb") as f:
                 (n,) = struct.unpack("<Q", f.read(8))
+                if n > os.fstat(f.fileno()).st_size - 8:  # not a safetensors header: a damaged or foreign file
+                    return None
                 meta = json.loads(f.read(n)).get("__metadata__") or {}
             value = json.loads(meta.get(META_KEY, "{}")).get(KEY)  # dawin.tensorio's metadata entry
             return json.loads(value) if value else None

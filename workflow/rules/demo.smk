@@ -110,3 +110,26 @@ if "demo" in config:
                 "../../envs/dawin.yaml"
             script:
                 "../scripts/demo_task_experts.py"
+
+    if DEMO.get("seeds"):
+
+        # Tables 2 and 6 of the demo under every seed of `demo.seeds`, each run in folders of its own (a nested
+        # Snakemake run per seed), summarised per cell (dawin.demo.seeds). Not part of `all`: it trains everything
+        # once per seed.
+        rule seeds:
+            output:
+                csv=f"{RESULTS}/seeds/spread.csv",
+                md=f"{RESULTS}/seeds/spread.md",
+            input:
+                code_of("seeds.py"),
+            params:
+                seeds=DEMO["seeds"],
+                config={k: v for k, v in config.items()},
+                snakefile=workflow.main_snakefile,
+            threads: workflow.cores
+            log:
+                f"{RESULTS}/logs/seeds.log",
+            conda:
+                "../../envs/dawin.yaml"
+            script:
+                "../scripts/seeds.py"

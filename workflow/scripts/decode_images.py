@@ -1,4 +1,4 @@
-from dawin.inputs.pixels import write_pixels
+from dawin.inputs.decode import write_pixels
 from dawin.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -14,8 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 INDEX = "index.csv"
 META = "dataset.json"
@@ -27,7 +31,7 @@ class DatasetError(ValueError):
 
 # --- logit projections ---------------------------------------------------------------------------
 
-Projection = Callable[[torch.Tensor], torch.Tensor]
+Projection = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 def identity_projection() -> Projection:
@@ -36,6 +40,8 @@ def identity_projection() -> Projection:
 
 def subset_projection(columns: Sequence[int]) -> Projection:
     """Keep the given columns (ImageNet-R / -A: their 200-class sublists)."""
+    import torch
+
     idx = torch.as_tensor(list(columns), dtype=torch.long)
     return lambda logits: logits.index_select(-1, idx.to(logits.device))
 
@@ -45,6 +51,8 @@ def group_max_projection(groups: Sequence[Sequence[int]]) -> Projection:
 
     Built once as a padded index tensor; the projection is a gather plus a masked max, no Python loop.
     """
+    import torch
+
     width = max(len(g) for g in groups)
     idx = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups], dtype=torch.long)
     return lambda logits: logits[..., idx.to(logits.device)].amax(dim=-1)
@@ -61,8 +69,9 @@ PROJECTIONS: dict[str, Callable[..., Projection]] = {
 
 
 @dataclass
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """A test split on disk, in the order of its index file."""
+class ImageFolderDataset:
+    """A test split on disk, in the order of its index file: a map-style dataset (``len`` and indexing), as torch's
+    ``DataLoader`` takes it; importing this module does not import torch (the image-decoding jobs do without it)."""
 
     name: str
     root: Path

@@ -3,7 +3,8 @@
 Every pass over a test set (logit caching, the WiSE-FT sweep, merged evaluation, soups, profiling, the
 multi-task evaluations) would otherwise decode its JPEGs again, and on a GPU decoding is the bottleneck. One
 job per (dataset, preprocessing) runs the evaluation transform up to the tensor conversion (resize, centre
-crop, RGB: open_clip 3.3's ``image_transform_v2`` in ``open_clip/transform.py``) and writes the result to ``<cache>/<dataset>/<key>.npy``,
+crop, RGB: open_clip 3.3's ``image_transform_v2`` in ``open_clip/transform.py``, without torch:
+:mod:`dawin.inputs.decode`) and writes the result to ``<cache>/<dataset>/<key>.npy``,
 an (N, H, W, 3) uint8 array in the dataset's index order, with ``<key>.json`` beside it (the key, the dataset
 and a digest of its index). ``key`` is :func:`dawin.inputs.architectures.pixels_key`: backbones that resize and
 crop alike share one file. Readers memory-map the array and apply the rest of the model's own transform
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -25,11 +25,10 @@ import torch
 from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose, Normalize, ToTensor
-from tqdm import tqdm
 
-from ..provenance import KEY, entry, file_sha256
 from .architectures import pixels_key
-from .datasets import INDEX, DatasetError, ImageFolderDataset, load_dataset
+from .datasets import DatasetError, ImageFolderDataset, load_dataset
+from .decode import index_digest, sidecar
 from .models import preprocess
 
 
@@ -43,52 +42,15 @@ def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
     return Compose([*steps[:cut], np.asarray]), Compose(steps[cut:])
 
 
-def index_digest(root: str | Path) -> str:
-    """sha256 of the dataset's index file: the order and labels the decoded array follows."""
-    return file_sha256(Path(root) / INDEX)
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-@torch.no_grad()
-def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: int = 0, batch_size: int = 64) -> int:
-    """Decode the dataset at ``root`` with ``cfg``'s resize and crop into ``path`` (.npy); returns the image count.
-
-    Written to a temporary name and moved into place when complete, so a failed run leaves no partial cache."""
-    path = Path(path)
-    to_pixels, _ = split_transform(cfg)
-    data = load_dataset(root, transform=to_pixels)
-    size = cfg["size"]
-    h, w = (size, size) if isinstance(size, int) else size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(data), h, w, 3))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=lambda items: np.stack([x for x, _ in items]))
-    start = 0
-    for batch in tqdm(loader, desc=f"decode {data.name}", leave=False):
-        out[start:start + len(batch)] = batch
-        start += len(batch)
-    out.flush()
-    del out
-    meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root),
-            KEY: entry(datasets=[root])}
-    _sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, path)
-    return len(data)
-
-
 def with_pixels(data: ImageFolderDataset, path: str | Path, cfg: Mapping) -> ImageFolderDataset:
     """``data`` reading its images from the decoded cache ``path`` (instead of its JPEGs) through the rest of the
     transform of ``cfg`` (the model's ``preprocess_cfg``). The cache must hold this dataset, in this index order,
     decoded for this preprocessing: anything else is an error naming the file and the fix."""
     path = Path(path)
     fix = f"delete {path} and rerun snakemake to decode the images again"
-    if not path.is_file() or not _sidecar(path).is_file():
+    if not path.is_file() or not sidecar(path).is_file():
         raise DatasetError(f"decoded images not found: {path} (or its .json); run snakemake to decode them")
-    meta = json.loads(_sidecar(path).read_text())
+    meta = json.loads(sidecar(path).read_text())
     key = pixels_key(cfg)
     if meta["key"] != key:
         raise DatasetError(f"{path} holds images decoded as {meta['key']}, the model's preprocessing is {key}: {fix}")

@@ -1,0 +1,16 @@
+import os
+
+from dawin.demo.seeds import markdown, run_seed, spread
+from dawin.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+tables = {}
+for seed in p.seeds:
+    log.info("the demo under seed %d", seed)
+    tables[seed] = run_seed(p.config, seed, p.snakefile, os.getcwd(), snakemake.threads, snakemake.log[0])
+summary = spread(tables)
+summary.to_csv(snakemake.output.csv, index=False, float_format="%.6g")
+with open(snakemake.output.md, "w") as f:
+    f.write(markdown(summary, p.seeds))
+log.info("spread of %d cells over seeds %s", len(summary), p.seeds)
