@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 from dawin.demo.seeds import markdown, run_seed, spread
 from dawin.runtime import setup_logging
@@ -8,7 +9,8 @@ p = snakemake.params
 tables = {}
 for seed in p.seeds:
     log.info("the demo under seed %d", seed)
-    tables[seed] = run_seed(p.config, seed, p.snakefile, os.getcwd(), snakemake.threads, snakemake.log[0])
+    seed_log = Path(snakemake.log[0]).with_suffix(f".seed{seed}.log")  # each nested run's Snakemake output
+    tables[seed] = run_seed(p.config, seed, p.snakefile, os.getcwd(), snakemake.threads, seed_log)
 summary = spread(tables)
 summary.to_csv(snakemake.output.csv, index=False, float_format="%.6g")
 with open(snakemake.output.md, "w") as f:

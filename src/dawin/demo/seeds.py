@@ -56,7 +56,7 @@ def run_seed(config: Mapping, seed: int, snakefile: str | Path, workdir: str | P
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), "--cores", str(cores),
            "--nolock", *TABLES, "--configfile", str(cfg_path)]
-    with open(log, "a") as stream:
+    with open(log, "w") as stream:
         done = subprocess.run(cmd, stdout=stream, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise RuntimeError(f"the demo under seed {seed} failed (exit {done.returncode}); its Snakemake output is in "
