@@ -45,6 +45,7 @@ if "multitask" in config:
         params:
             tasks=MT_TASKS,
             **EVAL_PARAMS,
+        priority: 10  # the head of the multi-task chain: see multitask_all
         resources:
             gpu=1,
         log:
@@ -87,6 +88,9 @@ if "multitask" in config:
                 mixture=config["mixture"],
                 seed=config["seed"],
                 **EVAL_PARAMS,
+            # the longest single jobs of a run (every method on every task): started as soon as they can run, not
+            # last, where they would keep one core busy while the other idles
+            priority: 10
             resources:
                 gpu=1,
             log:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without timm and transformers (see there)
 
 from .synth import Domain, Task, sample_split
 from ..inputs.models import ImageClassifier, create_clip, preprocess

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: F401, I001 - first: open_clip without timm and transformers (see there)
 from open_clip import modified_resnet as oc_resnet
 from open_clip import transformer as oc_transformer
 from torch import nn

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without timm and transformers (see there)
 from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 

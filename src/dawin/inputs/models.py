@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without timm and transformers (see there)
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package

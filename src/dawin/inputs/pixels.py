@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: F401, I001 - first: open_clip without timm and transformers (see there)
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose, Normalize, ToTensor
 

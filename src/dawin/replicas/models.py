@@ -82,7 +82,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without transformers (see there)
+from dawin.inputs.openclip import open_clip  # noqa: I001 - first: open_clip without timm and transformers (see there)
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
