@@ -56,8 +56,11 @@ def _plain(obj):
 def write_json(path: str | Path, obj) -> None:
     """Written whole or not at all (a ``.partial`` name moved into place), as :func:`dawin.tensorio.save_tensors`."""
     tmp = Path(f"{path}.partial")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_plain) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_plain) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | Path):
