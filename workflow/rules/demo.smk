@@ -126,7 +126,7 @@ if "demo" in config:
                 seeds=DEMO["seeds"],
                 config={k: v for k, v in config.items()},
                 snakefile=workflow.main_snakefile,
-            threads: workflow.cores
+            threads: 2  # the nested runs' --cores (the demo's training takes 2); capped by this run's --cores
             log:
                 f"{RESULTS}/logs/seeds.log",
             conda:
