@@ -124,7 +124,7 @@ if "demo" in config:
                 code_of("seeds.py"),
             params:
                 seeds=DEMO["seeds"],
-                config={k: v for k, v in config.items()},
+                config=dict(config),
                 snakefile=workflow.main_snakefile,
             threads: 2  # the nested runs' --cores (the demo's training takes 2); capped by this run's --cores
             log:

@@ -17,10 +17,14 @@ from pathlib import Path
 OWN_CONFIGS = Path(__file__).parent / "model_configs"
 
 
-def known_architectures() -> set[str]:
+def _config_dirs() -> list[Path]:
+    """Where open_clip's model configs lie: this package's first, then open_clip's own (found without running it)."""
     spec = importlib.util.find_spec("open_clip")
-    roots = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
-    return {f.stem for d in [*(r / "model_configs" for r in roots), OWN_CONFIGS] for f in d.glob("*.json")}
+    return [OWN_CONFIGS, *(Path(p) / "model_configs" for p in ((spec.submodule_search_locations or []) if spec else []))]
+
+
+def known_architectures() -> set[str]:
+    return {f.stem for d in _config_dirs() for f in d.glob("*.json")}
 
 
 def check_architectures(named: Mapping[str, str]) -> None:
@@ -46,9 +50,7 @@ def model_config(architecture: str) -> dict:
     """An architecture's open_clip model config (its JSON file), read without importing open_clip."""
     import json
 
-    spec = importlib.util.find_spec("open_clip")
-    roots = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
-    for d in [OWN_CONFIGS, *roots]:
+    for d in _config_dirs():
         if (d / f"{architecture}.json").is_file():
             return json.loads((d / f"{architecture}.json").read_text())
     raise ValueError(f"unknown architecture {architecture!r}")
