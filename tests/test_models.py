@@ -100,18 +100,22 @@ def test_architectures_known_without_importing_open_clip_are_open_clips_list():
         check_architectures({"backbones.b.architecture": "ViT-B-32-quickgelux"})
 
 
-def test_open_clip_loads_without_timm_and_transformers_and_their_towers_are_refused_early():
-    """dawin.inputs.openclip keeps timm and transformers out of every job's start-up; the architectures that would
-    need them are refused when the config is read, naming the tower; both libraries stay importable afterwards."""
+def test_open_clip_loads_without_timm_transformers_and_dynamo_and_their_towers_are_refused_early():
+    """dawin.inputs.openclip keeps timm, transformers and TorchDynamo out of every job's start-up; the architectures
+    that would need the first two are refused when the config is read, naming the tower; all three stay importable
+    afterwards, and torchvision's roi_align (the one user of the TorchDynamo stand-in) gives its usual answer."""
     import subprocess
     import sys
 
     from dawin.inputs.architectures import check_architectures
 
-    code = ("import sys, dawin.inputs.models as m; print(sorted(k for k in ('timm', 'transformers') if k in sys.modules)); "
-            "import timm, transformers; m.create_clip('dawin-tiny-rn'); print('ok')")
+    code = ("import sys, torch, dawin.inputs.models as m; "
+            "print(sorted(k for k in ('timm', 'transformers', 'torch._dynamo') if k in sys.modules)); "
+            "import timm, transformers, torch._dynamo.utils as u; assert u.__file__; m.create_clip('dawin-tiny-rn'); "
+            "from torchvision.ops import roi_align; x = torch.arange(16.).reshape(1, 1, 4, 4); "
+            "print(roi_align(x, [torch.tensor([[0., 0., 4., 4.]])], 1, aligned=True).item())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["[]", "ok"]
+    assert out == ["[]", "7.5"]  # one bin over the whole 4 x 4 map: samples at the pixels themselves, mean 0..15
     for name, tower in (("convnext_base", "vision_cfg.timm_model_name"), ("roberta-ViT-B-32", "text_cfg.hf_model_name")):
         with pytest.raises(ValueError, match=rf"config k: architecture '{name}' has a tower from timm or Hugging Face "
                                              rf"\({tower}\)"):

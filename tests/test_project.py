@@ -1,7 +1,9 @@
 """Project-level invariants: pins agree everywhere, the tiny architecture is registered."""
 
+import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +39,6 @@ def test_tiny_architecture_is_registered_with_open_clip():
 
 def _post_deploy(tmp_path, **env):
     """Run envs/dawin.post-deploy.sh with a stand-in `python` that records the pip command it is given."""
-    import os
     import subprocess
 
     fake = tmp_path / "bin" / "python"
@@ -100,7 +101,6 @@ def test_each_cpu_kernel_knob_changes_the_demos_training_bytes():
     """Why the demo pins CPU_KERNELS: a short pre-training run under the pins, then with each knob moved to
     another instruction set (as on another processor), gives other bytes every time; the same setting twice
     gives the same bytes."""
-    import os
     import subprocess
     import sys
 
@@ -132,3 +132,19 @@ def test_a_failing_job_prints_one_line_and_keeps_its_traceback_in_the_log(tmp_pa
         f"Error: data/x.png: cannot be decoded; delete data and rerun [ValueError; traceback in {log}]"]
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "in deep" in text
+
+
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_a_job_runs_torch_on_its_own_threads(tmp_path, torch_first):
+    """runtime.start_job gives torch the rule's `threads` (Snakemake sets the thread variables for shell rules
+    only), whether torch was imported before it or is imported after."""
+    import subprocess
+    import sys
+
+    script = ("import os, types\n" + ("import torch\n" if torch_first else "") +
+              "from dawin.runtime import start_job\n"
+              f"start_job(types.SimpleNamespace(threads=1, log=[{str(tmp_path / 'rule.log')!r}]))\n"
+              "import torch\nprint(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

@@ -27,6 +27,26 @@ def cpu_kernels() -> dict[str, str]:
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads())}
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Read by the OpenMP, MKL and OpenBLAS runtimes under torch and numpy when they load."""
+
+
+def start_job(job) -> logging.Logger:
+    """What every rule's script does first, given Snakemake's ``snakemake`` object: logging to the rule's log
+    (:func:`setup_logging`), and the job's ``threads`` as the thread count of torch and of the libraries under it.
+
+    Snakemake sets the thread variables for ``shell`` rules only. Unset, torch runs one thread per core in every
+    job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node each job starts 64. It is set
+    both ways: the variables (for torch and numpy imported later, and for child processes) and, where torch is
+    already imported, ``torch.set_num_threads``."""
+    threads = int(job.threads)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return setup_logging(job.log[0] if job.log else None)
+
+
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
     """Send this process's logging, warnings and stderr (tqdm bars, tracebacks) to the rule's log."""
     logger = logging.getLogger("dawin")

@@ -3,9 +3,9 @@ from dawin.inference.logits import compute_logits, save_logits
 from dawin.method.expertise import check_informative
 from dawin.method.weights import lerp
 from dawin import provenance
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, paths = snakemake.params, list(snakemake.input.models)
 model = models.ImageClassifier.load(paths[0])
 if len(paths) == 2:  # the weight average theta(0.5) of the pair

@@ -1,10 +1,10 @@
 from dawin.method import variants
 from dawin.method.calibration import read_temperatures
 from dawin.inference.logits import load_logits
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.tensorio import save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 temps = read_temperatures(snakemake.input.temperatures)
 average = snakemake.input.get("average")

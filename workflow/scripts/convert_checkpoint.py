@@ -2,10 +2,10 @@ from safetensors.torch import load_file
 
 from dawin.inputs.checkpoints import describe_source
 from dawin.inputs.convert import convert
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.method.weights import relative_distance
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 urls = {role: describe_source(spec) for role, spec in p.specs.items()}
 record = convert(p.format, {role: snakemake.input[role] for role in p.specs}, p.architecture, snakemake.output.model,

@@ -2,10 +2,9 @@ import torch
 
 from dawin.inputs import datasets, models
 from dawin.demo import train
-from dawin.runtime import cpu_kernels, setup_logging
+from dawin.runtime import cpu_kernels, start_job
 
-log = setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+log = start_job(snakemake)
 clf = models.ImageClassifier.load(snakemake.input.zeroshot)
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(clf.visual))
 images = torch.stack([data[i][0] for i in range(len(data))])

@@ -2,10 +2,9 @@ import torch
 
 from dawin.inputs import models
 from dawin.demo import train, world
-from dawin.runtime import cpu_kernels, setup_logging
+from dawin.runtime import cpu_kernels, start_job
 
-log = setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+log = start_job(snakemake)
 arch = snakemake.params.architecture
 clip = train.seeded_clip(arch, snakemake.params.seed)
 clip = train.pretrain_clip(clip, arch, world.SHAPES, world.PRETRAIN_DOMAINS, seed=snakemake.params.seed, **snakemake.params.train)

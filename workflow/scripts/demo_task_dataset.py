@@ -1,7 +1,7 @@
 from dawin.demo.tasks import write_task_dataset
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 for (task, split), root in zip(p.splits, snakemake.output):
     write_task_dataset(root, task, split, p.n[split], p.seed)

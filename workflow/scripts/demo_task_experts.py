@@ -4,10 +4,9 @@ import torch
 
 from dawin.demo import train
 from dawin.inputs import datasets, models
-from dawin.runtime import cpu_kernels, setup_logging
+from dawin.runtime import cpu_kernels, start_job
 
-log = setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+log = start_job(snakemake)
 p = snakemake.params
 clip = models.create_clip(p.architecture, weights=snakemake.input.clip)
 for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):

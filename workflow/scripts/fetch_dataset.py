@@ -2,9 +2,9 @@ from pathlib import Path
 
 from dawin.inputs import paper_datasets
 from dawin.inputs.checkpoints import fetch_checkpoint
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, name, out = snakemake.params, snakemake.params.builder, Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)
 if name == "imagenet_heldout":  # the images themselves are manual (ImageNet train)

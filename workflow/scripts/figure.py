@@ -2,9 +2,9 @@ from types import SimpleNamespace
 
 from dawin.report.figures import save
 from dawin.report.paper_figures import FIGURES
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 inputs = {k: [v] if isinstance(v, str) else list(v) for k, v in snakemake.input.items()}
 params = SimpleNamespace(**{k: v for k, v in p.items()})

@@ -5,10 +5,10 @@ from dawin.inputs import models, pixels
 from dawin.method import variants
 from dawin.inference.evaluation import PER_SAMPLE_EVALUATORS, GroupedEvaluator, summarize
 from dawin import provenance
-from dawin.runtime import setup_logging, write_json
+from dawin.runtime import start_job, write_json
 from dawin.tensorio import load_tensors, save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)

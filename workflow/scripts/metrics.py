@@ -4,11 +4,11 @@ import torch
 from dawin.robust.baselines import robust_baselines
 from dawin.inference.logits import load_logits
 from dawin.method.calibration import read_temperatures
-from dawin.runtime import setup_logging, write_json
+from dawin.runtime import start_job, write_json
 from dawin.report.tables import tidy, with_ood_average
 from dawin.tensorio import load_tensors, save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone
 temps = read_temperatures(snakemake.input.temperatures)
 logits = {}

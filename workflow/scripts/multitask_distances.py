@@ -5,9 +5,9 @@ import pandas as pd
 from dawin.inputs import datasets, models
 from dawin.report.distances import (distance_matrix, fid, image_features, inception_available, inception_feature_extractor,
                                     median_bandwidth, mmd)
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 kw = dict(batch_size=p.batch_size, num_workers=p.num_workers)
 encoder = models.ImageClassifier.load(snakemake.input.pretrained).visual  # the pre-trained CLIP image tower

@@ -7,10 +7,10 @@ from dawin.inference.logits import compute_logits
 from dawin.merging.dawin_multitask import expert_logits
 from dawin.merging.multitask import load_pool
 from dawin import provenance
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.tensorio import save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.experts)))
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)

@@ -1,9 +1,9 @@
 import pandas as pd
 
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.tensorio import load_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 rows = []
 for task, path in zip(p.tasks, snakemake.input.logits):

@@ -4,9 +4,9 @@ from dawin.inputs import pixels
 from dawin.merging.dawin_multitask import MultiTaskGroupedEvaluator
 from dawin.merging.multitask import dawin_rows, load_pool, method_data, method_options, method_rows
 from dawin import provenance
-from dawin.runtime import setup_logging, write_json
+from dawin.runtime import start_job, write_json
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, out = snakemake.params, snakemake.output
 pool = load_pool(snakemake.input.pretrained, dict(zip(p.tasks, snakemake.input.experts)))
 eval_kw = dict(batch_size=p.batch_size, num_workers=p.num_workers, use_autocast=p.autocast)

@@ -1,11 +1,11 @@
 import numpy as np
 
 from dawin.report.analysis import optimal_coefficients, optimality_check
-from dawin.runtime import read_json, setup_logging
+from dawin.runtime import read_json, start_job
 from dawin.report.tables import tidy
 from dawin.tensorio import load_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone
 wise_alpha = read_json(snakemake.input.selection)["wise_ft"]
 oracle, _ = load_tensors(snakemake.input.oracle, p.datasets)

@@ -1,7 +1,7 @@
 from dawin.inputs import multitask_datasets, paper_datasets
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, name, root = snakemake.params, snakemake.params.builder, snakemake.output[0]
 split = getattr(p, "split", None)
 if split is not None:

@@ -3,10 +3,10 @@ import pandas as pd
 from dawin.inputs import models, pixels
 from dawin.inference.profiling import profile_inference, single_passes, subset
 from dawin.method.calibration import read_temperatures
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.report.tables import tidy
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone
 temps = read_temperatures(snakemake.input.temperatures)
 model0 = models.ImageClassifier.load(snakemake.input.model0)

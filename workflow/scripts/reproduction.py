@@ -2,9 +2,9 @@ import pandas as pd
 
 from dawin.report import paper_tables
 from dawin.report.reference import load_reference, write_summary
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 reference = load_reference(snakemake.input.reference)
 shown = {name: paper_tables.display(name, pd.read_csv(path), reference, p.roles[name], compare=p.suite == "paper",

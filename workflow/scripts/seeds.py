@@ -2,9 +2,9 @@ import os
 from pathlib import Path
 
 from dawin.demo.seeds import markdown, run_seed, spread
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 tables = {}
 for seed in p.seeds:

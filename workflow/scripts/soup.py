@@ -5,9 +5,9 @@ from dawin.robust import soups
 from dawin.method.expertise import accuracy
 from dawin.inference.logits import compute_logits
 from dawin import provenance
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, soup = snakemake.params, snakemake.wildcards.soup
 runs = list(snakemake.input.runs)
 info = {"ingredients": runs}

@@ -1,11 +1,11 @@
 import torch
 
 from dawin.inference.logits import load_logits
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.report.tables import tidy, with_ood_average
 from dawin.tensorio import save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone
 rows, correct = [], {}
 for path in snakemake.input.logits:  # .../logits/{backbone}/{soup}/{dataset}.safetensors

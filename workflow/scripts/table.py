@@ -1,9 +1,9 @@
 from dawin.report import paper_tables
 from dawin.report.reference import load_reference, load_second_reference
 from dawin.report.results import collect, correctness
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 results = collect(snakemake.input.metrics, snakemake.input.merged, p.suite, p.ood)
 correct = correctness(snakemake.input.get("correct", []), snakemake.input.merged)  # per-sample: the intervals

@@ -1,8 +1,8 @@
 from dawin.method.calibration import fit_temperature, nll
 from dawin.inference.logits import load_logits
-from dawin.runtime import setup_logging, write_json
+from dawin.runtime import start_job, write_json
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 out = {}
 for model, path in zip(snakemake.params.models, snakemake.input.logits):
     logits, labels, _ = load_logits(path)

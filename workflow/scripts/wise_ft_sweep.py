@@ -4,10 +4,10 @@ import torch
 from dawin.inputs import models, pixels
 from dawin.inference.evaluation import evaluate_grid, summarize
 from dawin import provenance
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 from dawin.tensorio import save_tensors
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 p = snakemake.params
 model0 = models.ImageClassifier.load(snakemake.input.model0)
 model1 = models.ImageClassifier.load(snakemake.input.model1, model0.architecture)

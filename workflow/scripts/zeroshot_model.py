@@ -1,7 +1,7 @@
 from dawin.inputs import models
-from dawin.runtime import setup_logging
+from dawin.runtime import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 arch, pretrained = snakemake.params.architecture, snakemake.params.pretrained
 weights = snakemake.input.weights[0] if snakemake.input.weights else None
 clip = models.create_clip(arch, pretrained=pretrained, weights=weights)
