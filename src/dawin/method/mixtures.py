@@ -65,8 +65,6 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import gammaln, logsumexp
-from sklearn.cluster import KMeans
-from sklearn.exceptions import NotFittedError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -138,6 +136,8 @@ def _kmeans_resp(features: FloatArray, k: int, seed: int) -> FloatArray:
     """Return one-hot responsibilities (N, k) from scikit-learn K-means labels."""
     if k == 1:
         return np.ones((len(features), 1))
+    from sklearn.cluster import KMeans  # here: importing scikit-learn takes 2-3 s, which one-cluster fits skip
+
     labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(features)
     return np.eye(k)[labels]
 
@@ -215,6 +215,8 @@ class _SimplexMixture:
     # Inference --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "concentrations_"):
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
 
     def _log_joint(self, x: ArrayLike) -> FloatArray:
