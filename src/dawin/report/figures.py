@@ -52,8 +52,12 @@ Cell = Series | Sequence[Series]
 
 
 def save(fig: Figure, stem: str | Path) -> None:
-    """Write ``stem``.png and ``stem``.pdf without creation dates or software versions, then close ``fig``."""
+    """Write ``stem``.png and ``stem``.pdf without creation dates or software versions, then close ``fig``.
+
+    The layout is computed once, when the PNG is drawn, and the PDF keeps it: a second constrained-layout pass
+    took about a third of the larger figures' time (Figure C: 120 axes), and both files now show one layout."""
     fig.savefig(f"{stem}.png", dpi=PNG_DPI, metadata={"Software": None})
+    fig.set_layout_engine("none")
     fig.savefig(f"{stem}.pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
     plt.close(fig)
 
