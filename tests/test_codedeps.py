@@ -40,7 +40,7 @@ def test_transitive_relative_and_lazy_imports(tmp_path):
     assert names(root, package_files(script, root)) == [
         "__init__.py", "a.py", "b.py", "c.py", "rel/__init__.py", "rel/up.py", "sub/__init__.py", "sub/deep.py"]
     (tmp_path / "other.py").write_text("import os\n")
-    assert package_files(tmp_path / "other.py", root) == []
+    assert package_files(tmp_path / "other.py", root) == ()
 
 
 def test_import_by_computed_name_is_refused(tmp_path):

@@ -97,11 +97,15 @@ def _files_of(root: Path, dotted: str) -> tuple[Path, ...]:
     return tuple(f for f in files if f is not None)
 
 
-def package_files(script: str | Path, root: str | Path) -> list[Path]:
+def package_files(script: str | Path, root: str | Path) -> tuple[Path, ...]:
     """Every file of the package under ``root`` that running ``script`` may execute, sorted."""
-    root = Path(root)
+    return _package_files(Path(script), Path(root))
+
+
+@functools.lru_cache(maxsize=None)  # several rules run one script: the workflow asks once per rule at parse time
+def _package_files(script: Path, root: Path) -> tuple[Path, ...]:
     seen: set[Path] = set()
-    todo = [Path(script)]
+    todo = [script]
     while todo:
         path = todo.pop()
         for name in imported_names(root, path):
@@ -109,4 +113,4 @@ def package_files(script: str | Path, root: str | Path) -> list[Path]:
                 if f not in seen:
                     seen.add(f)
                     todo.append(f)
-    return sorted(seen)
+    return tuple(sorted(seen))
