@@ -51,7 +51,10 @@ def test_the_spread_of_each_cell_is_its_mean_and_sample_deviation(tmp_path):
     assert out.loc["table2", "n"] == 3 and out.loc["table2", "mean"] == pytest.approx(53.0)
     assert out.loc["table2", "std"] == pytest.approx(((9 + 1 + 16) / 2) ** 0.5)  # ddof 1, by hand
     assert (out.loc["table6", "min"], out.loc["table6", "max"], out.loc["table6", "pool"]) == (10.0, 15.0, "all")
-    assert "53.00 ± 3.61" in markdown(spread(tables), [0, 1, 2])
+    page = markdown(spread(tables), [0, 1, 2]).splitlines()
+    assert page[page.index("## table2") + 2].split() == ["|", "method", "|", "in", "|"]
+    assert page[page.index("## table6") + 2].split() == ["|", "method", "|", "pool", "|", "in", "|"]  # its own column
+    assert [c.strip() for c in page[page.index("## table2") + 4].split("|")[1:3]] == ["dawin", "53.00 ± 3.61"]
 
 
 def test_a_seeds_config_plans_the_whole_demo_in_its_own_folders(tmp_path):

@@ -78,7 +78,8 @@ def spread(tables: Mapping[int, Mapping[str, str | Path]]) -> pd.DataFrame:
 
 
 def markdown(summary: pd.DataFrame, seeds: Sequence[int]) -> str:
-    """The spread as Markdown: per table, a method x dataset grid of "mean ± std" (accuracy rows)."""
+    """The spread as Markdown: per table, a method (and pool) x dataset grid of "mean ± std" (accuracy rows),
+    averages last."""
     parts = [f"# The demo over seeds {', '.join(map(str, seeds))}\n",
              "Mean ± sample standard deviation over the seeds, accuracy in %; the tidy numbers (with min, max and "
              "every metric) are in spread.csv.\n"]
@@ -86,5 +87,7 @@ def markdown(summary: pd.DataFrame, seeds: Sequence[int]) -> str:
         sub = sub.assign(cell=[f"{m:.2f} ± {s:.2f}" for m, s in zip(sub["mean"], sub["std"].fillna(0.0))])
         index = ["method", "pool"] if "pool" in sub and (sub["pool"] != "").any() else ["method"]
         grid = sub.pivot_table(index=index, columns="dataset", values="cell", aggfunc="first", sort=False)
-        parts.append(f"## {table}\n\n{grid.to_markdown()}\n")
+        averages = [c for c in grid.columns if c.endswith("avg")]  # `avg`, `ood_avg`: last, as in the tables
+        grid = grid[[c for c in grid.columns if c not in averages] + averages].reset_index()
+        parts.append(f"## {table}\n\n{grid.to_markdown(index=False)}\n")
     return "\n".join(parts)
