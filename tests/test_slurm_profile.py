@@ -6,6 +6,7 @@ that each submission carries the SLURM profile's resources, not the local ones. 
 `sacct` reports every job COMPLETED, so the run ends on the (absent) outputs right after the first wave.
 """
 
+import base64
 import json
 import os
 import re
@@ -133,6 +134,12 @@ def test_submissions_carry_the_profile_resources_and_the_users_partition_and_acc
         # the local profile's `cores: all` (this machine's CPU count) is not passed on to the job
         assert re.search(r"--cores '?all'? ", option(argv, "--wrap")), (rule, argv)
     assert option(by_rule["cache_logits"], "-t") == "240" and option(by_rule["demo_task_dataset"], "-t") == "120"
+    # a job runs torch on its `threads` (runtime.start_job): the heavy rules' threads are the CPUs they are given
+    wrap = option(by_rule["cache_logits"], "--wrap")
+    passed = {base64.b64decode(a.removeprefix("base64//")).decode()
+              for a in wrap.split("--set-threads", 1)[1].split(" --")[0].split() if a.startswith("base64//")}
+    assert {"cache_logits=8", "merged_dawin=8", "wise_ft_sweep=8"} <= passed, wrap
+    assert not any(p.startswith("demo_task_dataset=") for p in passed)
     assert WARNING not in res.stderr
 
 
