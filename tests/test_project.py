@@ -148,3 +148,11 @@ def test_a_job_runs_torch_on_its_own_threads(tmp_path, torch_first):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_every_rule_script_starts_with_start_job():
+    """A script that skipped runtime.start_job would run torch on every core of the node and log to the terminal."""
+    scripts = sorted((REPO / "workflow/scripts").glob("*.py"))
+    assert len(scripts) > 20
+    missing = [s.name for s in scripts if "= start_job(snakemake)" not in s.read_text()]
+    assert missing == []
