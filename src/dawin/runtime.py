@@ -35,9 +35,9 @@ def start_job(job) -> logging.Logger:
     """What every rule's script does first, given Snakemake's ``snakemake`` object: logging to the rule's log
     (:func:`setup_logging`), and the job's ``threads`` as the thread count of torch and of the libraries under it.
 
-    Snakemake sets the thread variables for ``shell`` rules only. Unset, torch runs one thread per core in every
-    job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node each job starts 64. It is set
-    both ways: the variables (for torch and numpy imported later, and for child processes) and, where torch is
+    Snakemake sets the thread variables for ``shell`` rules only (``snakemake/shell.py``, 9.27.1). Unset, torch runs
+    one thread per core in every job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node
+    each job starts 64. It is set both ways: the variables (for torch and numpy imported later, and for child processes) and, where torch is
     already imported, ``torch.set_num_threads``."""
     threads = int(job.threads)
     for name in THREAD_VARIABLES:
