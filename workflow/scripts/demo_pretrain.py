@@ -1,5 +1,3 @@
-import torch
-
 from dawin.inputs import models
 from dawin.demo import train, world
 from dawin.runtime import cpu_kernels, start_job
