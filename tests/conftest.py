@@ -4,6 +4,17 @@ import torch
 from dawin.inputs import models
 
 
+LONGEST = ("test_workflow.py", "test_rehearsal.py")
+"""The two longest files (the whole-DAG run with the tests on it, about 7 minutes; the rehearsal, about 5.5)."""
+
+
+def pytest_collection_modifyitems(items):
+    """The longest files first, the rest in file order: under ``-n`` (pytest-xdist, ``--dist loadfile`` in
+    pyproject.toml) each file runs on one worker, so the two longest start at once on workers of their own and
+    the short files fill in behind them, instead of one long file starting after everything else."""
+    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
+
+
 @pytest.fixture(scope="session")
 def tiny_clip():
     torch.manual_seed(0)

@@ -5,8 +5,9 @@
 the unchanged paper config at them. The overlay says only where things are and how big they are: the
 replica server (``paper.url_rewrite``, ``paper.hf_endpoint``), the mirror folder for Google Drive and the
 hub's model repositories, the manual copies, the small architecture and the replicas' checksums and counts,
-fewer model-soups runs (``runs``), and smaller batches (``batch_size`` for evaluation, ``adamerging_batch``
-images per task and AdaMerging step). Which rules run, and how, is the paper config's.
+fewer model-soups runs (``runs``), smaller batches (``batch_size`` for evaluation, ``adamerging_batch``
+images per task and AdaMerging step) and fewer AdaMerging steps (``adamerging_steps``). Which rules run, and
+how, is the paper config's.
 
 Run it by hand (``python -m dawin.replicas.rehearsal DEST``): it builds, serves until interrupted, and
 prints the two commands: ``paper_inputs`` with the server up, then the targets with the server stopped.
@@ -30,7 +31,7 @@ from .server import HF_PREFIX, serve
 
 
 def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, runs: int = 3, per_class: int = 1,
-                    batch_size: int = 64, adamerging_batch: int = 4, seed: int = 0,
+                    batch_size: int = 64, adamerging_batch: int = 4, adamerging_steps: int = 50, seed: int = 0,
                     informative: bool = True) -> dict:
     """Write the replicas of ``paper_config`` (config/paper.yaml, loaded) under ``dest`` (``site/`` served at
     ``base_url``, ``mirror/``, ``manual/``) and return the overlay config (also written to
@@ -81,10 +82,11 @@ def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, r
         "backbones": backbones,
         "evaluation": {"batch_size": batch_size, "num_workers": 0},
     }
-    # smaller AdaMerging batches (images per task and step; the number of steps is the paper config's)
+    # smaller AdaMerging batches (images per task and step) and fewer steps: each step runs the same code, and
+    # the paper's 500 took about 2 of the rehearsal's 8 minutes of jobs (Table 6's three methods, Table G's pools)
     methods = (config.get("multitask") or {}).get("methods") or {}
-    small = {name: {"batch_size": min(adamerging_batch, m["batch_size"])} for name, m in methods.items()
-             if isinstance(m, Mapping) and "batch_size" in m}
+    small = {name: {"batch_size": min(adamerging_batch, m["batch_size"]), "steps": min(adamerging_steps, m["steps"])}
+             for name, m in methods.items() if isinstance(m, Mapping) and {"batch_size", "steps"} <= set(m)}
     if small:
         overlay["multitask"] = {"methods": small}
     (dest / "overlay.yaml").write_text(yaml.safe_dump(overlay, sort_keys=True))
