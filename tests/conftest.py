@@ -1,7 +1,10 @@
+import os
+
 import pytest
 import torch
 
 from dawin.inputs import models
+from dawin.runtime import THREAD_VARIABLES
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")
@@ -13,6 +16,17 @@ def pytest_collection_modifyitems(items):
     pyproject.toml) each file runs on one worker, so the two longest start at once on workers of their own and
     the short files fill in behind them, instead of one long file starting after everything else."""
     items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
+
+
+def pytest_configure(config):
+    """Each pytest-xdist worker gets its share of this machine's cores (all of them without ``-n``): as torch's
+    threads in the worker and its subprocesses, and as ``--cores`` of the tests' Snakemake runs
+    (``DAWIN_TEST_CORES``). Two workers with two threads each on 2 cores ran every job 3 to 6 times slower than
+    alone (waiting torch threads spin)."""
+    share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    for name in ("DAWIN_TEST_CORES", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
+        os.environ[name] = str(share)
+    torch.set_num_threads(share)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ and smaller batches.
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,12 +28,13 @@ from dawin.replicas.server import serve
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config/paper.yaml"
 DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "multitask_dataset", "multitask_train_split"]
+CORES = os.environ["DAWIN_TEST_CORES"]  # Snakemake's --cores: this worker's share (tests/conftest.py)
 
 pytestmark = pytest.mark.workflow
 
 
 def snakemake(wd, overlay, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", CORES, *args,
            "--configfile", str(PAPER), str(overlay)]
     res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=2400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
