@@ -8,7 +8,8 @@ from dawin.runtime import THREAD_VARIABLES
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")
-"""The two longest files (the whole-DAG run with the tests on it, about 7 minutes; the rehearsal, about 5.5)."""
+"""The two longest files (in `.ci/run` at 37aa2c2, each on one core: the whole-DAG run with the tests on it about
+10 minutes, the rehearsal about 9)."""
 
 
 def pytest_collection_modifyitems(items):
@@ -21,8 +22,8 @@ def pytest_collection_modifyitems(items):
 def pytest_configure(config):
     """Each pytest-xdist worker gets its share of this machine's cores (all of them without ``-n``): as torch's
     threads in the worker and its subprocesses, and as ``--cores`` of the tests' Snakemake runs
-    (``DAWIN_TEST_CORES``). Two workers with two threads each on 2 cores ran every job 3 to 6 times slower than
-    alone (waiting torch threads spin)."""
+    (``DAWIN_TEST_CORES``). With both cores for each worker's runs, pytest took 14 min 6 s here; with a core each,
+12 min 31 s (README, "Tests")."""
     share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     for name in ("DAWIN_TEST_CORES", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
         os.environ[name] = str(share)
