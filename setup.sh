@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# pip compiles every installed module (about 50 of its 124 s here): keep it, where PYTHONDONTWRITEBYTECODE is set
-# (as on this project's machines) a module not compiled at install is compiled anew on every import.
+# pip byte-compiles what it installs (about 50 of its 124 s here). Keep it: where PYTHONDONTWRITEBYTECODE is set
+# (this project's machines and CI), a module not compiled at install is compiled anew at every import.
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .

@@ -23,7 +23,7 @@ def pytest_configure(config):
     """Each pytest-xdist worker gets its share of this machine's cores (all of them without ``-n``): as torch's
     threads in the worker and its subprocesses, and as ``--cores`` of the tests' Snakemake runs
     (``DAWIN_TEST_CORES``). With both cores for each worker's runs, pytest took 14 min 6 s here; with a core each,
-12 min 31 s (README, "Tests")."""
+    12 min 31 s (README, "Tests")."""
     share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     for name in ("DAWIN_TEST_CORES", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
         os.environ[name] = str(share)

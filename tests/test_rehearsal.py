@@ -7,8 +7,8 @@ With the server up, the download rules of `paper_inputs` fetch everything; then 
 heads) and `table2` and `table6` are computed from them: temperatures, coefficients, mixtures, soups, WiSE-FT,
 merged evaluation, every multi-task merging method. The replica images are drawn from class prototypes the
 replica models recognise (dawin.replicas.prototypes), so every model is informative and calibration has an
-optimum. config/paper.yaml is used as is, with one overlay that says only where things are, how big they are
-and smaller batches.
+optimum. config/paper.yaml is used as is, with one overlay that says only where things are, how big they are,
+smaller batches and fewer AdaMerging steps.
 """
 
 import csv
