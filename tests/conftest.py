@@ -8,7 +8,7 @@ from dawin.runtime import THREAD_VARIABLES
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")
-"""The two longest files (in `.ci/run` at 37aa2c2, each on one core: the whole-DAG run with the tests on it about
+"""The two longest files (`.ci/run` with `-n auto` at 37aa2c2, each on one core: the whole-DAG run with the tests on it about
 10 minutes, the rehearsal about 9)."""
 
 
