@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ CORES = os.environ["DAWIN_TEST_CORES"]  # Snakemake's --cores: this worker's sha
 
 pytestmark = pytest.mark.workflow
 
+RUN_ENV: dict[str, str] = {}
+"""The environment of every run on the module's workdir: the package imported from a copy (`package_copy`)."""
+
 
 def snakemake(workdir, *args, extra_config=None, profile=None):
     configs = list(BASE)
@@ -27,10 +31,11 @@ def snakemake(workdir, *args, extra_config=None, profile=None):
         path.write_text(yaml.safe_dump(extra_config))
         configs.append(str(path))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", CORES, "--configfile", *configs]
+           "--cores", CORES, *args]  # targets before --configfile, which takes every following word as a file
     if profile:
         cmd += ["--profile", str(REPO / "profiles" / profile)]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=3600)
+    return subprocess.run([*cmd, "--configfile", *configs], capture_output=True, text=True, timeout=3600,
+                          env=RUN_ENV or None)
 
 
 def job_counts(out: str) -> dict[str, int]:
@@ -40,7 +45,20 @@ def job_counts(out: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def package_copy(tmp_path_factory):
+    """A copy of the package, which this module's runs import (PYTHONPATH before the editable install) and whose
+    files they therefore take as code inputs (`code_of`). The changed-module tests edit the copy, never the
+    checkout: under `pytest -n`, other workers' runs (the rehearsal) read the checkout's files as their code inputs
+    at the same time, and an edit there stopped one ("older modification time than input")."""
+    src = tmp_path_factory.mktemp("src")
+    shutil.copytree(REPO / "src/dawin", src / "dawin", ignore=shutil.ignore_patterns("__pycache__"))
+    RUN_ENV.update(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
+    yield src / "dawin"
+    RUN_ENV.clear()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, package_copy):
     wd = tmp_path_factory.mktemp("wf") / "run"
     wd.mkdir()
     res = snakemake(wd)
@@ -230,8 +248,9 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
     ("merging/opcm.py", {"multitask_logits"}, {"multitask_all", "multitask_pool", "multitask_metrics", "table6_files"},
      {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_experts"}),
 ])
-def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, module, direct, downstream, untouched):
-    path = REPO / "src/dawin" / module
+def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, package_copy, module, direct, downstream,
+                                                               untouched):
+    path = package_copy / module
     text, st = path.read_bytes(), path.stat()
     try:  # an edit (Snakemake compares small inputs by checksum: a touch alone reruns nothing)
         path.write_bytes(text + b"\n# an edit\n")
@@ -298,7 +317,7 @@ def test_a_failed_rerun_keeps_the_logit_caches_it_would_have_rebuilt(workdir):
     assert caches
     try:
         soup.write_bytes(b"not a checkpoint")
-        res = snakemake(workdir, "--printshellcmds", str(caches[0].relative_to(workdir)))  # a flag ends --configfile
+        res = snakemake(workdir, "--printshellcmds", str(caches[0].relative_to(workdir)))
         out = res.stdout + res.stderr
         assert res.returncode != 0 and f"{soup.relative_to(workdir)}: not a readable safetensors file" in out
         assert "Restored previous version" in out
@@ -328,7 +347,7 @@ def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
                 "--cores", CORES, *args, "--configfile", *BASE]
 
     run = subprocess.Popen(command(target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+                           start_new_session=True, env=RUN_ENV)
     deadline = time.time() + 600
     while not log.exists() and run.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -336,10 +355,10 @@ def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert not output.exists()
-    locked = subprocess.run(command(target), capture_output=True, text=True)
+    locked = subprocess.run(command(target), capture_output=True, text=True, env=RUN_ENV)
     assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
-    assert subprocess.run(command("--unlock"), capture_output=True, text=True).returncode == 0
-    rerun = subprocess.run(command(target), capture_output=True, text=True)
+    assert subprocess.run(command("--unlock"), capture_output=True, text=True, env=RUN_ENV).returncode == 0
+    rerun = subprocess.run(command(target), capture_output=True, text=True, env=RUN_ENV)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "rule optimality:" in rerun.stdout + rerun.stderr and output.read_bytes() == before
 
@@ -359,7 +378,10 @@ def test_changed_mixture_reruns_only_the_mixture_and_what_follows(workdir):
     per_sample = workdir / "results/demo/merged/tiny/entropy/per_sample/in.safetensors"
     logits = workdir / "results/demo/logits/tiny/zeroshot/in.safetensors"
     before = per_sample.stat().st_mtime_ns, logits.stat().st_mtime_ns
-    assert snakemake(workdir, extra_config=change).returncode == 0
+    # the run, of one table (the plan above covers the rest): its mixture job again, nothing before it
+    run = snakemake(workdir, "table2", extra_config=change)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert job_counts(run.stdout + run.stderr) == {"merged_dawin": 1, "table2": 1, "table2_files": 1}
     assert (per_sample.stat().st_mtime_ns, logits.stat().st_mtime_ns) == before
     report = json.loads((workdir / "results/demo/merged/tiny/entropy/mixture/assignment.json").read_text())
     assert all(1 <= r["distinct"] <= 3 for r in report.values())
