@@ -20,12 +20,15 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-    """Each pytest-xdist worker gets its share of this machine's cores (all of them without ``-n``): as torch's
-    threads in the worker and its subprocesses, and as ``--cores`` of the tests' Snakemake runs
-    (``DAWIN_TEST_CORES``). With both cores for each worker's runs, pytest took 14 min 6 s here; with a core each,
-    12 min 31 s (README, "Tests")."""
+    """Each pytest-xdist worker runs torch on its share of this machine's cores (all of them without ``-n``), in
+    the worker and its subprocesses, and its Snakemake runs may use every core but give no job more threads than
+    that share (``--cores DAWIN_TEST_CORES --max-threads DAWIN_TEST_THREADS``). A multi-threaded torch process
+    among more runnable threads than cores slows down many times over (a 2 s test took 18 s beside two busy
+    single-threaded processes, 2.8 s when it ran single-threaded too), and so did all runs under ``-n auto`` when
+    jobs kept two threads (README, "Tests"); single-threaded jobs on every core just share them."""
     share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    for name in ("DAWIN_TEST_CORES", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
+    os.environ["DAWIN_TEST_CORES"] = str(os.cpu_count() or 1)
+    for name in ("DAWIN_TEST_THREADS", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
         os.environ[name] = str(share)
     torch.set_num_threads(share)
 

@@ -28,13 +28,14 @@ from dawin.replicas.server import serve
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config/paper.yaml"
 DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "multitask_dataset", "multitask_train_split"]
-CORES = os.environ["DAWIN_TEST_CORES"]  # Snakemake's --cores: this worker's share (tests/conftest.py)
+CORES = ["--cores", os.environ["DAWIN_TEST_CORES"], "--max-threads", os.environ["DAWIN_TEST_THREADS"]]
+"""Snakemake's cores and per-job threads for this worker's runs (tests/conftest.py)."""
 
 pytestmark = pytest.mark.workflow
 
 
 def snakemake(wd, overlay, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", CORES, *args,
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *CORES, *args,
            "--configfile", str(PAPER), str(overlay)]
     res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=2400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]

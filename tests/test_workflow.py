@@ -16,7 +16,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = [str(REPO / "config/config.yaml"), str(REPO / "tests/data/small.yaml")]
-CORES = os.environ["DAWIN_TEST_CORES"]  # Snakemake's --cores: this worker's share (tests/conftest.py)
+
+CORES = ["--cores", os.environ["DAWIN_TEST_CORES"], "--max-threads", os.environ["DAWIN_TEST_THREADS"]]
+"""Snakemake's cores and per-job threads for this worker's runs (tests/conftest.py)."""
 
 pytestmark = pytest.mark.workflow
 
@@ -31,7 +33,7 @@ def snakemake(workdir, *args, extra_config=None, profile=None):
         path.write_text(yaml.safe_dump(extra_config))
         configs.append(str(path))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", CORES, *args]  # targets before --configfile, which takes every following word as a file
+           *CORES, *args]  # targets before --configfile, which takes every following word as a file
     if profile:
         cmd += ["--profile", str(REPO / "profiles" / profile)]
     return subprocess.run([*cmd, "--configfile", *configs], capture_output=True, text=True, timeout=3600,
@@ -189,7 +191,7 @@ def test_snakedeploy_deployment_runs_table2(workdir, tmp_path):
         shutil.copytree(workdir / tree, dest / tree, symlinks=True)
     for old in (dest / "results/demo/tables").glob("table2.*"):
         old.unlink()
-    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", CORES, "table2", "--configfile",
+    res = subprocess.run([sys.executable, "-m", "snakemake", *CORES, "table2", "--configfile",
                           "config/config.yaml", str(REPO / "tests/data/small.yaml")], cwd=dest, capture_output=True,
                          text=True, timeout=1800)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -344,7 +346,7 @@ def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
 
     def command(*args):  # targets before --configfile, which takes every following word as a file
         return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-                "--cores", CORES, *args, "--configfile", *BASE]
+                *CORES, *args, "--configfile", *BASE]
 
     run = subprocess.Popen(command(target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True, env=RUN_ENV)
