@@ -2,6 +2,7 @@ import os
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from dawin.inputs import models
 from dawin.runtime import THREAD_VARIABLES
@@ -31,6 +32,7 @@ def pytest_configure(config):
     for name in ("DAWIN_TEST_THREADS", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
         os.environ[name] = str(share)
     torch.set_num_threads(share)
+    threadpool_limits(share)  # numpy's OpenBLAS, loaded before this hook read the variables, had one thread per core
 
 
 @pytest.fixture(scope="session")
