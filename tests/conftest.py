@@ -24,9 +24,9 @@ def pytest_configure(config):
     """Each pytest-xdist worker runs torch on its share of this machine's cores (all of them without ``-n``), in
     the worker and its subprocesses, and its Snakemake runs may use every core but give no job more threads than
     that share (``--cores DAWIN_TEST_CORES --max-threads DAWIN_TEST_THREADS``). A multi-threaded torch process
-    among more runnable threads than cores slows down many times over (a 2 s test took 18 s beside two busy
-    single-threaded processes, 2.8 s when it ran single-threaded too), and so did all runs under ``-n auto`` when
-    jobs kept two threads (README, "Tests"); single-threaded jobs on every core just share them."""
+    among more runnable threads than cores slows down many times over (a test of 2.4 s took 17.8 s beside two busy
+    single-threaded processes; single-threaded, 2.0 s alone and 2.8 s beside them), and so did the runs under
+    ``-n auto`` whose jobs kept two threads (README, "Tests"); single-threaded jobs on every core share them."""
     share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     os.environ["DAWIN_TEST_CORES"] = str(os.cpu_count() or 1)
     for name in ("DAWIN_TEST_THREADS", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)

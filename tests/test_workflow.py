@@ -16,7 +16,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = [str(REPO / "config/config.yaml"), str(REPO / "tests/data/small.yaml")]
-
 CORES = ["--cores", os.environ["DAWIN_TEST_CORES"], "--max-threads", os.environ["DAWIN_TEST_THREADS"]]
 """Snakemake's cores and per-job threads for this worker's runs (tests/conftest.py)."""
 
@@ -26,7 +25,8 @@ RUN_ENV: dict[str, str] = {}
 """The environment of every run on the module's workdir: the package imported from a copy (`package_copy`)."""
 
 
-def snakemake(workdir, *args, extra_config=None, profile=None):
+def snakemake_command(workdir, *args, extra_config=None, profile=None) -> list[str]:
+    """A Snakemake command on `workdir` with the small config (and `extra_config` over it)."""
     configs = list(BASE)
     if extra_config is not None:
         path = Path(workdir).parent / f"extra-{abs(hash(str(extra_config)))}.yaml"
@@ -36,7 +36,11 @@ def snakemake(workdir, *args, extra_config=None, profile=None):
            *CORES, *args]  # targets before --configfile, which takes every following word as a file
     if profile:
         cmd += ["--profile", str(REPO / "profiles" / profile)]
-    return subprocess.run([*cmd, "--configfile", *configs], capture_output=True, text=True, timeout=3600,
+    return [*cmd, "--configfile", *configs]
+
+
+def snakemake(workdir, *args, **kwargs):
+    return subprocess.run(snakemake_command(workdir, *args, **kwargs), capture_output=True, text=True, timeout=3600,
                           env=RUN_ENV or None)
 
 
@@ -344,11 +348,7 @@ def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
     output.unlink()
     log.unlink()
 
-    def command(*args):  # targets before --configfile, which takes every following word as a file
-        return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-                *CORES, *args, "--configfile", *BASE]
-
-    run = subprocess.Popen(command(target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    run = subprocess.Popen(snakemake_command(workdir, target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True, env=RUN_ENV)
     deadline = time.time() + 600
     while not log.exists() and run.poll() is None and time.time() < deadline:
@@ -357,10 +357,10 @@ def test_a_killed_run_unlocks_and_reruns_to_the_same_result(workdir):
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert not output.exists()
-    locked = subprocess.run(command(target), capture_output=True, text=True, env=RUN_ENV)
+    locked = snakemake(workdir, target)
     assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
-    assert subprocess.run(command("--unlock"), capture_output=True, text=True, env=RUN_ENV).returncode == 0
-    rerun = subprocess.run(command(target), capture_output=True, text=True, env=RUN_ENV)
+    assert snakemake(workdir, "--unlock").returncode == 0
+    rerun = snakemake(workdir, target)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "rule optimality:" in rerun.stdout + rerun.stderr and output.read_bytes() == before
 
