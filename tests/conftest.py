@@ -9,8 +9,8 @@ from dawin.runtime import THREAD_VARIABLES
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")
-"""The two longest files (`.ci/run` with `-n auto` at 37aa2c2, each on one core: the whole-DAG run with the tests on it about
-10 minutes, the rehearsal about 9)."""
+"""The two longest files (`.ci/run` at 2b67d6d, side by side: the rehearsal about 9 minutes, the whole-DAG run
+with the tests on it about 8)."""
 
 
 def pytest_collection_modifyitems(items):
@@ -23,13 +23,14 @@ def pytest_collection_modifyitems(items):
 def pytest_configure(config):
     """Each pytest-xdist worker runs torch on its share of this machine's cores (all of them without ``-n``), in
     the worker and its subprocesses, and its Snakemake runs may use every core but give no job more threads than
-    that share (``--cores DAWIN_TEST_CORES --max-threads DAWIN_TEST_THREADS``). A multi-threaded torch process
+    that share (``DAWIN_TEST_SNAKEMAKE_CORES``: ``--cores`` and ``--max-threads``). A multi-threaded torch process
     among more runnable threads than cores slows down many times over (a test of 2.4 s took 17.8 s beside two busy
     single-threaded processes; single-threaded, 2.0 s alone and 2.8 s beside them), and so did the runs under
     ``-n auto`` whose jobs kept two threads (README, "Tests"); single-threaded jobs on every core share them."""
-    share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    os.environ["DAWIN_TEST_CORES"] = str(os.cpu_count() or 1)
-    for name in ("DAWIN_TEST_THREADS", *THREAD_VARIABLES):  # set in each worker (xdist sets the count before this)
+    cores = os.cpu_count() or 1
+    share = max(1, cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))  # set by xdist before this hook
+    os.environ["DAWIN_TEST_SNAKEMAKE_CORES"] = f"--cores {cores} --max-threads {share}"
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(share)
     torch.set_num_threads(share)
     threadpool_limits(share)  # numpy's OpenBLAS, loaded before this hook read the variables, had one thread per core

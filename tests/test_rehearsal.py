@@ -28,8 +28,7 @@ from dawin.replicas.server import serve
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config/paper.yaml"
 DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "multitask_dataset", "multitask_train_split"]
-CORES = ["--cores", os.environ["DAWIN_TEST_CORES"], "--max-threads", os.environ["DAWIN_TEST_THREADS"]]
-"""Snakemake's cores and per-job threads for this worker's runs (tests/conftest.py)."""
+CORES = os.environ["DAWIN_TEST_SNAKEMAKE_CORES"].split()  # this worker's --cores and --max-threads (tests/conftest.py)
 
 pytestmark = pytest.mark.workflow
 

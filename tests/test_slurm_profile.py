@@ -179,7 +179,10 @@ def test_paper_downloads_run_where_snakemake_runs(tmp_path):
     targets = ["resources/paper/downloads/imagenet", "resources/paper/downloads/checkpoints/soup-ViT-B-32-0/checkpoint"]
     cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--configfile",
            str(REPO / "config/paper.yaml"), str(overlay), "--profile", str(REPO / "profiles/slurm"),
-           "--latency-wait", "1", "--slurm-init-seconds-before-status-checks", "1"]  # not 40 s of an idle status loop
+           "--latency-wait", "1",
+           # the plugin's status loop otherwise sleeps its default 40 s with no job submitted
+           # (snakemake_executor_plugin_slurm/__init__.py 2.8.0: init_seconds_before_status_checks)
+           "--slurm-init-seconds-before-status-checks", "1"]
     env = clean_env(tmp_path, SBATCH_PARTITION="gpu", SBATCH_ACCOUNT="myproj")
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -16,8 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = [str(REPO / "config/config.yaml"), str(REPO / "tests/data/small.yaml")]
-CORES = ["--cores", os.environ["DAWIN_TEST_CORES"], "--max-threads", os.environ["DAWIN_TEST_THREADS"]]
-"""Snakemake's cores and per-job threads for this worker's runs (tests/conftest.py)."""
+CORES = os.environ["DAWIN_TEST_SNAKEMAKE_CORES"].split()  # this worker's --cores and --max-threads (tests/conftest.py)
 
 pytestmark = pytest.mark.workflow
 
