@@ -135,19 +135,22 @@ def test_a_failing_job_prints_one_line_and_keeps_its_traceback_in_the_log(tmp_pa
 
 
 @pytest.mark.parametrize("torch_first", [True, False])
-def test_a_job_runs_torch_on_its_own_threads(tmp_path, torch_first):
-    """runtime.start_job gives torch the rule's `threads` (Snakemake sets the thread variables for shell rules
-    only), whether torch was imported before it or is imported after."""
+def test_a_job_runs_torch_and_blas_on_its_own_threads(tmp_path, torch_first):
+    """runtime.start_job gives torch and numpy's BLAS the rule's `threads` (Snakemake sets the thread variables for
+    shell rules only), whether they were imported before it or are imported after. Unpinned, both would run one
+    thread per core (2 here)."""
     import subprocess
     import sys
 
-    script = ("import os, types\n" + ("import torch\n" if torch_first else "") +
+    script = ("import os, types\n" + ("import torch, numpy\n" if torch_first else "") +
               "from dawin.runtime import start_job\n"
               f"start_job(types.SimpleNamespace(threads=1, log=[{str(tmp_path / 'rule.log')!r}]))\n"
-              "import torch\nprint(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])\n")
+              "import torch, numpy, threadpoolctl\n"
+              "blas = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
+              "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], *blas)\n")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "1"]
+    assert out.stdout.split() == ["1", "1", "1"]
 
 
 def test_every_rule_script_starts_with_start_job():

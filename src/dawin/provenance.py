@@ -9,25 +9,30 @@ outputs with the inputs' current ones; the workflow stops on a difference, namin
 rebuild them (``common.smk``).
 
 Content keys: a file's sha256, and a dataset's digest of its ``index.csv``, its ``dataset.json`` and the name,
-size and mtime of every image it lists. Hashing every checkpoint at every parse would take seconds, so
-:class:`Keys` caches each sha256 against the file's stat signature (size, mtime, ctime, inode: ``cp -p`` keeps
-the mtime, never the ctime) in a small JSON file. Hashing every image is out of reach at paper scale, so a dataset
-costs one ``stat`` per image (about 0.6 s per 50,000 images on this machine's disk; the config can turn the scan
-off for slow file systems), and its digest leaves the ctime out: a dataset copied with its results (``cp -a``,
-``rsync -a``, a restored backup) keeps its mtimes and stays valid, where ctimes would all change. Deleted,
-added, truncated or replaced images change a size or an mtime (``cp -p`` of another image brings that image's
-mtime); what stays unseen is a replacement of the same size given back the old mtime on purpose.
+size and mtime of every image it lists, with the newest ctime among those files. Hashing every checkpoint at every
+parse would take seconds, so :class:`Keys` caches each sha256 against the file's stat signature (size, mtime,
+ctime, inode: ``cp -p`` keeps the mtime, never the ctime) in a small JSON file. Hashing every image is out of
+reach at paper scale, so a dataset costs one ``stat`` per file (:func:`scan_dataset`). Deleted, added, truncated
+or replaced images change a size or an mtime (``cp -p`` of another image brings that image's mtime). A
+replacement of the same size given back the old mtime changes its ctime, which no tool can set: a dataset some
+of whose files have a ctime newer than the record's is stale. A dataset all of whose files are newer was copied
+or restored whole (``cp -a``, ``rsync -a`` of data and results to scratch) and stays valid, as long as the
+names, sizes and mtimes agree; the cache then remembers the copy's ctimes, so a later in-place change of a few
+files is found there too. What stays unseen: every listed file of a dataset replaced, each with the size and
+mtime of the one it replaces.
 
 Importable without torch: the workflow calls it at parse time.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import json
 import os
 import struct
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -50,20 +55,64 @@ def file_sha256(path: str | Path) -> str:
     return file_digest(path, "sha256")
 
 
-def dataset_key(root: str | Path) -> str:
-    """Digest of a dataset's index, its dataset.json and every listed file's name, size and mtime."""
+SCAN_THREADS = 16
+"""Threads that ``stat`` a large dataset's files on a slow file system: on a cluster file system each ``stat`` is
+a round trip to a metadata server, and concurrent ones overlap. On a local disk the threads only contend for
+the GIL, so they are used only when the first files' ``stat`` takes longer than :data:`SLOW_STAT_S` each
+(``benchmarks/dataset_scan.py`` measures both)."""
+SLOW_STAT_S = 50e-6
+
+
+def _stat_each(paths: Sequence[Path]) -> list[os.stat_result | None]:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.stat(path))
+        except FileNotFoundError:
+            out.append(None)
+    return out
+
+
+def _stat_all(paths: Sequence[Path], threads: int = SCAN_THREADS) -> list[os.stat_result | None]:
+    """``os.stat`` of every path (None where missing), in order: the first 256 on this thread, the rest in
+    contiguous slices over ``threads`` threads when those were slow and many remain (``stat`` releases the GIL)."""
+    start = time.perf_counter()
+    head = _stat_each(paths[:256])
+    slow = time.perf_counter() - start > SLOW_STAT_S * len(head)
+    rest = paths[256:]
+    if threads <= 1 or not slow or len(rest) < 1000:
+        return head + _stat_each(rest)
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-len(rest) // threads)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(_stat_each, [rest[i:i + step] for i in range(0, len(rest), step)])
+    return head + [st for part in parts for st in part]
+
+
+def scan_dataset(root: str | Path, threads: int = SCAN_THREADS) -> tuple[str, list[int]]:
+    """A dataset's digest (its index, its dataset.json and every listed file's name, size and mtime) and the sorted
+    ctimes of those files: one ``stat`` per file."""
     root = Path(root)
     h = hashlib.sha256()
+    ctimes = []
     for name in ("index.csv", "dataset.json"):
         h.update((root / name).read_bytes())
+        ctimes.append(os.stat(root / name).st_ctime_ns)
     with open(root / "index.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                st = os.stat(root / row["path"])
-                h.update(f"{row['path']}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-            except FileNotFoundError:
-                h.update(f"{row['path']}\tmissing\n".encode())
-    return h.hexdigest()
+        names = [row["path"] for row in csv.DictReader(f)]
+    for name, st in zip(names, _stat_all([root / n for n in names], threads)):
+        if st is None:
+            h.update(f"{name}\tmissing\n".encode())
+        else:
+            h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            ctimes.append(st.st_ctime_ns)
+    return h.hexdigest(), sorted(ctimes)
+
+
+def dataset_key(root: str | Path) -> str:
+    """The digest of :func:`scan_dataset`."""
+    return scan_dataset(root)[0]
 
 
 def _signature(path: str | Path) -> list[int]:
@@ -72,52 +121,89 @@ def _signature(path: str | Path) -> list[int]:
 
 
 class Keys:
-    """Current content keys, each computed at most once; file hashes cached in ``cache`` (a JSON file) against the
-    file's stat signature, so an unchanged checkpoint is not read again. ``datasets=False`` skips dataset keys."""
+    """Current content keys, each computed at most once, cached in ``cache`` (a JSON file): a file's sha256 against
+    its stat signature, so an unchanged checkpoint is not read again; a dataset's newest ctime once it was found
+    copied whole; and, when ``datasets`` is a number of hours, each dataset's verdicts for that long (the files of
+    a dataset are then ``stat``ed at most once in that many hours). ``datasets=True`` scans them every time,
+    ``False`` never."""
 
-    def __init__(self, cache: str | Path | None = None, datasets: bool = True):
+    def __init__(self, cache: str | Path | None = None, datasets: bool | float = True):
         self.cache, self.datasets = (Path(cache) if cache else None), datasets
-        self._hashes: dict[str, dict] = {}
+        self._verdicts_for_ns = None if isinstance(datasets, bool) else int(float(datasets) * 3600e9)
+        self._cached: dict[str, dict] = {"files": {}, "datasets": {}}
         if self.cache and self.cache.is_file():
             try:
-                self._hashes = json.loads(self.cache.read_text())
+                loaded = json.loads(self.cache.read_text())
+                if set(loaded) == {"files", "datasets"}:
+                    self._cached = loaded
             except ValueError:
-                self._hashes = {}
-        self._dataset_keys: dict[str, str] = {}
+                pass
+        self._scans: dict[str, tuple[str, list[int]]] = {}
         self._dirty = False
 
     def file(self, path: str | Path) -> str:
         name = os.path.normpath(path)
         sig = _signature(name)
-        hit = self._hashes.get(name)
+        hit = self._cached["files"].get(name)
         if hit is None or hit["signature"] != sig:
-            hit = self._hashes[name] = {"signature": sig, "sha256": file_sha256(name)}
+            hit = self._cached["files"][name] = {"signature": sig, "sha256": file_sha256(name)}
             self._dirty = True
         return hit["sha256"]
 
-    def dataset(self, root: str | Path) -> str | None:
-        if not self.datasets:
+    def dataset_changed(self, root: str | Path, digest: str, newest_ctime: int | None) -> bool | None:
+        """Whether the dataset at ``root`` differs from the one recorded as ``digest`` and ``newest_ctime`` (None
+        when datasets are not scanned): another digest, or some but not all of its files changed (ctime) since."""
+        if self.datasets is False:
             return None
         name = os.path.normpath(root)
-        if name not in self._dataset_keys:
-            self._dataset_keys[name] = dataset_key(name)
-        return self._dataset_keys[name]
+        cached = self._cached["datasets"].setdefault(name, {})
+        verdict = f"{digest}@{newest_ctime}"
+        if (name not in self._scans and self._verdicts_for_ns is not None and verdict in cached.get("verdicts", {})
+                and time.time_ns() - cached["scanned_ns"] < self._verdicts_for_ns):
+            return cached["verdicts"][verdict]
+        if name not in self._scans:
+            self._scans[name] = scan_dataset(name)
+            if self._verdicts_for_ns is not None:
+                cached.update(scanned_ns=time.time_ns(), verdicts={})
+        changed = self._changed(cached, self._scans[name], digest, newest_ctime)
+        if self._verdicts_for_ns is not None:
+            cached["verdicts"][verdict] = changed
+            self._dirty = True
+        return changed
+
+    def _changed(self, cached: dict, scan: tuple[str, list[int]], digest: str, newest_ctime: int | None) -> bool:
+        now, ctimes = scan
+        if now != digest:
+            return True
+        if newest_ctime is None:  # a record written before ctimes were recorded
+            return False
+        copied = cached.get("copied", {})
+        if copied.get("digest") == digest:
+            newest_ctime = max(newest_ctime, copied["newest_ctime"])
+        newer = len(ctimes) - bisect.bisect_right(ctimes, newest_ctime)
+        if newer == len(ctimes) and newer:  # copied or restored whole: the copy's ctimes are the new reference
+            cached["copied"] = {"digest": digest, "newest_ctime": ctimes[-1]}
+            self._dirty = True
+            return False
+        return newer > 0
 
     def save(self) -> None:
         if self.cache and self._dirty:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.cache.with_name(self.cache.name + ".tmp")
-            tmp.write_text(json.dumps(self._hashes))
+            tmp.write_text(json.dumps(self._cached))
             os.replace(tmp, self.cache)
             self._dirty = False
 
 
 def entry(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict:
     """The content keys of ``files`` (checkpoints: paths, or {path: sha256} already computed) and ``datasets``
-    (directories), as a JSON result holds them under :data:`KEY`."""
+    (directories: digest, and newest ctime of their files), as a JSON result holds them under :data:`KEY`."""
     hashes = files if isinstance(files, Mapping) else {f: file_sha256(f) for f in files}
+    scans = {os.path.normpath(d): scan_dataset(d) for d in datasets}
     return {"files": {os.path.normpath(f): h for f, h in hashes.items()},
-            "datasets": {os.path.normpath(d): dataset_key(d) for d in datasets}}
+            "datasets": {d: digest for d, (digest, _) in scans.items()},
+            "dataset_ctimes": {d: ctimes[-1] for d, (_, ctimes) in scans.items()}}
 
 
 def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict[str, str]:
@@ -149,25 +235,19 @@ def recorded(path: str | Path) -> dict | None:
 
 def stale(results: Iterable[str | Path], keys: Keys) -> list[tuple[str, str]]:
     """(result, reason) for every result whose recorded inputs now have other content while their timestamps do not
-    say so (an input newer than the result is left to Snakemake, which reruns it anyway)."""
+    say so (a checkpoint newer than the result is left to Snakemake, which reruns it anyway)."""
     out = []
     for result in results:
         rec = recorded(result)
         if not rec:
             continue
         made = os.stat(result).st_mtime_ns
-        for kind, entries, current in (("file", rec.get("files", {}), keys.file),
-                                       ("dataset", rec.get("datasets", {}), keys.dataset)):
-            for source, key in entries.items():
-                if not os.path.exists(source):
-                    continue  # a missing input is Snakemake's to report
-                if kind == "file" and os.stat(source).st_mtime_ns > made:
-                    continue
-                now = current(source)
-                if now is not None and now != key:
-                    out.append((str(result), f"{kind} {source} has changed since"))
-                    break
-            else:
-                continue
-            break
+        changed = [f"file {source}" for source, key in rec.get("files", {}).items()
+                   if os.path.exists(source) and os.stat(source).st_mtime_ns <= made and keys.file(source) != key]
+        if not changed:  # a missing input is Snakemake's to report
+            ctimes = rec.get("dataset_ctimes", {})
+            changed = [f"dataset {source}" for source, key in rec.get("datasets", {}).items()
+                       if os.path.exists(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+        if changed:
+            out.append((str(result), f"{changed[0]} has changed since"))
     return out

@@ -37,13 +37,20 @@ def start_job(job) -> logging.Logger:
 
     Snakemake sets the thread variables for ``shell`` rules only (``snakemake/shell.py``, 9.27.1). Unset, torch runs
     one thread per core in every job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node
-    each job starts 64. It is set both ways: the variables (for torch and numpy imported later, and for child processes) and, where torch is
-    already imported, ``torch.set_num_threads``."""
+    each job starts 64. It is set both ways: the variables, for libraries loaded later and for child processes;
+    and for those already loaded (a script imports torch and numpy before it calls this), ``torch.set_num_threads``
+    and threadpoolctl's limits, which reach numpy's OpenBLAS (it reads its variable once, when it loads). A BLAS
+    reduction split over another number of threads sums in another order, so this also keeps a job's numbers
+    independent of the node's core count."""
     threads = int(job.threads)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
     return setup_logging(job.log[0] if job.log else None)
 
 
