@@ -63,4 +63,4 @@ rule all:
         rules.reproduction_files.output,
 
 
-check_checkpoints()
+check_inputs_exist()

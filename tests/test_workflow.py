@@ -222,11 +222,32 @@ def test_missing_checkpoint_names_the_path(workdir):
     assert res.returncode != 0 and "ckpt/missing-ft.safetensors" in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("overlay, key", [
+    ({"datasets": {"roots": {"v2": "resources/demo/data/gone"}}}, "datasets.roots.v2"),
+    ({"multitask": {"tasks": {"count": {"train": "resources/demo/data/gone"}}}}, "multitask.tasks.count.train"),
+])
+def test_a_dataset_directory_that_is_gone_names_the_key(workdir, overlay, key):
+    """With the results already built, Snakemake would count them as given (the jobs that would rebuild them lack an
+    input) and rebuild the tables from the old dataset's results with exit 0."""
+    res = snakemake(workdir, "-n", extra_config=overlay)
+    assert res.returncode != 0
+    assert f"config {key}: dataset directory resources/demo/data/gone does not exist" in res.stdout + res.stderr
+
+
 def test_slurm_profile_plans_without_a_cluster(workdir):
     res = snakemake(workdir, "-n", "--forceall", profile="slurm")
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout)  # one job per model: (ZS, FT, average) on the 7 sets, the 3 soups on the 6 test sets
     assert counts["cache_logits"] == 3 and counts["cache_soup_logits"] == 3
+
+
+def test_a_target_after_configfile_is_named_without_a_traceback(tmp_path):
+    """`--configfile` takes every word after it as a file: profiles/default says so before Snakemake's traceback."""
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                          "-n", "--configfile", str(REPO / "config/config.yaml"), "table2"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
+    assert "Error: config file 'table2' does not exist; fix the path. If 'table2' is a target" in res.stderr
 
 
 def test_lint_passes():
@@ -311,6 +332,32 @@ def test_a_checkpoint_swapped_with_its_old_timestamp_stops_the_run(workdir, swap
         os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))
     res = snakemake(workdir, "-n")
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_an_image_rewritten_in_place_stops_the_run_and_the_listed_results_rebuild(workdir, tmp_path):
+    """On a copy of the built demo (`cp -a` to scratch: every ctime new, still valid), an image of v2 rewritten with
+    its old size and mtime later: only its ctime tells. The results read from v2 are named as stale before any
+    job runs; once the listed files are removed, as the message says, the run plans their rebuild."""
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    assert snakemake(copy, "-n", "table2").returncode == 0  # the copy is valid, and its ctimes are remembered
+    root = copy / "resources/demo/data/v2"
+    image = root / pd.read_csv(root / "index.csv")["path"][0]
+    st = image.stat()
+    time.sleep(0.05)  # file times have the kernel clock's coarse resolution
+    image.write_bytes(bytes(reversed(image.read_bytes())))
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = snakemake(copy, "-n", "table2")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "dataset resources/demo/data/v2 has changed since" in out
+    stale = (copy / "results/demo/stale.txt").read_text().split()
+    assert "results/demo/logits/tiny/finetuned/v2.safetensors" in stale and all("v2" in f for f in stale)
+    assert any(f.startswith("results/demo/pixels/") and f.endswith(".npy") for f in stale)
+    subprocess.run("xargs rm -f < results/demo/stale.txt", shell=True, cwd=copy, check=True)
+    res = snakemake(copy, "-n", "table2")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    counts = job_counts(res.stdout)
+    assert counts["decode_images"] == 1 and counts["cache_logits"] == 3 and counts["table2"] == 1
 
 
 def test_a_failed_rerun_keeps_the_logit_caches_it_would_have_rebuilt(workdir):

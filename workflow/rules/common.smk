@@ -238,7 +238,9 @@ def _check_provenance():
     results = [p for pattern in ("logits/**/*.safetensors", "merged/**/*.safetensors", "wise_ft/**/*.safetensors",
                                  "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors",
                                  "multitask/*/provenance.json")
-               for p in Path(RESULTS).glob(pattern)] + list(Path(PIXELS).glob("**/*.json"))
+               for p in Path(RESULTS).glob(pattern)]
+    # a decoded-image file's record is its JSON sidecar, rewritten with it (an .npy removed as stale leaves it)
+    results += [p for p in Path(PIXELS).glob("**/*.json") if p.with_suffix(".npy").exists()]
     bad = [(r.replace(".json", ".npy") if r.startswith(PIXELS) else r, why) for r, why in provenance.stale(results, keys)]
     keys.save()
     if bad:
@@ -262,22 +264,38 @@ EVAL_PARAMS = dict(
 )
 
 
-def check_checkpoints():
-    """Configured checkpoint files must exist or be made by a rule of this workflow.
+def check_inputs_exist():
+    """Configured checkpoint files and dataset directories must exist or be made by a rule of this workflow.
 
-    Snakemake itself only notices a missing input when a job has to run; a changed path to a missing
-    file must stop the workflow whatever is already built, naming the path.
+    Snakemake itself only notices a missing input when a job has to run: a path changed to a missing file or
+    directory would leave the results built from the old one in place (the job that would rebuild them cannot
+    run, so their files count as given) and the tables would be rebuilt from them. It must stop the workflow
+    whatever is already built, naming the key and the path.
     """
+    def missing(path):
+        return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules)
+
     for name, bb in sorted(config["backbones"].items()):
         soups = bb.get("soups", {})
         stock = soups.get("model_stock", [])
         stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
         for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock):
-            if path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules):
+            if missing(path):
                 raise WorkflowError(
                     f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
                     "fetch or convert it first, or fix the path in the config"
                 )
+    directories = {**{f"datasets.roots.{d}": DS["roots"][d] for d in EVAL_SETS},
+                   **{f"multitask.tasks.{t}.{split}": spec[split]
+                      for t, spec in sorted(config.get("multitask", {}).get("tasks", {}).items())
+                      for split in ("test", "train") if split in spec}}
+    for key, path in directories.items():
+        if missing(path):
+            raise WorkflowError(
+                f"config {key}: dataset directory {path} does not exist and no rule of this workflow builds it; "
+                "fix the path, or put the dataset there (the paper suite builds its datasets under "
+                "paper.resources/data)"
+            )
 
 
 def source_path(ckpt, role, spec):
