@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -46,6 +48,23 @@ def test_a_damaged_image_names_itself_the_dataset_and_the_fix(tmp_path, damage):
     with pytest.raises(datasets.DatasetError, match=f"{image}: image 4 of dataset toy cannot be decoded .*delete "
                                                     f"{tmp_path} and rerun snakemake"):
         ds[4]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("dataset.json", "{not json", r"dataset.json: not a dataset description \(Expecting property name"),
+    ("dataset.json", '{"name": "toy"}', r"dataset.json: not a dataset description \(no 'classnames'\)"),
+    ("index.csv", "file,label\nc1/4.png,1\n", r"index.csv: not a dataset index \(no column 'path'\)"),
+    ("index.csv", "path,label\nc1/4.png,one\n", r"index.csv: not a dataset index \(invalid literal for int"),
+    ("index.csv", "path,label\nc1/4.png,7\n", r"labels outside 0..2 in index.csv \(3 classes in dataset.json\)"),
+])
+def test_a_damaged_index_or_description_names_the_file_and_the_fix(tmp_path, name, content, message):
+    _make(tmp_path)
+    if name == "index.csv":  # one row, as dataset.json then expects
+        meta = json.loads((tmp_path / "dataset.json").read_text())
+        (tmp_path / "dataset.json").write_text(json.dumps({**meta, "n_images": 1}))
+    (tmp_path / name).write_text(content)
+    with pytest.raises(datasets.DatasetError, match=f"{message}.*delete {tmp_path} and rerun snakemake"):
+        datasets.load_dataset(tmp_path)
 
 
 def test_an_empty_dataset_is_an_error(tmp_path):

@@ -61,6 +61,29 @@ def test_wrong_architecture_is_refused_by_name(tmp_path, tiny_pair):
         models.ImageClassifier.load(tmp_path / "raw.safetensors")
 
 
+def test_a_classifier_of_another_task_is_refused_by_name(tmp_path, tiny_clip, tiny_pair):
+    """A fine-tuned checkpoint replaced by one of another task (a head of 4 classes, not 10): refused where it is
+    combined with the zero-shot model, and where its logits would be scored against a 10-class test set."""
+    from types import SimpleNamespace
+
+    from dawin.inference.logits import projected
+    from dawin.inputs.datasets import identity_projection, subset_projection
+
+    m0, _ = tiny_pair
+    other = models.ImageClassifier.from_clip(tiny_clip, "dawin-tiny-rn", torch.randn(4, 64))
+    other.save(tmp_path / "other.safetensors")
+    with pytest.raises(models.CheckpointError, match="other.safetensors has a head of 4 classes, the model it is "
+                                                     "combined with has 10"):
+        models.ImageClassifier.load(tmp_path / "other.safetensors", like=m0)
+    data = SimpleNamespace(name="toy", root="data/toy", classnames=[f"c{i}" for i in range(10)])
+    z = torch.randn(5, 4)
+    for project in (identity_projection(), subset_projection([0, 9, 2, 3, 4, 5, 6, 7, 8, 1])):
+        with pytest.raises(ValueError, match=r"ft on toy: the model's head has 4 classes, which do not give the 10 "
+                                             r"classes of dataset toy \(data/toy\)"):
+            projected(project, z, data, "ft on toy")
+    assert projected(identity_projection(), torch.randn(5, 10), data, "ft").shape == (5, 10)
+
+
 def test_clip_weights_roundtrip_and_architecture_check(tmp_path, tiny_clip):
     models.save_clip(tiny_clip, "dawin-tiny-rn", tmp_path / "clip.safetensors")
     back = models.create_clip("dawin-tiny-rn", weights=tmp_path / "clip.safetensors")

@@ -69,6 +69,18 @@ def test_dataset_changes_in_place_are_found(tmp_path):
     assert provenance.stale([result], provenance.Keys())[0][1] == f"dataset {root} has changed since"
 
 
+@pytest.mark.parametrize("damage", ["index deleted", "description deleted", "index without its columns"])
+def test_a_dataset_whose_index_or_description_is_damaged_is_stale_not_a_crash(tmp_path, damage):
+    root = tmp_path / "data"
+    _dataset(root)
+    result = _result(tmp_path, datasets=[root])
+    if damage == "index without its columns":
+        (root / "index.csv").write_text("no header\n")
+    else:
+        (root / ("index.csv" if damage == "index deleted" else "dataset.json")).unlink()
+    assert provenance.stale([result], provenance.Keys()) == [(str(result), f"dataset {root} has changed since")]
+
+
 def test_a_copy_of_data_and_results_with_their_timestamps_stays_valid(tmp_path):
     _dataset(tmp_path / "a" / "data")
     ckpt = tmp_path / "a" / "m.safetensors"

@@ -97,10 +97,16 @@ def scan_dataset(root: str | Path, threads: int = SCAN_THREADS) -> tuple[str, li
     h = hashlib.sha256()
     ctimes = []
     for name in ("index.csv", "dataset.json"):
-        h.update((root / name).read_bytes())
-        ctimes.append(os.stat(root / name).st_ctime_ns)
-    with open(root / "index.csv", newline="") as f:
-        names = [row["path"] for row in csv.DictReader(f)]
+        try:
+            h.update((root / name).read_bytes())
+            ctimes.append(os.stat(root / name).st_ctime_ns)
+        except FileNotFoundError:
+            h.update(f"{name}\tmissing\n".encode())
+    try:
+        with open(root / "index.csv", newline="") as f:
+            names = [row["path"] for row in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError, csv.Error):
+        names = []  # a damaged index: its bytes are in the digest, and the job that reads it names the problem
     for name, st in zip(names, _stat_all([root / n for n in names], threads)):
         if st is None:
             h.update(f"{name}\tmissing\n".encode())

@@ -9,7 +9,7 @@ log = start_job(snakemake)
 p, paths = snakemake.params, list(snakemake.input.models)
 model = models.ImageClassifier.load(paths[0])
 if len(paths) == 2:  # the weight average theta(0.5) of the pair
-    other = models.ImageClassifier.load(paths[1], model.architecture)
+    other = models.ImageClassifier.load(paths[1], like=model)
     model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
 hashes = {f: models.sha256(f) for f in paths}
@@ -17,7 +17,7 @@ checkpoint, sha256 = " + ".join(paths), " ".join(hashes.values())
 for root, output in zip(snakemake.input.data, snakemake.output):
     data = pixels.open_dataset(root, model.visual, decoded)
     logits, labels = compute_logits(model, data, p.batch_size, p.num_workers, use_autocast=p.autocast,
-                                    desc=f"{snakemake.wildcards.model}/{data.name}")
+                                    desc=f"{checkpoint} on {data.name}")
     check_informative(logits, f"logits of {checkpoint} on {data.name}")
     save_logits(output, logits, labels, checkpoint=checkpoint, checkpoint_sha256=sha256, dataset=data.name,
                 n_images=len(data), **provenance.record(hashes, [root]))

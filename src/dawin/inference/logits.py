@@ -35,6 +35,21 @@ def loader(dataset, batch_size: int, num_workers: int = 0, indices=None) -> torc
                                        pin_memory=torch.cuda.is_available())
 
 
+def projected(project, z: torch.Tensor, dataset, desc: str) -> torch.Tensor:
+    """``dataset``'s projection of the model outputs ``z`` (float32, on the CPU), refusing a head whose classes do not
+    give the dataset's: accuracies against its labels would be a plausible-looking wrong number."""
+    try:
+        out = project(z.float())
+    except (IndexError, RuntimeError):  # a subset / group projection reaching past the head's columns
+        out = None
+    n = len(getattr(dataset, "classnames", ()))
+    if out is None or (n and out.shape[-1] != n):
+        raise ValueError(f"{desc}: the model's head has {z.shape[-1]} classes, which do not give the {n} classes of "
+                         f"dataset {dataset.name} ({dataset.root}): a classifier of another task, or a dataset other "
+                         "than the one its head was built for; fix the path in the config")
+    return out.cpu()
+
+
 @torch.no_grad()
 def compute_logits(model: torch.nn.Module, dataset, batch_size: int = 256, num_workers: int = 0,
                    device: torch.device | None = None, use_autocast: bool = True, desc: str = "logits"):
@@ -46,7 +61,7 @@ def compute_logits(model: torch.nn.Module, dataset, batch_size: int = 256, num_w
     for x, y in tqdm(loader(dataset, batch_size, num_workers), desc=desc, leave=False):
         with autocast(device, use_autocast):
             z = model(x.to(device, non_blocking=True))
-        outs.append(project(z.float()).cpu())
+        outs.append(projected(project, z, dataset, desc))
         labels.append(torch.as_tensor(y))
     logits = torch.cat(outs)
     check_finite(logits, f"logits of {desc}")
@@ -71,8 +86,8 @@ def compute_logits_pair(model0: torch.nn.Module, model1: torch.nn.Module, datase
         x = x.to(device, non_blocking=True)
         with autocast(device, use_autocast):
             z0, z1 = model0(x), model1(x)
-        outs0.append(project(z0.float()).cpu())
-        outs1.append(project(z1.float()).cpu())
+        outs0.append(projected(project, z0, dataset, "model0"))
+        outs1.append(projected(project, z1, dataset, "model1"))
     logits0, logits1 = torch.cat(outs0), torch.cat(outs1)
     check_finite(logits0, "logits of model0")
     check_finite(logits1, "logits of model1")

@@ -131,10 +131,20 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
     root = Path(root)
     if not (root / META).exists() or not (root / INDEX).exists():
         raise DatasetError(f"no dataset at {root}: expected {META} and {INDEX} there (run the dataset's rule first)")
-    meta = json.loads((root / META).read_text())
-    with open(root / INDEX, newline="") as f:
-        rows = list(csv.DictReader(f))
-    paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
+    fix = f"re-create the dataset (delete {root} and rerun snakemake) or restore the file from its source"
+    try:
+        meta = json.loads((root / META).read_text())
+        meta = {k: meta[k] for k in ("name", "classnames", "templates", "n_images")} | meta
+    except (ValueError, KeyError, TypeError) as error:
+        detail = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise DatasetError(f"{root / META}: not a dataset description ({detail}); {fix}") from None
+    try:
+        with open(root / INDEX, newline="") as f:
+            rows = list(csv.DictReader(f))
+        paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
+    except (ValueError, KeyError, TypeError, csv.Error) as error:
+        detail = f"no column {error}" if isinstance(error, KeyError) else str(error)
+        raise DatasetError(f"{root / INDEX}: not a dataset index ({detail}); {fix}") from None
     if not paths:
         raise DatasetError(f"{root}: the dataset has no images ({INDEX} lists none); re-create it (delete {root} "
                            "and rerun snakemake) or point the config at the right directory")
@@ -149,6 +159,6 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
             )
     n_cls = len(meta["classnames"])
     if labels and not 0 <= min(labels) <= max(labels) < n_cls:
-        raise DatasetError(f"{root}: labels outside 0..{n_cls - 1}")
+        raise DatasetError(f"{root}: labels outside 0..{n_cls - 1} in {INDEX} ({n_cls} classes in {META}); {fix}")
     return ImageFolderDataset(meta["name"], root, meta["classnames"], meta["templates"], paths, labels,
                               meta.get("projection", {"kind": "identity"}), transform)

@@ -140,9 +140,12 @@ class ImageClassifier(torch.nn.Module):
         save_tensors(path, self.state_dict(), meta)
 
     @classmethod
-    def load(cls, path: str | Path, architecture: str | None = None) -> "ImageClassifier":
-        """Load a classifier, refusing files of another format or architecture by name."""
+    def load(cls, path: str | Path, architecture: str | None = None,
+             like: "ImageClassifier | None" = None) -> "ImageClassifier":
+        """Load a classifier, refusing files of another format or architecture by name; with ``like``, also one
+        whose head has another number of classes than ``like``'s (the model it is to be combined with)."""
         path = Path(path)
+        architecture = like.architecture if like is not None else architecture
         meta = _metadata(path)
         if meta.get("format") != CLASSIFIER_FORMAT:
             raise CheckpointError(f"{path} is not a DaWin classifier file (format {meta.get('format')!r}); convert it first")
@@ -156,6 +159,9 @@ class ImageClassifier(torch.nn.Module):
                                   "with its head")
         visual = open_clip.create_model(arch).visual
         n_cls, dim = state["head.weight"].shape
+        if like is not None and n_cls != like.head.out_features:
+            raise CheckpointError(f"{path} has a head of {n_cls} classes, the model it is combined with has "
+                                  f"{like.head.out_features}: a classifier of another task? Fix the path in the config")
         model = cls(visual, torch.nn.Linear(dim, n_cls), arch)
         _load_strict(model, state, path, arch)
         return model.eval()

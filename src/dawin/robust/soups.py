@@ -18,9 +18,9 @@ from ..inputs.models import ImageClassifier
 from ..method.weights import StateDict, is_mergeable, same_keys
 
 
-def _state(path: str | Path, architecture: str | None) -> tuple[dict[str, torch.Tensor], str]:
-    clf = ImageClassifier.load(path, architecture)
-    return clf.state_dict(), clf.architecture
+def _state(path: str | Path, like: ImageClassifier) -> dict[str, torch.Tensor]:
+    """The weights of ``path``, a classifier of ``like``'s architecture and classes."""
+    return ImageClassifier.load(path, like=like).state_dict()
 
 
 def uniform_soup(paths: Sequence[str | Path]) -> ImageClassifier:
@@ -30,7 +30,7 @@ def uniform_soup(paths: Sequence[str | Path]) -> ImageClassifier:
     base = ImageClassifier.load(paths[0])
     acc = {k: v.double() if v.is_floating_point() else v for k, v in base.state_dict().items()}
     for path in paths[1:]:
-        sd, _ = _state(path, base.architecture)
+        sd = _state(path, base)
         acc = {k: v + sd[k].double() if v.is_floating_point() else v for k, v in acc.items()}
     base.load_state_dict({k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in acc.items()})
     return base
@@ -75,10 +75,9 @@ def greedy_soup(paths: Sequence[str | Path], accuracy_of: Callable[[ImageClassif
     """
     names = [str(p) for p in paths]
     work = ImageClassifier.load(names[0])
-    arch = work.architecture
     single = {}
     for name in names:
-        work.load_state_dict(_state(name, arch)[0])
+        work.load_state_dict(_state(name, work))
         single[name] = accuracy_of(work)
     sums: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}
 
@@ -86,7 +85,7 @@ def greedy_soup(paths: Sequence[str | Path], accuracy_of: Callable[[ImageClassif
         """Sum of the weights of ``soup``: the current soup's sum is cached, a candidate adds one load."""
         if soup not in sums:
             base = summed(soup[:-1]) if len(soup) > 1 else None
-            sd = _state(soup[-1], arch)[0]
+            sd = _state(soup[-1], work)
             sums[soup] = {k: (base[k] if base else 0) + v.double() for k, v in sd.items() if v.is_floating_point()}
         return sums[soup]
 
@@ -110,7 +109,7 @@ def _load_mean(model: ImageClassifier, total: dict[str, torch.Tensor], n: int) -
 def model_stock(pretrained: str | Path, runs: Sequence[str | Path]) -> tuple[ImageClassifier, dict[str, float]]:
     """Model Stock of fine-tuning ``runs`` anchored at the pre-trained (zero-shot) classifier."""
     base = ImageClassifier.load(pretrained)
-    sds = [_state(r, base.architecture)[0] for r in runs]
+    sds = [_state(r, base) for r in runs]
     merged, ratios = model_stock_state(base.state_dict(), sds)
     base.load_state_dict(merged)
     return base, {k: float(v) for k, v in ratios.items()}
