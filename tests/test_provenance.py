@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_a_checkpoint_replaced_with_its_old_timestamp_is_found(tmp_path):
     assert provenance.stale([result], provenance.Keys()) == []
     shutil.copy2(other, ckpt)  # cp -p: the other model's (old) timestamp
     os.utime(ckpt, (old, old))
-    assert provenance.stale([result], provenance.Keys()) == [(str(result), f"file {ckpt} has changed since")]
+    assert provenance.stale([result], provenance.Keys()) == [(str(result), "file", str(ckpt))]
     # the same bytes again (a restored backup of the right file): nothing is stale
     ckpt.write_bytes(b"model A")
     os.utime(ckpt, (old, old))
@@ -62,11 +63,11 @@ def test_dataset_changes_in_place_are_found(tmp_path):
     st = os.stat(image)
     image.write_bytes(b"\x01" * 60)  # truncated in place, the old mtime put back
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert provenance.stale([result], provenance.Keys()) == [(str(result), f"dataset {root} has changed since")]
+    assert provenance.stale([result], provenance.Keys()) == [(str(result), "dataset", str(root))]
     assert provenance.stale([result], provenance.Keys(datasets=False)) == []  # the scan can be turned off
     result = _result(tmp_path, datasets=[root])
     (root / "c" / "2.png").unlink()
-    assert provenance.stale([result], provenance.Keys())[0][1] == f"dataset {root} has changed since"
+    assert provenance.stale([result], provenance.Keys())[0][1:] == ("dataset", str(root))
 
 
 @pytest.mark.parametrize("damage", ["index deleted", "description deleted", "index without its columns"])
@@ -78,7 +79,29 @@ def test_a_dataset_whose_index_or_description_is_damaged_is_stale_not_a_crash(tm
         (root / "index.csv").write_text("no header\n")
     else:
         (root / ("index.csv" if damage == "index deleted" else "dataset.json")).unlink()
-    assert provenance.stale([result], provenance.Keys()) == [(str(result), f"dataset {root} has changed since")]
+    assert provenance.stale([result], provenance.Keys()) == [(str(result), "dataset", str(root))]
+
+
+def test_the_fix_dates_the_changed_inputs_as_new_and_snakemake_takes_over(tmp_path):
+    """The stop names `touch` of the changed inputs: once they are newer than the results, the check leaves those
+    results to Snakemake, which reruns them and everything after them."""
+    root, ckpt = tmp_path / "data", tmp_path / "m.safetensors"
+    _dataset(root)
+    (root / ".snakemake_timestamp").write_text("")  # a directory output of a rule, dated by this file
+    ckpt.write_bytes(b"A")
+    result = _result(tmp_path, [ckpt], [root])
+    time.sleep(0.05)
+    image = root / "c" / "1.png"
+    st = os.stat(image)
+    image.write_bytes(b"\x05" * st.st_size)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = provenance.stale([result], provenance.Keys())
+    assert changed == [(str(result), "dataset", str(root))]
+    command = provenance.touch_command(changed + [("r2", "file", str(ckpt))])
+    assert command == f"touch {root}/.snakemake_timestamp {ckpt}"
+    subprocess.run(command, shell=True, check=True)
+    assert provenance.input_mtime_ns(root) > os.stat(result).st_mtime_ns
+    assert provenance.stale([result], provenance.Keys()) == []
 
 
 def test_a_copy_of_data_and_results_with_their_timestamps_stays_valid(tmp_path):
@@ -105,8 +128,8 @@ def test_an_image_replaced_with_its_old_size_and_mtime_is_found_by_its_ctime(tmp
     st = os.stat(image)
     image.write_bytes(b"\x07" * st.st_size)  # other pixels, same size, the old mtime put back
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert provenance.dataset_key(root) == json.loads(result.read_text())[provenance.KEY]["datasets"][str(root)]
-    assert provenance.stale([result], provenance.Keys()) == [(str(result), f"dataset {root} has changed since")]
+    assert provenance.scan_dataset(root)[0] == json.loads(result.read_text())[provenance.KEY]["datasets"][str(root)]
+    assert provenance.stale([result], provenance.Keys()) == [(str(result), "dataset", str(root))]
 
 
 def test_a_dataset_copied_whole_stays_valid_and_a_later_change_in_place_is_found(tmp_path):
@@ -127,7 +150,7 @@ def test_a_dataset_copied_whole_stays_valid_and_a_later_change_in_place_is_found
         st = os.stat(image)
         image.write_bytes(b"\x09" * st.st_size)
         os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert provenance.stale(["result.json"], provenance.Keys(cache)) == [("result.json", "dataset data has changed since")]
+        assert provenance.stale(["result.json"], provenance.Keys(cache)) == [("result.json", "dataset", "data")]
         # without the remembered copy every file is again newer than the record: the change is not seen
         assert provenance.stale(["result.json"], provenance.Keys()) == []
     finally:
@@ -146,10 +169,10 @@ def test_datasets_scanned_once_in_so_many_hours_reuse_their_verdicts_meanwhile(t
     keys.save()
     (root / "c" / "2.png").unlink()
     assert provenance.stale([result], provenance.Keys(cache, datasets=12)) == [] and len(scans) == 1  # not scanned
-    assert provenance.stale([result], provenance.Keys(cache))[0][1] == f"dataset {root} has changed since"  # True: every time
+    assert provenance.stale([result], provenance.Keys(cache))[0][1:] == ("dataset", str(root))  # True: every time
     now = time.time_ns()
     monkeypatch.setattr(provenance.time, "time_ns", lambda: now + 13 * 3600 * 10**9)  # 13 hours on
-    assert provenance.stale([result], provenance.Keys(cache, datasets=12))[0][1] == f"dataset {root} has changed since"
+    assert provenance.stale([result], provenance.Keys(cache, datasets=12))[0][1:] == ("dataset", str(root))
 
 
 def test_a_record_without_ctimes_is_checked_by_its_digest(tmp_path):
@@ -161,7 +184,7 @@ def test_a_record_without_ctimes_is_checked_by_its_digest(tmp_path):
     result.write_text(json.dumps({provenance.KEY: rec}))
     assert provenance.stale([result], provenance.Keys()) == []
     (root / "c" / "2.png").unlink()
-    assert provenance.stale([result], provenance.Keys())[0][1] == f"dataset {root} has changed since"
+    assert provenance.stale([result], provenance.Keys())[0][1:] == ("dataset", str(root))
 
 
 def test_the_record_is_read_from_a_safetensors_file(tmp_path):

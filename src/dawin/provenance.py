@@ -31,6 +31,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -114,11 +115,6 @@ def scan_dataset(root: str | Path, threads: int = SCAN_THREADS) -> tuple[str, li
             h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
             ctimes.append(st.st_ctime_ns)
     return h.hexdigest(), sorted(ctimes)
-
-
-def dataset_key(root: str | Path) -> str:
-    """The digest of :func:`scan_dataset`."""
-    return scan_dataset(root)[0]
 
 
 def _signature(path: str | Path) -> list[int]:
@@ -209,7 +205,7 @@ def entry(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequen
     scans = {os.path.normpath(d): scan_dataset(d) for d in datasets}
     return {"files": {os.path.normpath(f): h for f, h in hashes.items()},
             "datasets": {d: digest for d, (digest, _) in scans.items()},
-            "dataset_ctimes": {d: ctimes[-1] for d, (_, ctimes) in scans.items()}}
+            "dataset_ctimes": {d: max(ctimes, default=0) for d, (_, ctimes) in scans.items()}}
 
 
 def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Sequence[str | Path] = ()) -> dict[str, str]:
@@ -239,21 +235,41 @@ def recorded(path: str | Path) -> dict | None:
     return None
 
 
-def stale(results: Iterable[str | Path], keys: Keys) -> list[tuple[str, str]]:
-    """(result, reason) for every result whose recorded inputs now have other content while their timestamps do not
-    say so (a checkpoint newer than the result is left to Snakemake, which reruns it anyway)."""
+def input_mtime_ns(path: str | Path) -> int:
+    """The time Snakemake dates an input by: a directory's ``.snakemake_timestamp`` where it has one (Snakemake
+    writes it into directory outputs), else the file's or directory's own mtime."""
+    stamp = Path(path) / ".snakemake_timestamp"
+    return os.stat(stamp if stamp.is_file() else path).st_mtime_ns
+
+
+def stale(results: Iterable[str | Path], keys: Keys) -> list[tuple[str, str, str]]:
+    """(result, kind, input) for every result one of whose recorded inputs (kind ``file`` or ``dataset``) now has
+    other content while its timestamp does not say so. An input newer than the result, or missing, is left to
+    Snakemake, which reruns the result or reports the input."""
     out = []
     for result in results:
         rec = recorded(result)
         if not rec:
             continue
         made = os.stat(result).st_mtime_ns
-        changed = [f"file {source}" for source, key in rec.get("files", {}).items()
-                   if os.path.exists(source) and os.stat(source).st_mtime_ns <= made and keys.file(source) != key]
-        if not changed:  # a missing input is Snakemake's to report
+
+        def unseen(source):
+            return os.path.exists(source) and input_mtime_ns(source) <= made
+
+        changed = [("file", source) for source, key in rec.get("files", {}).items()
+                   if unseen(source) and keys.file(source) != key]
+        if not changed:
             ctimes = rec.get("dataset_ctimes", {})
-            changed = [f"dataset {source}" for source, key in rec.get("datasets", {}).items()
-                       if os.path.exists(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+            changed = [("dataset", source) for source, key in rec.get("datasets", {}).items()
+                       if unseen(source) and keys.dataset_changed(source, key, ctimes.get(source))]
         if changed:
-            out.append((str(result), f"{changed[0]} has changed since"))
+            out.append((str(result), *changed[0]))
     return out
+
+
+def touch_command(changed: Iterable[tuple[str, str, str]]) -> str:
+    """The shell command that dates the changed inputs of :func:`stale`'s results as new, so that Snakemake reruns
+    everything computed from them (a dataset directory through the ``.snakemake_timestamp`` it dates it by)."""
+    sources = sorted({os.path.join(source, ".snakemake_timestamp") if kind == "dataset" else source
+                      for _, kind, source in changed})
+    return "touch " + " ".join(shlex.quote(s) for s in sources)

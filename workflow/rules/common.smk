@@ -227,7 +227,7 @@ def pixels_files(backbone, roots):
 
 # Results record the content keys of the checkpoints and datasets they were computed from (dawin.provenance);
 # a change Snakemake's timestamps cannot see (a checkpoint replaced with `cp -p`, images replaced in place)
-# stops the workflow here, before any job runs, naming the stale results.
+# stops the workflow here, before any job runs, naming the stale results and the `touch` that reruns them.
 PROVENANCE = {"scan_datasets": True, **config.get("provenance", {})}
 
 
@@ -239,19 +239,21 @@ def _check_provenance():
                                  "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors",
                                  "multitask/*/provenance.json")
                for p in Path(RESULTS).glob(pattern)]
-    # a decoded-image file's record is its JSON sidecar, rewritten with it (an .npy removed as stale leaves it)
+    # a decoded-image file's record is its JSON sidecar, written with it (an .npy deleted by hand leaves it behind)
     results += [p for p in Path(PIXELS).glob("**/*.json") if p.with_suffix(".npy").exists()]
-    bad = [(r.replace(".json", ".npy") if r.startswith(PIXELS) else r, why) for r, why in provenance.stale(results, keys)]
+    changed = provenance.stale(results, keys)
     keys.save()
-    if bad:
+    if changed:
         listing = Path(RESULTS) / "stale.txt"
-        listing.write_text("".join(f"{r}\n" for r, _ in bad))
-        shown = "; ".join(f"{r} ({why})" for r, why in bad[:3])
+        names = [r.replace(".json", ".npy") if r.startswith(PIXELS) else r for r, _, _ in changed]
+        listing.write_text("".join(f"{r}\n" for r in names))
+        shown = "; ".join(f"{r} ({kind} {source})" for r, (_, kind, source) in zip(names[:3], changed))
         raise WorkflowError(
-            f"{len(bad)} result(s) were computed from a checkpoint or dataset that has changed since without a newer "
-            f"timestamp (e.g. replaced with `cp -p` or edited in place), so Snakemake would reuse them: {shown}"
-            f"{' ...' if len(bad) > 3 else ''}. They are listed in {listing}; remove them and rerun to rebuild them "
-            f"and what follows: `xargs rm -f < {listing}`")
+            f"{len(changed)} result(s) were computed from a checkpoint or dataset that has changed since without a "
+            f"newer timestamp (e.g. replaced with `cp -p` or edited in place), so Snakemake would reuse them: {shown}"
+            f"{' ...' if len(changed) > 3 else ''} (all listed in {listing}). Date the changed inputs as new, and "
+            f"Snakemake reruns everything computed from them: `{provenance.touch_command(changed)}`, then the same "
+            "command again")
 
 
 _check_provenance()
