@@ -328,6 +328,9 @@ def test_a_checkpoint_swapped_with_its_old_timestamp_stops_the_run(workdir, swap
         stale = (workdir / "results/demo/stale.txt").read_text().split()
         assert set(expected) <= set(stale)
         assert not any(unaffected in s for s in stale)
+        # a cluster job's own Snakemake process (remote mode) does not scan again: the main process did
+        res = snakemake(workdir, "-n", "table2", "--mode", "remote")
+        assert res.returncode == 0 and "has changed since" not in res.stdout + res.stderr
     finally:
         shutil.copyfile(backup, ft)
         os.utime(ft, ns=(st.st_atime_ns, st.st_mtime_ns))

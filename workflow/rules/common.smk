@@ -256,7 +256,8 @@ def _check_provenance():
             "command again")
 
 
-_check_provenance()
+if workflow.is_main_process:  # not again in every cluster job's own Snakemake process (a dataset scan each)
+    _check_provenance()
 
 
 EVAL_PARAMS = dict(
