@@ -2,10 +2,9 @@ import os
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from dawin.inputs import models
-from dawin.runtime import THREAD_VARIABLES
+from dawin.runtime import limit_threads
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")
@@ -30,10 +29,7 @@ def pytest_configure(config):
     cores = os.cpu_count() or 1
     share = max(1, cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))  # set by xdist before this hook
     os.environ["DAWIN_TEST_SNAKEMAKE_CORES"] = f"--cores {cores} --max-threads {share}"
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(share)
-    torch.set_num_threads(share)
-    threadpool_limits(share)  # numpy's OpenBLAS, loaded before this hook read the variables, had one thread per core
+    limit_threads(share)  # torch, numpy's OpenBLAS (loaded already: one thread per core) and the subprocesses
 
 
 @pytest.fixture(scope="session")

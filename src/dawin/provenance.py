@@ -237,7 +237,8 @@ def recorded(path: str | Path) -> dict | None:
 
 def input_mtime_ns(path: str | Path) -> int:
     """The time Snakemake dates an input by: a directory's ``.snakemake_timestamp`` where it has one (Snakemake
-    writes it into directory outputs), else the file's or directory's own mtime."""
+    writes it into directory outputs), else the file's or directory's own mtime (``IOFile.mtime`` and
+    ``IOFile.touch`` in ``snakemake/io/__init__.py``, 9.27.1)."""
     stamp = Path(path) / ".snakemake_timestamp"
     return os.stat(stamp if stamp.is_file() else path).st_mtime_ns
 

@@ -31,18 +31,12 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 """Read by the OpenMP, MKL and OpenBLAS runtimes under torch and numpy when they load."""
 
 
-def start_job(job) -> logging.Logger:
-    """What every rule's script does first, given Snakemake's ``snakemake`` object: logging to the rule's log
-    (:func:`setup_logging`), and the job's ``threads`` as the thread count of torch and of the libraries under it.
-
-    Snakemake sets the thread variables for ``shell`` rules only (``snakemake/shell.py``, 9.27.1). Unset, torch runs
-    one thread per core in every job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node
-    each job starts 64. It is set both ways: the variables, for libraries loaded later and for child processes;
-    and for those already loaded (a script imports torch and numpy before it calls this), ``torch.set_num_threads``
-    and threadpoolctl's limits, which reach numpy's OpenBLAS (it reads its variable once, when it loads). A BLAS
+def limit_threads(threads: int) -> None:
+    """``threads`` as the thread count of torch and of the libraries under it, set both ways: the variables, for
+    libraries loaded later and for child processes; and for those already loaded, ``torch.set_num_threads`` and
+    threadpoolctl's limits, which reach numpy's OpenBLAS (it reads its variable once, when it loads). A BLAS
     reduction split over another number of threads sums in another order, so this also keeps a job's numbers
     independent of the node's core count."""
-    threads = int(job.threads)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if "torch" in sys.modules:
@@ -51,6 +45,17 @@ def start_job(job) -> logging.Logger:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
+
+
+def start_job(job) -> logging.Logger:
+    """What every rule's script does first, given Snakemake's ``snakemake`` object: logging to the rule's log
+    (:func:`setup_logging`), and the job's ``threads`` as the thread count of torch and of the libraries under it
+    (:func:`limit_threads`; a script imports torch and numpy before it calls this).
+
+    Snakemake sets the thread variables for ``shell`` rules only (``snakemake/shell.py``, 9.27.1). Unset, torch runs
+    one thread per core in every job: two 1-thread jobs on two cores ran four busy threads, and on a 64-core node
+    each job starts 64."""
+    limit_threads(int(job.threads))
     return setup_logging(job.log[0] if job.log else None)
 
 

@@ -256,7 +256,9 @@ def _check_provenance():
             "command again")
 
 
-if workflow.is_main_process:  # not again in every cluster job's own Snakemake process (a dataset scan each)
+# Not again in every cluster job's own Snakemake process, which parses the workflow too (a dataset scan each);
+# is_main_process: exec mode DEFAULT, not REMOTE (snakemake/workflow.py, 9.27.1).
+if workflow.is_main_process:
     _check_provenance()
 
 

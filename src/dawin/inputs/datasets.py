@@ -132,12 +132,19 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
     if not (root / META).exists() or not (root / INDEX).exists():
         raise DatasetError(f"no dataset at {root}: expected {META} and {INDEX} there (run the dataset's rule first)")
     fix = f"re-create the dataset (delete {root} and rerun snakemake) or restore the file from its source"
+
+    def not_a_description(detail):
+        return DatasetError(f"{root / META}: not a dataset description ({detail}); {fix}")
+
     try:
         meta = json.loads((root / META).read_text())
-        meta = {k: meta[k] for k in ("name", "classnames", "templates", "n_images")} | meta
-    except (ValueError, KeyError, TypeError) as error:
-        detail = f"no {error}" if isinstance(error, KeyError) else str(error)
-        raise DatasetError(f"{root / META}: not a dataset description ({detail}); {fix}") from None
+    except ValueError as error:
+        raise not_a_description(error) from None
+    if not isinstance(meta, dict):
+        raise not_a_description("not a JSON object")
+    keys = [k for k in ("name", "classnames", "templates", "n_images") if k not in meta]
+    if keys:
+        raise not_a_description(f"no {keys[0]!r}")
     try:
         with open(root / INDEX, newline="") as f:
             rows = list(csv.DictReader(f))
