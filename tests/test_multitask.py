@@ -6,7 +6,8 @@ import torch
 from dawin.inputs import models
 from dawin.inputs.datasets import DatasetError, ImageFolderDataset, write_dataset
 from dawin.demo.train import seeded_clip
-from dawin.merging.multitask import evaluate, load_images, load_pool, method_data, method_options, run_method
+from dawin.merging.multitask import (correct_predictions, evaluate, load_images, load_pool, method_data, method_options,
+                                     run_method)
 
 ARCH = "dawin-tiny-rn"
 
@@ -65,6 +66,9 @@ def test_evaluate_counts_correct_predictions(tmp_path, files):
         expected = float((clfs["a"](x).argmax(-1) == y).double().mean() * 100)
     got = evaluate(pool, pool.experts["a"], ["a"], {"a": str(root)}, batch_size=4)
     assert got == {"a": pytest.approx(expected)}
+    with torch.no_grad():  # per sample, in the test set's order: what the tables' intervals resample
+        right = (clfs["a"](x).argmax(-1) == y).tolist()
+    assert correct_predictions(pool, pool.experts["a"], ["a"], {"a": str(root)}, batch_size=4)["a"].tolist() == right
     sub, _ = load_images(str(root), 4, 0, models.preprocess(pool.encoder()))
     assert len(sub) == 4
 
@@ -106,12 +110,17 @@ def test_methods_learn_from_the_right_split_read_lazily(tmp_path):
 def test_grid_search_picks_the_best_summed_accuracy_and_the_smaller_lambda_on_ties(monkeypatch):
     from dawin.merging import multitask
     summed = {0.1: (50.0, 10.0), 0.2: (30.0, 40.0), 0.3: (40.0, 30.0), 0.4: (20.0, 20.0)}  # 0.2 and 0.3 tie at 70
+
+    def correct(pool, state, tasks, roots, **kw):  # 10 images per task, the first acc/10 of them right
+        return {t: torch.arange(10) < a / 10 for t, a in zip(tasks, summed[state["lam"]])}
+
     monkeypatch.setattr(multitask, "run_method", lambda name, pool, data, lam: ({"lam": lam}, 0.0))
-    monkeypatch.setattr(multitask, "evaluate", lambda pool, state, tasks, roots, **kw: dict(zip(tasks, summed[state["lam"]])))
-    best, acc = multitask.task_arithmetic_grid(None, list(summed), ["a", "b"], {})
-    assert best == 0.2 and acc == {"a": 30.0, "b": 40.0}
-    rows = multitask.method_rows(multitask.GRID_SEARCH, None, data=None, options={}, tasks=["a", "b"], roots={},
-                                 grid=list(summed))
+    monkeypatch.setattr(multitask, "correct_predictions", correct)
+    best, chosen = multitask.task_arithmetic_grid(None, list(summed), ["a", "b"], {})
+    assert best == 0.2 and multitask.accuracies(chosen) == {"a": 30.0, "b": 40.0}
+    rows, per_sample = multitask.method_rows(multitask.GRID_SEARCH, None, data=None, options={}, tasks=["a", "b"],
+                                             roots={}, grid=list(summed))
+    assert {t: c.tolist() for t, c in per_sample.items()} == {t: c.tolist() for t, c in chosen.items()}  # its lambda's
     got = {(r["dataset"], r["metric"]): r["value"] for r in rows}
     assert got[("all", "lambda")] == 0.2 and got[("a", "accuracy")] == 30.0 and got[("all", "merge_seconds")] == 0.0
     assert got[("all", "eval_seconds")] >= 0 and {r["method"] for r in rows} == {multitask.GRID_SEARCH}
@@ -142,7 +151,8 @@ def test_dawin_rows_evaluate_the_mixture_mean_merge_and_add_the_experts_share(tm
     cache = tmp_path / "a.safetensors"
     save_tensors(cache, {"a": za, "b": zb}, {"experts": "a,b,c,d", "expert_seconds": "6.0"})
     evaluator = MultiTaskGroupedEvaluator(batch_size=4)
-    rows, means = dawin_rows(pool, evaluator, ["a"], {"a": str(cache)}, {"a": str(root)}, n_components=1, seed=0)
+    rows, means, correct = dawin_rows(pool, evaluator, ["a"], {"a": str(cache)}, {"a": str(root)}, n_components=1,
+                                      seed=0)
     # one component: every sample gets the Dirichlet mean, the mean of the (clipped) entropy-softmax rows
     mean = {m["expert"]: m["coefficient"] for m in means}
     assert set(mean) == {"a", "b"} and sum(mean.values()) == pytest.approx(1.0)
@@ -150,4 +160,6 @@ def test_dawin_rows_evaluate_the_mixture_mean_merge_and_add_the_experts_share(tm
     fitted = torch.tensor([mean["a"], mean["b"]], dtype=torch.float64)
     expected = evaluate(pool, merged_encoder_state(pool, fitted.numpy()), ["a"], {"a": str(root)}, batch_size=4)
     assert got[("a", "accuracy")] == pytest.approx(expected["a"])
+    assert correct["a"].dtype == torch.bool and len(correct["a"]) == 9
+    assert float(correct["a"].double().mean() * 100) == got[("a", "accuracy")]
     assert got[("all", "eval_seconds")] >= 3.0  # the pool's half of the cached experts' 6 s, plus its own time

@@ -426,7 +426,19 @@ def test_intervals_and_paired_comparison_reach_the_csv_and_the_page(tmp_path, re
     verdict = "inside" if low <= 78.70 <= high else "above" if 78.70 > high else "below"
     assert cell == f"{shown.loc['dawin', 'id']:.2f} [{low:.2f}, {high:.2f}] (78.70: {verdict})"
     page = reproduction_summary({"table2": shown})
-    assert "95 % bootstrap interval" in page and "Paired: ViT-B-32, ood_avg: DaWin - WiSE-FT" in page
+    assert "95 % bootstrap interval" in page
+    assert "Paired: DaWin − WiSE-FT, ViT-B-32; the same resampled test images for both:" in page
+    # one small table per comparison: a row per column of the table (the OOD average last), the paired numbers
+    lines = page.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Paired: DaWin − WiSE-FT"))
+    header, body = lines[at + 2], lines[at + 4:at + 4 + len(sets) + 1]
+    assert [c.strip() for c in header.split("|")[1:-1]] == [
+        "test set", "difference (points)", "95 % interval", "resamples where DaWin is not better"]
+    assert [row.split("|")[1].strip() for row in body] == ["id", "v2", "r", "a", "sketch", "objectnet", "ood_avg"]
+    assert [c.strip() for c in body[-1].split("|")[2:-1]] == [
+        f"{paired['difference']:+.2f}", f"[{paired['low']:+.2f}, {paired['high']:+.2f}]",
+        f"{100 * paired['p_not_better']:.1f} %"]
+    assert "Paired: DaWin − DaWin w/o mixture" not in page  # no per-sample evaluation: no table for it
     # without the comparison (the demo) the interval is shown, no verdict
     demo = formatted(PT.display("table2", kept, reference, ROLES, compare=False), intervals=True)
     assert demo.loc["dawin", "id"].endswith("] (78.70)")
@@ -463,3 +475,138 @@ def test_with_derived_adds_intervals_to_every_table_and_pairs_and_costs_to_table
     from dawin.report.results import paired_metrics
     paired = {m for other in PT.PAIRED["table2"][1] for m in paired_metrics(other)}
     assert set(added.metric) - set(t3.metric) - {"cost_t", "cost_i"} == paired
+
+
+# --------------------------------------------------------------------------------------------------
+# the multi-task tables' intervals and paired comparisons, from the pools' per-sample correctness
+# --------------------------------------------------------------------------------------------------
+
+MT_ROLES = {"angular": "stanford_cars", "colour": "eurosat", "count": "svhn", "direction": "gtsrb",
+            "position": "resisc45", "round": "mnist", "scene": "sun397", "texture": "dtd"}
+MT_TASKS = sorted(MT_ROLES)
+
+
+def _pool_files(root: Path, n: int = 50) -> tuple[list[Path], dict]:
+    """Pool `all` (DaWin right on the first 30 images of each task, task arithmetic on the first 25, TIES on the
+    first 35, AdaMerging on random ones), the individuals, and pool `count+colour` (Table G), written as the
+    workflow writes them; their correctness by (pool, method)."""
+    rng = np.random.default_rng(1)
+    first = lambda k: {t: np.arange(n) < k for t in MT_TASKS}  # noqa: E731
+    pools = {"all": {"pretrained": {t: rng.random(n) < 0.3 for t in MT_TASKS}, "dawin": first(30),
+                     "task_arithmetic": first(25), "ties": first(35),
+                     "adamerging_layer": {t: rng.random(n) < 0.5 for t in MT_TASKS}},
+             "count+colour": {"task_arithmetic": {t: rng.random(n) < 0.5 for t in ("count", "colour")},
+                              "dawin": {t: rng.random(n) < 0.6 for t in ("count", "colour")}}}
+    individual = {t: rng.random(n) < 0.9 for t in MT_TASKS}
+    files = []
+    for pool, correct in pools.items():
+        files.append(root / "multitask" / pool / "correct.safetensors")
+        files[-1].parent.mkdir(parents=True, exist_ok=True)
+        R.write_pool_correctness(files[-1], correct, backbone="tiny", pool=pool)
+    files.append(root / "multitask" / "individual.correct.safetensors")
+    R.write_pool_correctness(files[-1], {"individual": individual}, backbone="tiny", pool="all")
+    return files, {**{(p, m): c for p, by in pools.items() for m, c in by.items()}, ("all", "individual"): individual}
+
+
+def _mt_accuracies(truth: dict) -> pd.DataFrame:
+    """multitask/metrics.csv as the workflow writes it: accuracies per task, and the average over pool all's tasks."""
+    rows = [dict(suite="demo", backbone="tiny", pool=p, method=m, dataset=t, metric="accuracy", value=100 * c.mean())
+            for (p, m), sets in truth.items() for t, c in sets.items()]
+    rows += [dict(suite="demo", backbone="tiny", pool="all", method=m, dataset="avg", metric="accuracy",
+                  value=float(np.mean([100 * c.mean() for c in sets.values()])))
+             for (p, m), sets in truth.items() if p == "all"]
+    return pd.DataFrame(rows)
+
+
+def test_pool_correctness_reads_what_the_pool_jobs_write(tmp_path):
+    files, truth = _pool_files(tmp_path)
+    correct = R.pool_correctness(files)
+    assert set(correct) == {"all", "count+colour"}
+    assert set(correct["all"]) == {("tiny", m) for m in ("pretrained", "dawin", "task_arithmetic", "ties",
+                                                         "adamerging_layer", "individual")}
+    for (pool, method), sets in truth.items():
+        got = correct[pool]["tiny", method]
+        assert set(got) == set(sets) and all(np.array_equal(got[t], sets[t]) for t in sets)
+    # the pool jobs write torch tensors: uint8 0/1 in the file, bool when read
+    R.write_pool_correctness(tmp_path / "t.safetensors", {"dawin": {"count": torch.tensor([True, False, True])}},
+                             backbone="tiny", pool="count+round")
+    back = R.pool_correctness([tmp_path / "t.safetensors"])["count+round"]["tiny", "dawin"]["count"]
+    assert back.dtype == bool and back.tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="also in another correctness file"):  # a file twice
+        R.pool_correctness([files[0], files[0]])
+    robust = _correct_file(tmp_path, "tiny", {"wise_ft/in": np.ones(4)})
+    with pytest.raises(ValueError, match="no pool in its metadata.*rerun snakemake"):
+        R.pool_correctness([robust])
+
+
+def test_table6_intervals_are_the_bootstrap_of_each_task_and_of_the_average(tmp_path, reference):
+    from dawin.report.uncertainty import accuracy_interval
+    files, truth = _pool_files(tmp_path)
+    results = _mt_accuracies(truth)
+    table6 = PT.with_derived("table6", results, R.pool_correctness(files[:1] + files[2:]), ood=[], suite="demo")
+    rows = PT.select("table6", table6, ["tiny"])
+    assert set(rows.pool) == {"all"}
+    got = rows.set_index(["method", "dataset", "metric"]).value
+    for method in ("dawin", "individual", "pretrained", "adamerging_layer"):
+        sets = truth["all", method]
+        for t in MT_TASKS:  # each task on its own
+            assert (got[method, t, "accuracy_low"], got[method, t, "accuracy_high"]) == accuracy_interval(sets, [t])
+        # the average over the 8 tasks: each task's test set resampled on its own
+        assert (got[method, "avg", "accuracy_low"], got[method, "avg", "accuracy_high"]) == accuracy_interval(
+            sets, MT_TASKS)
+        assert got[method, "avg", "accuracy_low"] <= got[method, "avg", "accuracy"] <= got[method, "avg", "accuracy_high"]
+    # the table and the page print "ours [low, high]" for every accuracy, the average included
+    shown = PT.display("table6", rows, reference, MT_ROLES, compare=False)
+    from dawin.report.reference import formatted
+    low, high = accuracy_interval(truth["all", "dawin"], MT_TASKS)
+    assert formatted(shown, intervals=True).loc["dawin", "avg"].startswith(
+        f"{shown.loc['dawin', 'avg']:.2f} [{low:.2f}, {high:.2f}]")
+    # Table G: each pool's own intervals, no average (its pools have none), no paired comparison
+    g = PT.select("table_g", PT.with_derived("table_g", results, R.pool_correctness([files[1]]), ood=[], suite="demo"),
+                  ["tiny"])
+    gg = g.set_index(["pool", "method", "dataset", "metric"]).value
+    assert gg["count+colour", "dawin", "count", "accuracy_low"] == accuracy_interval(truth["count+colour", "dawin"],
+                                                                                     ["count"])[0]
+    assert "avg" not in set(g.dataset) and not g.metric.str.startswith("minus_").any()
+
+
+def test_table6_pairs_dawin_with_the_static_merges_and_adamerging_by_direct_arithmetic(tmp_path, reference):
+    """DaWin is right on the first 30 of 50 images of every task, task arithmetic on the first 25 (a subset), TIES
+    on the first 35 (a superset): by hand, +10 and -10 points on every task and on the average, and no resample
+    can reverse either sign."""
+    from dawin.report.reference import reproduction_html, reproduction_summary
+    from dawin.report.uncertainty import paired_difference
+    from dawin.registry import MERGING_METHODS
+    assert PT.PAIRED["table6"] == ("dawin", ("task_arithmetic", "ties", "adamerging_layer", "adamerging_pp_layer"))
+    assert all(m in MERGING_METHODS for m in PT.PAIRED["table6"][1])
+    files, truth = _pool_files(tmp_path)
+    rows = PT.select("table6", PT.with_derived("table6", _mt_accuracies(truth), R.pool_correctness(files),
+                                               ood=[], suite="demo"), ["tiny"])
+    got = rows[rows.method == "dawin"].set_index(["dataset", "metric"]).value
+    for dataset in [*MT_TASKS, "avg"]:
+        assert got[dataset, "minus_task_arithmetic"] == pytest.approx(10.0)
+        assert got[dataset, "minus_ties"] == pytest.approx(-10.0)
+    assert got["avg", "minus_task_arithmetic_low"] > 0 and got["avg", "minus_task_arithmetic_p_not_better"] == 0.0
+    assert got["avg", "minus_ties_high"] < 0 and got["avg", "minus_ties_p_not_better"] == 1.0
+    # the same machinery as Table 2: the paired bootstrap of dawin.report.uncertainty over the 8 tasks
+    ada = paired_difference(truth["all", "dawin"], truth["all", "adamerging_layer"], MT_TASKS)
+    assert (got["avg", "minus_adamerging_layer"], got["avg", "minus_adamerging_layer_low"],
+            got["avg", "minus_adamerging_layer_high"], got["avg", "minus_adamerging_layer_p_not_better"]) == (
+        pytest.approx(ada["difference"]), ada["low"], ada["high"], ada["p_not_better"])
+    assert not rows.metric.str.contains("adamerging_pp_layer").any()  # not run: no comparison
+    assert set(PT.table_metrics("table6")) >= {"minus_ties_p_not_better", "accuracy_low"}
+    # the page: one small table per comparison, the tasks by their paper columns, the average last
+    shown = PT.display("table6", rows, reference, MT_ROLES, compare=False)
+    assert [(p["method"], p["other"]) for p in shown.attrs["paired"]] == [
+        ("DaWin", "Task arithmetic (0.3)"), ("DaWin", "TIES-merging"), ("DaWin", "AdaMerging (layer-wise)")]
+    ties = shown.attrs["paired"][1]["rows"]
+    assert [r["column"] for r in ties] == ["sun397", "stanford_cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist",
+                                           "dtd", "avg"]
+    page = reproduction_summary({"table6": shown})
+    assert "Paired: DaWin − TIES-merging, tiny; the same resampled test images for both:" in page
+    lines = page.splitlines()
+    at = lines.index("Paired: DaWin − TIES-merging, tiny; the same resampled test images for both:")
+    assert [c.strip() for c in lines[at + 2 + 9 + 1].split("|")[1:-1]] == [
+        "avg", "-10.00", f"[{got['avg', 'minus_ties_low']:+.2f}, {got['avg', 'minus_ties_high']:+.2f}]", "100.0 %"]
+    assert "Paired: DaWin − TIES-merging, tiny; the same resampled test images for both:</p>" in reproduction_html(
+        {"table6": shown})

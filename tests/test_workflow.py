@@ -134,9 +134,19 @@ def test_multitask_tables_have_every_method_and_pool(workdir):
                "adamerging_task", "adamerging_layer", "adamerging_pp_layer", "opcm", "task_arithmetic_grid", "dawin"}
     assert set(df.method) == methods and set(df.pool) == {"all"}
     tasks = {"angular", "colour", "count", "direction", "position", "round", "scene", "texture"}
-    assert set(df.dataset) == tasks | {"avg"} and df.value.between(0, 100).all()
-    acc = df.set_index(["method", "dataset"]).value
+    assert set(df.dataset) == tasks | {"avg"}
+    assert df[df.metric.str.startswith("accuracy")].value.between(0, 100).all()
+    acc = df[df.metric == "accuracy"].set_index(["method", "dataset"]).value
     assert acc["individual", "avg"] > acc["pretrained", "avg"]  # the experts learned their tasks
+    # every accuracy with its 95 % bootstrap interval (the average over tasks included), DaWin's paired comparisons
+    bounds = df.pivot_table(index=["method", "dataset"], columns="metric", values="value")
+    assert len(bounds) == len(methods) * 9 and bounds.accuracy_low.notna().all()
+    assert ((bounds.accuracy_low <= bounds.accuracy) & (bounds.accuracy <= bounds.accuracy_high)).all()
+    from dawin.report.paper_tables import PAIRED
+    assert {f"minus_{m}_p_not_better" for m in PAIRED["table6"][1]} <= set(df[df.method == "dawin"].metric)
+    from dawin.tensorio import load_arrays
+    correct, meta = load_arrays(res / "multitask/all/correct.safetensors")
+    assert len(correct) == (len(methods) - 1) * 8 and meta["pool"] == "all"  # the individuals have a file of their own
     g = pd.read_csv(res / "tables/table_g.csv")
     assert set(g.pool) == {"count+round", "count+round+colour", "count+round+colour+position", "colour+position"}
     assert set(g.method) == {"task_arithmetic", "adamerging_pp_layer", "dawin"}

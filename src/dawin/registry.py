@@ -148,6 +148,11 @@ class MergingMethod:
     label: str
     data: str | None = None  # the images it learns from: "train" (each task's train split), "test" (unlabelled)
     table6: bool = True  # a row of Table 6
+    # Table 6's paired bootstrap of DaWin against it (``dawin.report.paper_tables.PAIRED``): the static merges
+    # (task arithmetic and TIES, both: picking the better of the two on the test average would select on the
+    # very images whose noise the bootstrap measures, and both cost nothing more) and AdaMerging layer-wise,
+    # plain and ++ (the strongest trained baselines of the paper's Table 6)
+    paired: bool = False
 
 
 GRID_SEARCH = "task_arithmetic_grid"
@@ -158,12 +163,12 @@ MERGING_METHODS: dict[str, MergingMethod] = {
     "weight_average": MergingMethod("Weight average"),
     "fisher": MergingMethod("Fisher merging", "train"),
     "regmean": MergingMethod("RegMean", "train"),
-    "task_arithmetic": MergingMethod("Task arithmetic (0.3)"),
-    "ties": MergingMethod("TIES-merging"),
+    "task_arithmetic": MergingMethod("Task arithmetic (0.3)", paired=True),
+    "ties": MergingMethod("TIES-merging", paired=True),
     "adamerging_task": MergingMethod("AdaMerging (task-wise)", "test"),
-    "adamerging_layer": MergingMethod("AdaMerging (layer-wise)", "test"),
+    "adamerging_layer": MergingMethod("AdaMerging (layer-wise)", "test", paired=True),
     "adamerging_pp_task": MergingMethod("AdaMerging++ (task-wise)", "test", table6=False),
-    "adamerging_pp_layer": MergingMethod("AdaMerging++ (layer-wise)", "test"),
+    "adamerging_pp_layer": MergingMethod("AdaMerging++ (layer-wise)", "test", paired=True),
     "opcm": MergingMethod("OPCM (beyond the paper)"),
 }
 

@@ -72,12 +72,15 @@ if "multitask" in config:
                 methods=[f"{RESULTS}/multitask/{_pool}/{m}.csv" for m in _methods],
                 dawin=f"{RESULTS}/multitask/{_pool}/dawin.csv",
                 coefficients=f"{RESULTS}/multitask/{_pool}/dawin_coefficients.csv",
+                # every method's per-sample correctness on each task (keys <method>/<task>): the tables' intervals
+                correct=f"{RESULTS}/multitask/{_pool}/correct.safetensors",
                 record=f"{RESULTS}/multitask/{_pool}/provenance.json",  # the checkpoints and datasets the CSVs come from
             input:
                 unpack(pool_inputs(_pool, _methods)),
                 code=code_of("multitask_pool.py"),
             params:
                 suite=SUITE,
+                backbone=MT["backbone"],
                 pool=lambda wc, _pool=_pool: wc.get("pool", _pool),
                 methods=_methods,
                 tasks=lambda wc, _pool=_pool: POOLS[wc.get("pool", _pool)],
@@ -104,7 +107,9 @@ if "multitask" in config:
 
     rule multitask_metrics:
         output:
-            f"{RESULTS}/multitask/metrics.csv",
+            metrics=f"{RESULTS}/multitask/metrics.csv",
+            # the individuals' per-sample correctness (each expert on its own task), as the pools' correct files
+            correct=f"{RESULTS}/multitask/individual.correct.safetensors",
         input:
             code=code_of("multitask_metrics.py"),
             logits=[f"{RESULTS}/multitask/logits/{t}.safetensors" for t in MT_TASKS],

@@ -38,10 +38,18 @@ def second_reference(name):
     return {"path": MODEL_SOUPS["path"], "note": MODEL_SOUPS["note"]}
 
 
+def multitask_correct(name):
+    """The per-sample correctness files of a multi-task table (its accuracies' intervals): Table 6 the pool of all
+    tasks and the individuals, Table G its own pools."""
+    if name == "table6":
+        return [f"{RESULTS}/multitask/all/correct.safetensors", f"{RESULTS}/multitask/individual.correct.safetensors"]
+    return [f"{RESULTS}/multitask/{p}/correct.safetensors" for p in POOLS if p != "all"]
+
+
 def table_inputs(name):
     if name in MULTITASK_TABLES:
         return {"code": code_of("table.py"), "reference": REFERENCE,
-                "metrics": [f"{RESULTS}/multitask/metrics.csv"], "merged": []}
+                "metrics": [f"{RESULTS}/multitask/metrics.csv"], "merged": [], "correct": multitask_correct(name)}
     bbs = target_backbones(name)
     inputs = {
         "code": code_of("table.py"),

@@ -1,12 +1,15 @@
+from dawin.catalog import MULTITASK
 from dawin.report import paper_tables
 from dawin.report.reference import load_reference, load_second_reference
-from dawin.report.results import collect, correctness
+from dawin.report.results import collect, correctness, pool_correctness
 from dawin.runtime import start_job
 
 log = start_job(snakemake)
 p = snakemake.params
 results = collect(snakemake.input.metrics, snakemake.input.merged, p.suite, p.ood)
-correct = correctness(snakemake.input.get("correct", []), snakemake.input.merged)  # per-sample: the intervals
+# per-sample correctness: the intervals (the multi-task tables' per model pool)
+files = snakemake.input.get("correct", [])
+correct = pool_correctness(files) if p.name in MULTITASK else correctness(files, snakemake.input.merged)
 results = paper_tables.with_derived(p.name, results, correct, ood=p.ood, suite=p.suite, backbones=p.backbones,
                                     grid_size=p.grid_size, soups=p.soups)
 rows = paper_tables.select(p.name, results, p.backbones, p.batch_sizes)

@@ -21,8 +21,8 @@ import torch
 
 from ..inputs.datasets import DatasetError, ImageFolderDataset, load_dataset
 from ..inputs.pixels import open_dataset
-from ..method.expertise import accuracy
 from ..inference.logits import compute_logits
+from ..method.expertise import percent_correct, top1_correct
 from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
@@ -57,17 +57,30 @@ def load_images(root: str, n: int | None, seed: int, transform) -> tuple[torch.T
     return images, torch.as_tensor([data.labels[int(i)] for i in idx])
 
 
-def evaluate(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str], roots: Mapping[str, str],
-             decoded: Mapping[str, str] | None = None, **eval_kw) -> dict[str, float]:
-    """Top-1 accuracy (%) of the encoder ``state`` on each task's test set through the task's head (read from its
-    decoded images where ``decoded``, {root: file} of :func:`dawin.inputs.pixels.by_root`, has them)."""
+def correct_predictions(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str],
+                        roots: Mapping[str, str], decoded: Mapping[str, str] | None = None,
+                        **eval_kw) -> dict[str, torch.Tensor]:
+    """Per-sample top-1 correctness (bool, in test-set order) of the encoder ``state`` on each task's test set
+    through the task's head (read from its decoded images where ``decoded``, {root: file} of
+    :func:`dawin.inputs.pixels.by_root`, has them): what the tables' bootstrap intervals resample."""
     out = {}
     for task in tasks:
         clf = pool.classifier(task, state)
         data = open_dataset(roots[task], clf.visual, decoded)
         logits, labels = compute_logits(clf, data, desc=f"{task}", **eval_kw)
-        out[task] = accuracy(logits, labels)
+        out[task] = top1_correct(logits, labels)
     return out
+
+
+def accuracies(correct: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Top-1 accuracy (%) of each task's per-sample correctness."""
+    return {task: percent_correct(c) for task, c in correct.items()}
+
+
+def evaluate(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str], roots: Mapping[str, str],
+             decoded: Mapping[str, str] | None = None, **eval_kw) -> dict[str, float]:
+    """Top-1 accuracy (%) of the encoder ``state`` on each task's test set (:func:`correct_predictions`)."""
+    return accuracies(correct_predictions(pool, state, tasks, roots, decoded=decoded, **eval_kw))
 
 
 TRAIN_SPLIT_METHODS = merging_methods_reading("train")
@@ -116,42 +129,45 @@ def run_method(name: str, pool: ModelPool, data: Mapping | None,
 
 
 def task_arithmetic_grid(pool: ModelPool, grid: Sequence[float], tasks: Sequence[str], roots: Mapping[str, str],
-                         decoded: Mapping[str, str] | None = None, **eval_kw) -> tuple[float, dict[str, float]]:
+                         decoded: Mapping[str, str] | None = None,
+                         **eval_kw) -> tuple[float, dict[str, torch.Tensor]]:
     """Task arithmetic at every lambda of ``grid``: the lambda with the best accuracy summed over ``tasks``
-    (ties: the smaller lambda) and its accuracies. The choice is made on the test sets, so the result is an
-    upper bound for a search (Figure 8's baseline), not a method with a held-out choice."""
+    (ties: the smaller lambda) and its per-sample correctness on each task. The choice is made on the test sets,
+    so the result is an upper bound for a search (Figure 8's baseline), not a method with a held-out choice."""
     if not grid:
         raise ValueError("the task-arithmetic grid is empty: set multitask.task_arithmetic_grid")
     results = {}
     for lam in grid:
         state, _ = run_method("task_arithmetic", pool, None, lam=lam)
-        results[lam] = evaluate(pool, state, tasks, roots, decoded=decoded, **eval_kw)
-    best = max(results, key=lambda lam: (sum(results[lam].values()), -lam))
+        results[lam] = correct_predictions(pool, state, tasks, roots, decoded=decoded, **eval_kw)
+    summed = {lam: sum(accuracies(c).values()) for lam, c in results.items()}
+    best = max(results, key=lambda lam: (summed[lam], -lam))
     return best, results[best]
 
 
 def method_rows(name: str, pool: ModelPool, *, data: Mapping | None, options: Mapping, tasks: Sequence[str],
                 roots: Mapping[str, str], grid: Sequence[float] = (), decoded: Mapping[str, str] | None = None,
-                **eval_kw) -> list[dict]:
+                **eval_kw) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Merge ``pool`` with method ``name`` (``pretrained``, a registry method or :data:`GRID_SEARCH`) and evaluate
     it on ``tasks``: tidy rows (method, dataset, metric, value) of each task's accuracy and of the seconds spent
-    merging and evaluating (all tasks: dataset ``all``). The grid search's whole time counts as evaluation, and
-    its chosen lambda is a row of its own."""
+    merging and evaluating (all tasks: dataset ``all``), and each task's per-sample correctness (the grid search's
+    at its chosen lambda). The grid search's whole time counts as evaluation, and its chosen lambda is a row of
+    its own."""
     rows = []
     if name == GRID_SEARCH:
         start = time.perf_counter()
-        best, accuracy_ = task_arithmetic_grid(pool, grid, tasks, roots, decoded=decoded, **eval_kw)
+        best, correct = task_arithmetic_grid(pool, grid, tasks, roots, decoded=decoded, **eval_kw)
         merge_seconds, eval_seconds = 0.0, time.perf_counter() - start
         log.info("task arithmetic grid: best lambda %.2f (chosen on the test sets: an upper bound for a search)", best)
         rows.append(dict(method=name, dataset="all", metric="lambda", value=best))
     else:
         state, merge_seconds = run_method(name, pool, data, **options)
         start = time.perf_counter()
-        accuracy_ = evaluate(pool, state, tasks, roots, decoded=decoded, **eval_kw)
+        correct = correct_predictions(pool, state, tasks, roots, decoded=decoded, **eval_kw)
         eval_seconds = time.perf_counter() - start
-    rows += [dict(method=name, dataset=t, metric="accuracy", value=a) for t, a in accuracy_.items()]
+    rows += [dict(method=name, dataset=t, metric="accuracy", value=a) for t, a in accuracies(correct).items()]
     return rows + [dict(method=name, dataset="all", metric="merge_seconds", value=merge_seconds),
-                   dict(method=name, dataset="all", metric="eval_seconds", value=eval_seconds)]
+                   dict(method=name, dataset="all", metric="eval_seconds", value=eval_seconds)], correct
 
 
 def expert_share_seconds(meta: Mapping[str, str], n_experts: int) -> float:
@@ -162,13 +178,14 @@ def expert_share_seconds(meta: Mapping[str, str], n_experts: int) -> float:
 
 def dawin_rows(pool: ModelPool, evaluator: MultiTaskGroupedEvaluator, tasks: Sequence[str],
                logits: Mapping[str, str], roots: Mapping[str, str], *, n_components: int, seed: int,
-               decoded: Mapping[str, str] | None = None, **mixture_kw) -> tuple[list[dict], list[dict]]:
+               decoded: Mapping[str, str] | None = None,
+               **mixture_kw) -> tuple[list[dict], list[dict], dict[str, torch.Tensor]]:
     """Multi-task DaWin on each of ``tasks``: coefficients from the cached logits of the pool's experts
     (``logits[task]``: a logit cache holding every expert's logits on that task's test set), a Dirichlet mixture
     of ``n_components``, one merged encoder per cluster. Returns the tidy rows (accuracy per task; ``eval_seconds``
-    over all tasks, including the pool's share of the experts' passes) and each task's mean coefficient per
-    expert (task, expert, coefficient)."""
-    rows, means, seconds = [], [], 0.0
+    over all tasks, including the pool's share of the experts' passes), each task's mean coefficient per
+    expert (task, expert, coefficient) and each task's per-sample correctness."""
+    rows, means, seconds, correct = [], [], 0.0, {}
     for task in tasks:
         cached, meta = load_tensors(logits[task])
         start = time.perf_counter()
@@ -177,10 +194,11 @@ def dawin_rows(pool: ModelPool, evaluator: MultiTaskGroupedEvaluator, tasks: Seq
         data = open_dataset(roots[task], pool.encoder(), decoded)
         out = evaluator.evaluate(pool, task, data, assigned)
         seconds += time.perf_counter() - start + expert_share_seconds(meta, len(pool.tasks))
-        acc = accuracy(out, torch.as_tensor(data.labels))
+        correct[task] = top1_correct(out, torch.as_tensor(data.labels))
+        acc = percent_correct(correct[task])
         rows.append(dict(method="dawin", dataset=task, metric="accuracy", value=acc))
         mean = coef.mean(0).numpy()
         means += [dict(task=task, expert=t, coefficient=float(c)) for t, c in zip(pool.tasks, mean)]
         log.info("DaWin on %s: accuracy %.2f, %d cluster(s), mean coefficients %s", task, acc,
                  info["n_components"], np.round(mean, 3))
-    return rows + [dict(method="dawin", dataset="all", metric="eval_seconds", value=seconds)], means
+    return rows + [dict(method="dawin", dataset="all", metric="eval_seconds", value=seconds)], means, correct

@@ -57,9 +57,19 @@ def max_logit(logits: torch.Tensor) -> torch.Tensor:
     return logits.double().max(dim=-1).values
 
 
+def top1_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample top-1 correctness (bool): what the tables' bootstrap intervals resample."""
+    return logits.argmax(dim=-1) == labels.long()
+
+
+def percent_correct(correct: torch.Tensor) -> float:
+    """The top-1 accuracy in percent of per-sample correctness."""
+    return float(correct.double().mean() * 100.0)
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
-    return float((logits.argmax(dim=-1) == labels.long()).double().mean() * 100.0)
+    return percent_correct(top1_correct(logits, labels))
 
 
 def confidence_difference(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..catalog import MULTITASK as MULTITASK_TARGETS
 from ..catalog import caption as caption_of
 from ..catalog import source as source_of
 from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
@@ -63,8 +64,15 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
-PAIRED: dict[str, tuple[str, tuple[str, ...]]] = {"table2": ("dawin", ("wise_ft", "dawin_per_sample"))}
+PAIRED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "table2": ("dawin", ("wise_ft", "dawin_per_sample")),
+    # on the pool of all tasks, per task and on the average over tasks (registry: MergingMethod.paired says which
+    # methods and why)
+    "table6": ("dawin", tuple(m for m, v in MERGING_METHODS.items() if v.paired)),
+}
 """Paired bootstrap comparisons a table reports: (method, the methods it is compared with)."""
+TASK_AVERAGE = "avg"
+"""The multi-task tables' average over tasks (pool ``all`` only: Table G's pools have none)."""
 COSTS = ("table2",)
 """Tables with the cost columns T and I (:func:`costs`)."""
 
@@ -153,28 +161,39 @@ def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles
             bound = _wide(name, bound.assign(metric=spec.metric), roles, batch_sizes, pools or {})
             for c in [c for c in bound.columns if c != "label" and c in out.columns]:
                 out[f"{c} ({suffix})"] = [bound[c].get(k, math.nan) for k in out.index]
-    out.attrs["paired"] = _paired_lines(name, rows, roles)
+    out.attrs["paired"] = _paired(name, rows, roles)
     return out
 
 
-def _paired_lines(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> list[str]:
-    """One sentence per paired comparison of ``PAIRED[name]``, per backbone and column."""
+PAIRED_FIELDS = ("difference", "low", "high", "p_not_better")
+"""The numbers of one paired comparison per column, in the order of :func:`dawin.report.results.paired_metrics`."""
+
+
+def _paired(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> list[dict]:
+    """Each paired comparison of ``PAIRED[name]`` per backbone, for the page's tables (``dawin.report.reference``):
+    ``{"backbone", "method", "other"}`` (labels) and ``"rows"``, one ``{"column", **PAIRED_FIELDS}`` per column of
+    the table (the paper's column keys, in the table's order, averages last)."""
     if name not in PAIRED:
         return []
     method, others = PAIRED[name]
-    lines = []
+    order = {c: i for i, c in enumerate(TABLES[name].columns)}
+    out = []
     for other in others:
         metrics = paired_metrics(other)
         sub = rows[(rows.method == method) & rows.metric.isin(metrics)]
-        for (backbone, dataset), g in sub.groupby(["backbone", "dataset"], sort=False):
-            v = dict(zip(g.metric, g.value))
-            if len(v) < len(metrics):
-                continue
-            column = dataset if dataset in AVERAGES else roles.get(dataset, dataset)
-            lines.append(f"{backbone}, {column}: {METHOD_LABELS.get(method, method)} - {METHOD_LABELS.get(other, other)} = "
-                         f"{v[metrics[0]]:+.2f} points, 95 % paired bootstrap interval [{v[metrics[1]]:+.2f}, "
-                         f"{v[metrics[2]]:+.2f}], not better in {100 * v[metrics[3]]:.1f} % of resamples")
-    return lines
+        for backbone, by_backbone in sub.groupby("backbone", sort=False):
+            cells = []
+            for dataset, g in by_backbone.groupby("dataset", sort=False):
+                v = dict(zip(g.metric, g.value))
+                if len(v) < len(metrics):
+                    continue
+                column = dataset if dataset in AVERAGES else roles.get(dataset, dataset)
+                cells.append({"column": column, **{f: float(v[m]) for f, m in zip(PAIRED_FIELDS, metrics)}})
+            if cells:
+                cells.sort(key=lambda c: order.get(c["column"], len(order)))
+                out.append({"backbone": backbone, "method": METHOD_LABELS.get(method, method),
+                            "other": METHOD_LABELS.get(other, other), "rows": cells})
+    return out
 
 
 def with_derived(name: str, results: pd.DataFrame, correct: Mapping, *, ood: Sequence[str], suite: str,
@@ -183,7 +202,14 @@ def with_derived(name: str, results: pd.DataFrame, correct: Mapping, *, ood: Seq
     """``results`` plus the rows table ``name`` derives from them: every accuracy's 95 % bootstrap interval
     (from the per-sample ``correct``, :func:`dawin.report.results.correctness`), the paired comparisons of
     :data:`PAIRED`, and for :data:`COSTS` the cost rows of each backbone (``soups[backbone]``: the keyword
-    arguments ``n_ingredients`` and ``n_model_stock`` of :func:`costs`)."""
+    arguments ``n_ingredients`` and ``n_model_stock`` of :func:`costs`).
+
+    The multi-task tables take ``correct`` per model pool (:func:`dawin.report.results.pool_correctness`) and
+    give their rows the pool; pool ``all`` also gets the average over its tasks (:data:`TASK_AVERAGE`, each
+    task's test set resampled on its own), as the table has it."""
+    if name in MULTITASK_TARGETS:
+        extra = [_pool_derived(name, pool, by_method, suite) for pool, by_method in correct.items()]
+        return pd.concat([results, *extra], ignore_index=True)
     extra = [interval_rows(correct, ood, suite)]
     if name in PAIRED:
         method, others = PAIRED[name]
@@ -191,6 +217,16 @@ def with_derived(name: str, results: pd.DataFrame, correct: Mapping, *, ood: Seq
     if name in COSTS:
         extra += [costs(results, b, suite, grid_size=grid_size, **(soups or {})[b]) for b in backbones]
     return pd.concat([results, *extra], ignore_index=True)
+
+
+def _pool_derived(name: str, pool: str, correct: Mapping, suite: str) -> pd.DataFrame:
+    """The intervals (and :data:`PAIRED` comparisons) of one multi-task model pool's rows."""
+    tasks = sorted({t for sets in correct.values() for t in sets}) if pool == "all" else []
+    extra = [interval_rows(correct, tasks, suite, average=TASK_AVERAGE)]
+    if name in PAIRED:
+        method, others = PAIRED[name]
+        extra.append(paired_rows(correct, method, others, tasks, suite, average=TASK_AVERAGE))
+    return pd.concat(extra, ignore_index=True).assign(pool=pool)
 
 
 def costs(results: pd.DataFrame, backbone: str, suite: str, n_ingredients: int, n_model_stock: int,

@@ -373,7 +373,6 @@ def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
         summary = f"Mean |Δ| over {len(deltas)} comparable cells: {sum(deltas) / len(deltas):.{df.attrs.get('decimals', 2)}f}"
     else:
         summary = "No comparable cells (ours or the paper's number missing everywhere)."
-    summary = "\n\n".join([summary, *(f"Paired: {line}." for line in df.attrs.get("paired", []))])
     heading = f"{source}: {title}" if title else source
     note = f"Paper source: {source}" + (f"; unit: {unit}" if unit else "; values in %")
     note += "".join(f". {n.rstrip('.')}" for n in df.attrs.get("notes", []))
@@ -383,34 +382,64 @@ def _section(key: str, df: pd.DataFrame) -> tuple[str, str, str]:
     return heading, note, summary
 
 
-def reproduction_summary(tables: Mapping[str, pd.DataFrame]) -> str:
-    """A Markdown page: per table (outputs of ``attach_reference``) its source, ours/paper/Δ and mean |Δ|."""
+def paired_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A table's paired bootstrap comparisons (``attrs["paired"]``, set by ``dawin.report.paper_tables.display``) as
+    small tables, one per comparison: its title, and per column of the table (the test sets, the average last) the
+    difference in points, its 95 % paired bootstrap interval and the share of resamples where the method is not
+    better."""
+    out = []
+    for p in df.attrs.get("paired", []):
+        rows = p["rows"]
+        table = pd.DataFrame({
+            "difference (points)": [f"{r['difference']:+.2f}" for r in rows],
+            "95 % interval": [f"[{r['low']:+.2f}, {r['high']:+.2f}]" for r in rows],
+            f"resamples where {p['method']} is not better": [f"{100 * r['p_not_better']:.1f} %" for r in rows],
+        }, index=pd.Index([r["column"] for r in rows], name="test set"))
+        out.append((f"Paired: {p['method']} − {p['other']}, {p['backbone']}; the same resampled test images for both",
+                    table))
+    return out
+
+
+def reproduction_summary(tables: Mapping[str, pd.DataFrame], premises: pd.DataFrame | None = None) -> str:
+    """A Markdown page: the premise checks when given (as ``dawin.report.premises.printed`` renders them, its note
+    in ``attrs["note"]``), then per table (outputs of ``attach_reference``) its source, ours/paper/Δ, mean |Δ| and
+    its paired comparisons (:func:`paired_tables`)."""
     parts = ["# Reproduction vs. paper (Oh et al., ICLR 2025)", ""]
+    if premises is not None:
+        parts += ["## Premise checks", "", premises.attrs.get("note", ""), "",
+                  premises.to_markdown(index=False, disable_numparse=True), ""]
     for key, df in tables.items():
         heading, note, summary = _section(key, df)
         parts += [f"## {heading}", "", note + ".", "", formatted(df, intervals=True).to_markdown(disable_numparse=True), "",
                   summary, ""]
+        for title, table in paired_tables(df):
+            parts += [f"{title}:", "", table.to_markdown(disable_numparse=True), ""]
     return "\n".join(parts)
 
 
-def reproduction_html(tables: Mapping[str, pd.DataFrame]) -> str:
+def reproduction_html(tables: Mapping[str, pd.DataFrame], premises: pd.DataFrame | None = None) -> str:
     """The same page as ``reproduction_summary`` in HTML (pandas ``to_html`` per table, no extra deps)."""
     parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>Reproduction vs. paper</title></head><body>",
              "<h1>Reproduction vs. paper (Oh et al., ICLR 2025)</h1>"]
+    if premises is not None:
+        parts += ["<h2>Premise checks</h2>", f"<p>{html.escape(premises.attrs.get('note', ''))}</p>",
+                  premises.to_html(index=False)]
     for key, df in tables.items():
         heading, note, summary = _section(key, df)
         parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(note)}.</p>",
                   formatted(df, intervals=True).to_html(),
                   *(f"<p>{html.escape(s)}</p>" for s in summary.split("\n\n"))]
+        for title, table in paired_tables(df):
+            parts += [f"<p>{html.escape(title)}:</p>", table.to_html()]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_summary(tables: Mapping[str, pd.DataFrame], stem) -> None:
-    """Write ``stem``.md and ``stem``.html."""
+def write_summary(tables: Mapping[str, pd.DataFrame], stem, premises: pd.DataFrame | None = None) -> None:
+    """Write ``stem``.md and ``stem``.html (with the printed premise checks when given)."""
     stem = str(stem)
-    Path(stem + ".md").write_text(reproduction_summary(tables))
-    Path(stem + ".html").write_text(reproduction_html(tables))
+    Path(stem + ".md").write_text(reproduction_summary(tables, premises))
+    Path(stem + ".html").write_text(reproduction_html(tables, premises))
 
 
 # --------------------------------------------------------------------------------------------------

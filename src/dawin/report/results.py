@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from .tables import COLUMNS, tidy, with_ood_average
 from ..tensorio import load_arrays
@@ -81,22 +82,60 @@ def correctness(correct_files: Sequence[str | Path] = (), merged: Sequence[str |
     return out
 
 
+def write_pool_correctness(path: str | Path, correct: Mapping[str, Mapping[str, ArrayLike]], *, backbone: str,
+                           pool: str) -> None:
+    """Write the per-sample correctness of a multi-task model pool's evaluations, ``{method: {task: 0/1 vector in
+    test-set order}}``, as the robust metrics' ``*.correct`` files hold theirs: keys ``<method>/<task>`` (uint8),
+    metadata the backbone, the pool and its tasks. :func:`pool_correctness` reads it."""
+    import torch
+
+    from ..tensorio import save_tensors
+
+    tensors = {f"{m}/{t}": torch.as_tensor(np.asarray(c)).to(torch.uint8) for m, tasks in correct.items()
+               for t, c in tasks.items()}
+    tasks = sorted({t for by_task in correct.values() for t in by_task})
+    save_tensors(path, tensors, {"backbone": backbone, "pool": pool, "tasks": ",".join(tasks)})
+
+
+def pool_correctness(paths: Sequence[str | Path]) -> dict[str, dict[tuple[str, str], dict[str, np.ndarray]]]:
+    """{pool: {(backbone, method): {task: per-sample correctness}}} of multi-task correctness files
+    (:func:`write_pool_correctness`: the pool jobs' ``multitask/<pool>/correct.safetensors`` and the individuals'
+    ``multitask/individual.correct.safetensors``), the shape :func:`interval_rows` takes per pool."""
+    out: dict[str, dict[tuple[str, str], dict[str, np.ndarray]]] = {}
+    for path in paths:
+        arrays, meta = load_arrays(path)
+        missing = [k for k in ("backbone", "pool") if k not in meta]
+        if missing:
+            raise ValueError(f"{path}: no {' and no '.join(missing)} in its metadata, so it is not a multi-task "
+                             "correctness file (dawin.report.results.write_pool_correctness writes them); delete it "
+                             "and rerun snakemake, which rebuilds it")
+        for key, c in arrays.items():
+            method, task = key.split("/", 1)
+            sets = out.setdefault(meta["pool"], {}).setdefault((meta["backbone"], method), {})
+            if task in sets:
+                raise ValueError(f"{path}: {method} on {task} of pool {meta['pool']} is also in another correctness "
+                                 "file; a table takes each pool's files once")
+            sets[task] = c.astype(bool)
+    return out
+
+
 INTERVAL_METRICS = ("accuracy_low", "accuracy_high")
 """The bounds of each accuracy's 95 % bootstrap interval (``dawin.report.uncertainty``), as tidy metrics."""
 
 
-def _averages(datasets: Sequence[str], ood: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Each test set on its own, and the OOD average when every OOD set is there."""
-    return [(d, [d]) for d in datasets] + ([("ood_avg", list(ood))] if ood and set(ood) <= set(datasets) else [])
+def _averages(datasets: Sequence[str], ood: Sequence[str], average: str = "ood_avg") -> list[tuple[str, list[str]]]:
+    """Each test set on its own, and the average over ``ood`` (named ``average``) when every set of it is there."""
+    return [(d, [d]) for d in datasets] + ([(average, list(ood))] if ood and set(ood) <= set(datasets) else [])
 
 
 def interval_rows(correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]], ood: Sequence[str], suite: str,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, average: str = "ood_avg") -> pd.DataFrame:
     """Tidy ``accuracy_low`` / ``accuracy_high`` rows: the 95 % bootstrap interval of every accuracy in
-    ``correct``, per test set and for the OOD average (each OOD set resampled on its own)."""
+    ``correct``, per test set and for the average over ``ood`` (each set resampled on its own), named ``average``
+    (``avg``: the multi-task average over tasks)."""
     rows = []
     for (backbone, method), sets in correct.items():
-        for name, datasets in _averages(list(sets), ood):
+        for name, datasets in _averages(list(sets), ood, average):
             low, high = accuracy_interval(sets, datasets, seed=seed)
             base = dict(suite=suite, backbone=backbone, method=method, dataset=name)
             rows += [{**base, "metric": "accuracy_low", "value": low}, {**base, "metric": "accuracy_high", "value": high}]
@@ -109,9 +148,10 @@ def paired_metrics(other: str) -> tuple[str, ...]:
 
 
 def paired_rows(correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]], method: str, others: Sequence[str],
-                ood: Sequence[str], suite: str, seed: int = 0) -> pd.DataFrame:
-    """Tidy rows of ``method`` minus each of ``others`` (points) per test set and OOD average, with the paired
-    bootstrap interval and the share of resamples where ``method`` is not better (``paired_metrics``)."""
+                ood: Sequence[str], suite: str, seed: int = 0, average: str = "ood_avg") -> pd.DataFrame:
+    """Tidy rows of ``method`` minus each of ``others`` (points) per test set and the average over ``ood`` (named
+    ``average``), with the paired bootstrap interval and the share of resamples where ``method`` is not better
+    (``paired_metrics``)."""
     rows = []
     for (backbone, m), sets in correct.items():
         if m != method:
@@ -120,7 +160,7 @@ def paired_rows(correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]], met
             if (backbone, other) not in correct:
                 continue
             theirs = correct[backbone, other]
-            for name, datasets in _averages([d for d in sets if d in theirs], ood):
+            for name, datasets in _averages([d for d in sets if d in theirs], ood, average):
                 r = paired_difference(sets, theirs, datasets, seed=seed)
                 base = dict(suite=suite, backbone=backbone, method=method, dataset=name)
                 rows += [{**base, "metric": k, "value": r[v]}
