@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dawin.demo.seeds import TABLES, markdown, seed_config, spread
+from dawin.demo.seeds import PREMISES, TABLES, markdown, seed_config, spread
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,11 @@ def test_the_spread_of_each_cell_is_its_mean_and_sample_deviation(tmp_path):
             pd.DataFrame([{"suite": "demo", "backbone": "tiny", "method": "dawin", "dataset": "in", "metric": "accuracy",
                            "value": value, **extra}]).to_csv(path, index=False)
             tables[seed][table] = path
+        tables[seed][PREMISES] = tmp_path / "premises.csv"  # reported per seed (dawin.report.premises), not spread
+    pd.DataFrame([{"check": "ft_above_zs_id", "premise": "FT above ZS", "passed": True, "margin": 30.0,
+                   "detail": "..."}]).to_csv(tmp_path / "premises.csv", index=False)
     out = spread(tables).set_index("table")
+    assert set(out.index) == set(TABLES)
     assert out.loc["table2", "n"] == 3 and out.loc["table2", "mean"] == pytest.approx(53.0)
     assert out.loc["table2", "std"] == pytest.approx(((9 + 1 + 16) / 2) ** 0.5)  # ddof 1, by hand
     assert (out.loc["table6", "min"], out.loc["table6", "max"], out.loc["table6", "pool"]) == (10.0, 15.0, "all")
@@ -62,7 +66,9 @@ def test_a_seeds_config_plans_the_whole_demo_in_its_own_folders(tmp_path):
     cfg = tmp_path / "seed.yaml"
     cfg.write_text(yaml.safe_dump(seed_config(config, 3)))
     plan = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                           "-n", "--cores", "2", *TABLES, "--configfile", str(cfg)], capture_output=True, text=True)
+                           "-n", "--cores", "2", *TABLES, PREMISES, "--configfile", str(cfg)], capture_output=True,
+                          text=True)
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "resources/demo-seed3/checkpoints/tiny/clip.safetensors" in plan.stdout
     assert "results/demo-seed3/tables/table6.csv" in plan.stdout and "results/demo/" not in plan.stdout
+    assert "results/demo-seed3/premises.csv" in plan.stdout  # every seed's premise checks

@@ -92,6 +92,12 @@ def test_demo_builds_every_table_and_figure(workdir):
     page = (res / "reproduction.md").read_text()
     assert all(f"## Table {t.removeprefix('table').removeprefix('_').upper()}" in page for t in TABLES)
     assert (res / "reproduction.html").stat().st_size > 0
+    # the premise checks (dawin.report.premises), computed by the workflow and printed first; the paired tables
+    from dawin.report import premises
+    checks = premises.read(res / "premises.csv")
+    assert checks.check.tolist() == list(premises.CHECKS) and checks.passed.notna().all()
+    assert page.index("## Premise checks") < page.index("## Table 1")
+    assert "Paired: DaWin − WiSE-FT, tiny;" in page and "Paired: DaWin − TIES-merging, tiny;" in page
 
 
 def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
@@ -461,7 +467,7 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     counts = job_counts(res.stdout)
     assert {k: counts.pop(k) for k in [k for k in counts if k.endswith("_files")]} == {
-        f"{t}_files": 1 for t in [*TABLES, *FIGURES, "reproduction"]}
+        f"{t}_files": 1 for t in [*TABLES, *FIGURES, "reproduction", "premises"]}
     assert counts == {
         # 7 robust-fine-tuning sets (fetched by localrules, extracted by jobs), 8 multi-task sets (localrules)
         "fetch_dataset": 7, "paper_dataset": 7, "multitask_dataset": 8,

@@ -429,3 +429,17 @@ def pool_inputs(pool, methods):
         return out
 
     return inputs
+
+
+# The premise checks (dawin.report.premises): robust fine-tuning on Table 2's backbone, multi-task merging on the
+# pool of all tasks (when the suite has one).
+PREMISE_BACKBONE = target_backbones("table2")[0]
+
+
+def premise_inputs():
+    inputs = {"code": code_of("premises.py"), "robust": f"{RESULTS}/metrics/{PREMISE_BACKBONE}.csv"}
+    if MT:
+        inputs |= {"multitask": f"{RESULTS}/multitask/metrics.csv",
+                   "coefficients": f"{RESULTS}/multitask/all/dawin_coefficients.csv",
+                   "correct": f"{RESULTS}/multitask/all/correct.safetensors"}
+    return inputs

@@ -120,6 +120,7 @@ if "demo" in config:
             output:
                 csv=f"{RESULTS}/seeds/spread.csv",
                 md=f"{RESULTS}/seeds/spread.md",
+                premises=f"{RESULTS}/seeds/premises.csv",  # every premise check under each seed (also in spread.md)
             input:
                 code_of("seeds.py"),
             params:

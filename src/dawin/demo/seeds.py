@@ -6,7 +6,8 @@ seed (data, pre-training, fine-tuning, experts, mixture fits) moves its numbers 
 give the same bytes on every x86 processor is not verified. ``snakemake seeds`` (not part of ``all``) runs the
 demo once per seed of ``demo.seeds``, each in folders of its own (:func:`seed_config`), and writes the mean,
 standard deviation, minimum and maximum of every cell of those tables (:func:`spread`): the scale against which
-a difference between two machines' demo numbers is to be read.
+a difference between two machines' demo numbers is to be read; and each seed's premise checks
+(:data:`PREMISES`, ``dawin.report.premises``): whether the demo's world keeps the paper's premises under every seed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import yaml
 
 TABLES = ("table2", "table6")
 """The tables the spread covers: the robust fine-tuning and the multi-task comparison of every method."""
+PREMISES = "premises"
+"""The target of the premise checks, built by every nested run beside :data:`TABLES`."""
 
 
 def seed_config(config: Mapping, seed: int) -> dict:
@@ -47,28 +50,29 @@ def seed_config(config: Mapping, seed: int) -> dict:
 
 
 def run_seed(config: Mapping, seed: int, snakefile: str | Path, workdir: str | Path, cores: int, log: str | Path) -> dict[str, Path]:
-    """Build the demo's :data:`TABLES` under ``seed`` with Snakemake (a nested run: its own results, no lock on
-    the caller's); its output goes to ``log``. Returns {table: tidy CSV}."""
+    """Build the demo's :data:`TABLES` and :data:`PREMISES` under ``seed`` with Snakemake (a nested run: its own
+    results, no lock on the caller's); its output goes to ``log``. Returns {table: tidy CSV, "premises": CSV}."""
     cfg = seed_config(config, seed)
     results = Path(workdir) / cfg["results"]
     results.mkdir(parents=True, exist_ok=True)
     cfg_path = results / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), "--cores", str(cores),
-           "--nolock", *TABLES, "--configfile", str(cfg_path)]
+           "--nolock", *TABLES, PREMISES, "--configfile", str(cfg_path)]
     with open(log, "w") as stream:
         done = subprocess.run(cmd, stdout=stream, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise RuntimeError(f"the demo under seed {seed} failed (exit {done.returncode}); its Snakemake output is in "
                            f"{log}, its config in {cfg_path}")
-    return {t: results / "tables" / f"{t}.csv" for t in TABLES}
+    return {**{t: results / "tables" / f"{t}.csv" for t in TABLES}, PREMISES: results / "premises.csv"}
 
 
 def spread(tables: Mapping[int, Mapping[str, str | Path]]) -> pd.DataFrame:
     """{seed: {table: tidy CSV}} -> one row per cell (table and every column but ``value``): ``n`` seeds, ``mean``,
-    ``std`` (sample standard deviation, ddof 1; NaN for one seed), ``min`` and ``max`` of the value."""
+    ``std`` (sample standard deviation, ddof 1; NaN for one seed), ``min`` and ``max`` of the value (of
+    :data:`TABLES`; the premise checks are reported per seed, not averaged)."""
     frames = [pd.read_csv(path).assign(table=table, seed=seed) for seed, paths in tables.items()
-              for table, path in paths.items()]
+              for table, path in paths.items() if table in TABLES]
     df = pd.concat(frames, ignore_index=True)
     if "pool" in df:  # Table 6 only
         df["pool"] = df["pool"].fillna("")
