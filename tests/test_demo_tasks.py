@@ -2,6 +2,7 @@
 encoder-only fine-tuning and datasets on disk."""
 
 import colorsys
+import math
 from collections import Counter
 
 import numpy as np
@@ -120,20 +121,36 @@ def test_texture_plain_has_least_high_frequency_energy():
     assert energy[ys == plain].max() < min(energy[ys == k].min() for k in range(4) if k != plain)
 
 
-def test_finetune_encoder_freezes_the_head_and_trains_the_tower():
+def test_finetune_expert_freezes_the_head_and_follows_task_vectors_schedule(monkeypatch):
+    """task_vectors' recipe: the head frozen, exactly `steps` AdamW steps (batches wrap around the data), the
+    learning rate warmed up linearly and then cosine-decayed, gradients clipped to norm 1."""
     task = tasks.MULTITASKS["round"]
-    clip = train.seeded_clip(ARCH, 0)
+    arch = "dawin-tiny-vit"
+    clip = train.seeded_clip(arch, 0)
     tf = models.preprocess(clip)
-    pairs = list(tasks.sample(task, 16, 0, "train"))
+    pairs = list(tasks.sample(task, 12, 0, "train"))
     x, y = torch.stack([tf(im) for im, _ in pairs]), torch.tensor([lab for _, lab in pairs])
-    clf = models.ImageClassifier.from_clip(clip, ARCH, models.zeroshot_head(clip, ARCH, task.classes, task.templates))
+    clf = models.ImageClassifier.from_clip(clip, arch, models.zeroshot_head(clip, arch, task.classes, task.templates))
     head0 = {k: v.clone() for k, v in clf.head.state_dict().items()}
     tower0 = {k: v.clone() for k, v in clf.visual.state_dict().items()}
-    out = train.finetune_encoder(clf, x, y, epochs=1, batch_size=8, lr=1e-3, seed=0)
+    lrs, norms = [], []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *a, **kw):
+        lrs.append(self.param_groups[0]["lr"])
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    out = train.finetune_expert(clf, x, y, steps=5, batch_size=8, lr=1e-3, warmup=2, seed=0)  # 12 images: 2 batches/epoch
     assert out is clf and not clf.training
     assert all(torch.equal(head0[k], v) for k, v in clf.head.state_dict().items())
     assert not any(p.requires_grad for p in clf.head.parameters())
     assert any(not torch.equal(tower0[k], v) for k, v in clf.visual.state_dict().items())
+    expected = [5e-4, 1e-3, *(0.5 * 1e-3 * (1 + math.cos(math.pi * (s - 2) / 3)) for s in (2, 3, 4))]
+    assert lrs == pytest.approx(expected)
+    assert max(norms) <= 1.0 + 1e-5
 
 
 def test_written_task_dataset_loads_with_its_class_names(tmp_path):
@@ -149,3 +166,22 @@ def test_written_task_dataset_loads_with_its_class_names(tmp_path):
     expected = next(tasks.sample("count", 9, 0, "test"))[0]
     assert np.array_equal(np.asarray(img), np.asarray(expected))  # PNG is lossless
     assert not (tmp_path / "count" / "test.partial").exists()
+
+
+def test_pretraining_captions_name_every_class_of_every_task():
+    """The multi-task ViT's pre-training captions (web-like composites, dawin.demo.tasks.captioned) name every class
+    of every task, so each task's zero-shot head is built from words the text tower has seen; the content is always
+    named, the colour and the background at ``name_rate``."""
+    captions = [c for _, c in tasks.captioned(2000, seed=0, name_rate=0.5)]
+    words = {w for c in captions for w in c.rstrip(".").split()}
+    for task in tasks.MULTITASKS.values():
+        assert set(task.classes) <= words, (task.name, set(task.classes) - words)
+    assert all(c.startswith("a photo of ") and c.endswith(".") and " a arrow" not in c for c in captions)
+    assert [c for _, c in tasks.captioned(50, seed=0, name_rate=0.5)] == captions[:50]  # deterministic in the seed
+    never = [c for _, c in tasks.captioned(300, seed=0, name_rate=0.0)]
+    colours, backgrounds = set(tasks.MULTITASKS["colour"].classes), (" background", " scene")
+    assert not any(colours & set(c.split()) or any(b in c for b in backgrounds) for c in never)
+    always = [c for _, c in tasks.captioned(300, seed=0, name_rate=1.0)]
+    assert all(any(b in c for b in backgrounds) for c in always)
+    content = {*tasks.MULTITASKS["angular"].classes, *tasks.MULTITASKS["round"].classes, "things", "shape", "arrow"}
+    assert all(content & set(c.rstrip(".").split()) for c in never)

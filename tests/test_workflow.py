@@ -104,8 +104,9 @@ def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
     from dawin.runtime import CPU_KERNELS
     from dawin.tensorio import read_metadata
 
-    ckpts = workdir / "resources/demo/checkpoints/tiny"
-    for path in (ckpts / "clip.safetensors", ckpts / "finetuned.safetensors", ckpts / "experts/count.safetensors"):
+    ckpts = workdir / "resources/demo/checkpoints"
+    for path in (ckpts / "tiny/clip.safetensors", ckpts / "tiny/finetuned.safetensors",
+                 ckpts / "tiny-vit/clip.safetensors", ckpts / "tiny-vit/experts/count.safetensors"):
         meta = read_metadata(path)
         assert (meta["cpu_capability"], meta["mkl_cbwr"], meta["onednn_max_cpu_isa"]) == (
             CPU_KERNELS["ATEN_CPU_CAPABILITY"].upper(), CPU_KERNELS["MKL_CBWR"], CPU_KERNELS["ONEDNN_MAX_CPU_ISA"]), path
@@ -319,7 +320,7 @@ def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):
 @pytest.mark.parametrize("swapped, other, expected, unaffected", [
     ("tiny/finetuned", "tiny/runs/run1", ["results/demo/logits/tiny/finetuned/in.safetensors",
                                           "results/demo/merged/tiny/entropy/mixture/in.safetensors"], "zeroshot"),
-    ("tiny/experts/round", "tiny/experts/count", ["results/demo/multitask/logits/round.safetensors",
+    ("tiny-vit/experts/round", "tiny-vit/experts/count", ["results/demo/multitask/logits/round.safetensors",
                                                   "results/demo/multitask/all/provenance.json",
                                                   "results/demo/multitask/count+round/provenance.json"],
      "multitask/colour+position/"),

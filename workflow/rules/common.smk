@@ -41,9 +41,17 @@ try:
         **{f"backbones.{b}.architecture": v["architecture"] for b, v in config["backbones"].items()},
         **{f"paper.{group}.{n}.architecture": v["architecture"] for group in ("checkpoints", "checkpoint_series")
            for n, v in config.get("paper", {}).get(group, {}).items()},
+        **({"multitask.architecture": config["multitask"]["architecture"]}
+           if "architecture" in config.get("multitask", {}) else {}),
     })
 except ValueError as error:
     raise WorkflowError(str(error)) from None
+if "multitask" in config and config["multitask"]["backbone"] not in config["backbones"]:
+    _missing = [k for k in ("architecture", "pretrained") if k not in config["multitask"]]
+    if _missing:
+        raise WorkflowError(f"config multitask.backbone: {config['multitask']['backbone']!r} is not among backbones "
+                            f"{sorted(config['backbones'])}; name one of them, or give the multi-task suite its own "
+                            f"{' and '.join('multitask.' + k for k in _missing)}")
 
 RESULTS = config["results"]
 SUITE = config["suite"]
@@ -208,12 +216,19 @@ _PIXEL_ROOTS = sorted({*(DS["roots"][d] for d in EVAL_SETS),
 PIXEL_SOURCES = {_source_name(r): r for r in _PIXEL_ROOTS}
 if len(PIXEL_SOURCES) != len(_PIXEL_ROOTS):
     raise WorkflowError("config: two dataset directories flatten to one decoded-image folder name; rename one")
-PIXEL_CFGS = {architectures.pixels_key_of(a): architectures.preprocess_cfg_of(a)
-              for a in {b["architecture"] for b in config["backbones"].values()}}
 
 
 def architecture_of(backbone):
-    return config["backbones"][backbone]["architecture"]
+    """A backbone's architecture: its `backbones` entry's, or for the multi-task suite's backbone without one (the
+    demo's ViT), `multitask.architecture`."""
+    if backbone in config["backbones"]:
+        return config["backbones"][backbone]["architecture"]
+    return config["multitask"]["architecture"]
+
+
+PIXEL_CFGS = {architectures.pixels_key_of(a): architectures.preprocess_cfg_of(a)
+              for a in {*(b["architecture"] for b in config["backbones"].values()),
+                        *([architecture_of(config["multitask"]["backbone"])] if "multitask" in config else [])}}
 
 
 def pixels_files(backbone, roots):
@@ -384,7 +399,7 @@ MT = config.get("multitask", {})
 MT_TASKS = sorted(MT.get("tasks", {}))
 POOLS = {"all": MT_TASKS, **MT.get("pools", {})}
 MT_ALL_METHODS = ["pretrained", *MT["methods"], registry.GRID_SEARCH] if MT else []  # pool `all` (Table 6, Fig. 8)
-MT_PRETRAINED = MT.get("pretrained", model_file(MT["backbone"], "zeroshot")) if MT else None
+MT_PRETRAINED = (MT["pretrained"] if "pretrained" in MT else model_file(MT["backbone"], "zeroshot")) if MT else None
 
 
 def pool_eval_tasks(pool):

@@ -108,7 +108,7 @@ for _name in [*ROBUST_TABLES, *MULTITASK_TABLES]:
             pools=config.get("multitask", {}).get("pools", {}),
             batch_sizes=ANALYSIS["batch_sizes"],
             grid_size=len(config["grid"]),
-            soups={b: soup_sizes(b) for b in table_backbones(_name)},
+            soups={b: soup_sizes(b) for b in table_backbones(_name) if b in config["backbones"]},
             notes=[second_reference(_name)["note"]] if second_reference(_name) else [],
         log:
             f"{RESULTS}/logs/tables/{_name}.log",

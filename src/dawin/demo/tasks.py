@@ -120,25 +120,37 @@ def _colour_painter(hues: tuple[float, ...]) -> Painter:
     return paint
 
 
-def _count_painter() -> Painter:
-    """Label y = y + 1 small objects (at most four), one per randomly chosen quadrant.
+def _count_mask(k: int, rng: np.random.Generator) -> np.ndarray:
+    """Mask of ``k`` small compact objects (at most four), one per randomly chosen quadrant.
 
     One object per quadrant, jittered within it, never overlaps and needs no rejection sampling (which
     can paint itself into a corner where no further object fits).
     """
+    mask = np.zeros((CANVAS, CANVAS), np.float32)
+    half = CANVAS / 2
+    for q in rng.permutation(4)[:k]:
+        r = rng.uniform(0.1, 0.15) * CANVAS
+        room = half / 2 - r - 1  # how far the centre may move and keep the object in its quadrant
+        cx, cy = (q % 2 + 0.5) * half + rng.uniform(-room, room), (q // 2 + 0.5) * half + rng.uniform(-room, room)
+        mask = np.maximum(mask, shape_mask(str(rng.choice(_COMPACT)), cx, cy, r, rng.uniform(-20, 20)))
+    return mask
+
+
+def _count_painter() -> Painter:
+    """Label y = y + 1 small objects (at most four): :func:`_count_mask`."""
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
         bg, fg = _contrasting(rng)
-        img = _flat(bg)
-        half = CANVAS / 2
-        for q in rng.permutation(4)[: y + 1]:
-            r = rng.uniform(0.1, 0.15) * CANVAS
-            room = half / 2 - r - 1  # how far the centre may move and keep the object in its quadrant
-            cx, cy = (q % 2 + 0.5) * half + rng.uniform(-room, room), (q // 2 + 0.5) * half + rng.uniform(-room, room)
-            img = _paste(img, shape_mask(str(rng.choice(_COMPACT)), cx, cy, r, rng.uniform(-20, 20)), fg)
-        return img
+        return _paste(_flat(bg), _count_mask(y + 1, rng), fg)
 
     return paint
+
+
+def _arrow_mask(angle: float, rng: np.random.Generator) -> np.ndarray:
+    """A large arrow pointing ``angle`` degrees (counter-clockwise from east, jittered by up to 10)."""
+    r = rng.uniform(0.6, 0.85) * CANVAS / 2
+    cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
+    return shape_mask("arrow", cx, cy, r, angle + rng.uniform(-10, 10))
 
 
 def _direction_painter(angles: tuple[float, ...]) -> Painter:
@@ -146,37 +158,45 @@ def _direction_painter(angles: tuple[float, ...]) -> Painter:
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
         bg, fg = _contrasting(rng)
-        r = rng.uniform(0.6, 0.85) * CANVAS / 2
-        cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
-        return _paste(_flat(bg), shape_mask("arrow", cx, cy, r, angles[y] + rng.uniform(-10, 10)), fg)
+        return _paste(_flat(bg), _arrow_mask(angles[y], rng), fg)
 
     return paint
+
+
+def _side_mask(side: str, rng: np.random.Generator) -> np.ndarray:
+    """A small compact object near one side of the canvas (top, bottom, left or right)."""
+    near = rng.uniform(0.17, 0.3) * CANVAS  # distance of the centre from its side
+    along = rng.uniform(0.35, 0.65) * CANVAS  # the other coordinate stays central: no corner is ambiguous
+    cx, cy = {"top": (along, near), "bottom": (along, CANVAS - near),
+              "left": (near, along), "right": (CANVAS - near, along)}[side]
+    r = rng.uniform(0.1, 0.15) * CANVAS
+    return shape_mask(str(rng.choice(_COMPACT)), cx, cy, r, rng.uniform(-20, 20))
 
 
 def _position_painter(classes: tuple[str, ...]) -> Painter:
-    """Label = the side of the canvas a small object sits near (top, bottom, left or right)."""
+    """Label = the side of the canvas a small object sits near: :func:`_side_mask`."""
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
         bg, fg = _contrasting(rng)
-        near = rng.uniform(0.17, 0.3) * CANVAS  # distance of the centre from its side
-        along = rng.uniform(0.35, 0.65) * CANVAS  # the other coordinate stays central: no corner is ambiguous
-        cx, cy = {"top": (along, near), "bottom": (along, CANVAS - near),
-                  "left": (near, along), "right": (CANVAS - near, along)}[classes[y]]
-        r = rng.uniform(0.1, 0.15) * CANVAS
-        return _paste(_flat(bg), shape_mask(str(rng.choice(_COMPACT)), cx, cy, r, rng.uniform(-20, 20)), fg)
+        return _paste(_flat(bg), _side_mask(classes[y], rng), fg)
 
     return paint
+
+
+def _scene_background(hsv: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    """A scene's background: its (hue, saturation, value), jittered, under a gentle vertical gradient."""
+    h, s, v = hsv
+    bg = hsv_rgb(h + rng.normal(0, 0.015), np.clip(s + rng.uniform(-0.08, 0.08), 0, 1),
+                 np.clip(v + rng.uniform(-0.06, 0.06), 0, 1))
+    yy = np.linspace(-0.5, 0.5, CANVAS)[:, None, None]
+    return _flat(bg) * (1.0 + 0.15 * yy)  # like light over a scene
 
 
 def _scene_painter(palette: tuple[tuple[float, float, float], ...]) -> Painter:
     """Label = the background colour, one (hue, saturation, value) per scene word, jittered."""
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
-        h, s, v = palette[y]
-        bg = hsv_rgb(h + rng.normal(0, 0.015), np.clip(s + rng.uniform(-0.08, 0.08), 0, 1),
-                     np.clip(v + rng.uniform(-0.06, 0.06), 0, 1))
-        yy = np.linspace(-0.5, 0.5, CANVAS)[:, None, None]
-        img = _flat(bg) * (1.0 + 0.15 * yy)  # a gentle vertical gradient, like light over a scene
+        img = _scene_background(palette[y], rng)
         fg = hsv_rgb(rng.random(), rng.uniform(0.0, 1.0), rng.uniform(0.1, 1.0))  # any object colour
         return _paste(img, _one_object(rng, (0.3, 0.5), 0.15), fg)
 
@@ -221,9 +241,13 @@ _SHAPE_TEMPLATES = ("a photo of a {c}.", "a {c} shape.", "a drawing of a {c}.")
 _ANGULAR = ("square", "triangle", "star", "cross", "diamond")
 _ROUND = ("circle", "ring", "crescent", "heart")
 _COLOURS = ("red", "yellow", "green", "cyan", "blue", "purple")
+_HUES = (0.0, 0.15, 0.33, 0.5, 0.64, 0.8)  # of _COLOURS
 _COMPASS = ("north", "east", "south", "west")
+_ANGLES = (90.0, 0.0, 270.0, 180.0)  # of _COMPASS: degrees counter-clockwise from east
 _SIDES = ("top", "bottom", "left", "right")
 _SCENES = ("sky", "forest", "desert", "night", "snow", "sunset")
+_PALETTE = ((0.57, 0.45, 0.95), (0.33, 0.8, 0.4), (0.11, 0.45, 0.85), (0.66, 0.7, 0.15), (0.6, 0.03, 0.97),
+            (0.04, 0.85, 0.9))  # (hue, saturation, value) of _SCENES
 _TEXTURES = ("striped", "dotted", "checkered", "plain")
 
 MULTITASKS: dict[str, MultiTask] = {
@@ -232,25 +256,92 @@ MULTITASKS: dict[str, MultiTask] = {
         (
             MultiTask("angular", _ANGULAR, _SHAPE_TEMPLATES, "Cars", _shape_painter(_ANGULAR, 8)),
             MultiTask("colour", _COLOURS, ("a photo of a {c} object.", "a {c} shape.", "something {c}."), "EuroSAT",
-                      _colour_painter((0.0, 0.15, 0.33, 0.5, 0.64, 0.8))),
+                      _colour_painter(_HUES)),
             MultiTask("count", ("one", "two", "three", "four"),
                       ("the number {c}.", "a count of {c}.", "{c} things in a photo."), "SVHN", _count_painter()),
             MultiTask("direction", _COMPASS, ("an arrow pointing {c}.", "a sign pointing {c}.", "an arrow heading {c}."),
-                      "GTSRB", _direction_painter((90.0, 0.0, 270.0, 180.0))),
+                      "GTSRB", _direction_painter(_ANGLES)),
             MultiTask("position", _SIDES,
                       ("an object at the {c}.", "a shape at the {c} of the picture.", "a photo with something at the {c}."),
                       "RESISC45", _position_painter(_SIDES)),
             MultiTask("round", _ROUND, _SHAPE_TEMPLATES, "MNIST", _shape_painter(_ROUND, 15)),
             MultiTask("scene", _SCENES, ("a photo of a {c} scene.", "an object in a {c} scene.", "a {c} background."),
-                      "SUN397",
-                      _scene_painter(((0.57, 0.45, 0.95), (0.33, 0.8, 0.4), (0.11, 0.45, 0.85), (0.66, 0.7, 0.15),
-                                      (0.6, 0.03, 0.97), (0.04, 0.85, 0.9)))),
+                      "SUN397", _scene_painter(_PALETTE)),
             MultiTask("texture", _TEXTURES, ("a {c} pattern.", "a photo of a {c} texture.", "a {c} background."), "DTD",
                       _texture_painter(_TEXTURES)),
         ),
         key=lambda t: t.name,
     )
 }
+
+
+# --- pre-training: captioned composites that name the tasks' factors, as web captions do -----------------
+
+CONTENTS = ("shape", "count", "position", "direction")
+BACKGROUNDS = ("scene", "texture", "plain")
+
+
+def _caption_colour(img: np.ndarray, named: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The object colour: a vivid named hue, or any hue whose value stands out from the background's mean."""
+    if named is not None:
+        return hsv_rgb(_HUES[named] + rng.normal(0, 0.015), rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0))
+    bg_v = float(img.max(-1).mean())
+    return hsv_rgb(rng.random(), rng.uniform(0.2, 1.0), bg_v - 0.5 if bg_v > 0.55 else bg_v + 0.5)
+
+
+def composite(rng: np.random.Generator, name_rate: float) -> tuple[np.ndarray, str]:
+    """One pre-training image (canvas-sized float RGB, before noise) and its caption.
+
+    The image combines a background (a scene's palette, a texture, or a plain colour), an object colour (one of
+    the colour task's hues, or any) and a content (:data:`CONTENTS`: one shape of the shape families, one to four
+    things, a thing at a side, an arrow pointing somewhere): every factor the eight tasks ask about, in combinations no task
+    shows. The caption names the content, and the colour and the background each with probability
+    ``name_rate`` (a web caption names some of what is in a picture).
+    """
+    named = lambda: rng.random() < name_rate  # noqa: E731
+    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    if background == "scene":
+        k = int(rng.integers(len(_SCENES)))
+        img, where = _scene_background(_PALETTE[k], rng), f" in a {_SCENES[k]} scene"
+    elif background == "texture":
+        k = int(rng.integers(len(_TEXTURES) - 1))  # "plain" is the third kind of background
+        base, ink = _contrasting(rng)
+        img, where = _paste(_flat(base), _pattern(_TEXTURES[k], rng), ink), f" on a {_TEXTURES[k]} background"
+    else:
+        img, where = _flat(_contrasting(rng)[0]), " on a plain background"
+    hue = int(rng.integers(len(_COLOURS))) if rng.random() < 0.5 else None
+    colour = f"{_COLOURS[hue]} " if hue is not None and named() else ""
+    content = CONTENTS[rng.integers(len(CONTENTS))]
+    if content == "shape":
+        shapes = _ANGULAR + _ROUND
+        k = int(rng.integers(len(shapes)))
+        r = rng.uniform(0.6, 0.85) * CANVAS / 2
+        cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
+        mask = shape_mask(shapes[k], cx, cy, r, rng.uniform(-8, 8))
+        what = f"a {colour}{shapes[k]}"
+    elif content == "count":
+        k = int(rng.integers(4))
+        mask = _count_mask(k + 1, rng)
+        what = f"{('one', 'two', 'three', 'four')[k]} {colour}things"
+    elif content == "position":
+        k = int(rng.integers(len(_SIDES)))
+        mask = _side_mask(_SIDES[k], rng)
+        what = f"a {colour}shape at the {_SIDES[k]}"
+    else:
+        k = int(rng.integers(len(_COMPASS)))
+        mask = _arrow_mask(_ANGLES[k], rng)
+        what = f"a {colour}arrow pointing {_COMPASS[k]}"
+    img = _paste(img, mask, _caption_colour(img, hue, rng))
+    what = what.replace("a arrow", "an arrow")  # the one noun of these captions after "a" that takes "an"
+    return img, f"a photo of {what}{where if named() else ''}."
+
+
+def captioned(n: int, seed: int, name_rate: float, size: int = 32) -> Iterator[tuple[Image.Image, str]]:
+    """``n`` pre-training images (:func:`composite`) with their captions, deterministic in (seed, name_rate)."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"pretrain")])
+    for _ in range(n):
+        img, caption = composite(rng, name_rate)
+        yield to_image(img + rng.normal(0, NOISE, img.shape), size), caption
 
 
 def sample(task: MultiTask | str, n: int, seed: int, split: str = "test", size: int = 32) -> Iterator[tuple[Image.Image, int]]:

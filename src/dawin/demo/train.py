@@ -45,14 +45,37 @@ def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, w
 
 def pretrain_clip(model: torch.nn.Module, architecture: str, task: Task, domains: Sequence[Domain], *, n_per_domain: int,
                   epochs: int, batch_size: int, lr: float, seed: int) -> torch.nn.Module:
-    """Contrastive (InfoNCE, both directions) training on images captioned "a {style} of a {class}."."""
+    """Contrastive training on images of ``task`` in ``domains`` captioned "a {style} of a {class}." (the robust
+    fine-tuning demo's zero-shot model)."""
     torch.manual_seed(seed)
     images, labels, styles = render_tensors(task, domains, n_per_domain, seed, "pretrain", preprocess(model))
     # half the captions name only the object, so the loss cannot be lowered by matching the style alone
     coin = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
     captions = [f"a {s} of a {task.classes[y]}." if c else f"a {task.classes[y]}."
                 for s, y, c in zip(styles, labels.tolist(), coin.tolist())]
-    tokens = open_clip.get_tokenizer(architecture)(captions)
+    return contrastive(model, architecture, images, captions, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def pretrain_captioned(model: torch.nn.Module, architecture: str, *, n: int, name_rate: float, epochs: int,
+                       batch_size: int, lr: float, seed: int) -> torch.nn.Module:
+    """Contrastive training on ``n`` captioned composites of the multi-task world (:func:`dawin.demo.tasks.captioned`:
+    every factor the eight tasks ask about, colour and background named with probability ``name_rate``)."""
+    from .tasks import captioned
+
+    torch.manual_seed(seed)
+    transform = preprocess(model)
+    images, captions = [], []
+    for img, caption in captioned(n, seed, name_rate):
+        images.append(transform(img))
+        captions.append(caption)
+    return contrastive(model, architecture, torch.stack(images), captions, epochs=epochs, batch_size=batch_size, lr=lr,
+                       seed=seed)
+
+
+def contrastive(model: torch.nn.Module, architecture: str, images: torch.Tensor, captions: Sequence[str], *, epochs: int,
+                batch_size: int, lr: float, seed: int) -> torch.nn.Module:
+    """CLIP's contrastive loss (InfoNCE, both directions) over (image, caption) pairs, AdamW, cosine schedule."""
+    tokens = open_clip.get_tokenizer(architecture)(list(captions))
     # as in CLIP, no weight decay on embeddings, gains, biases and the logit scale (most token embeddings
     # are never used here and would only be shrunk towards zero)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -61,7 +84,7 @@ def pretrain_clip(model: torch.nn.Module, architecture: str, task: Task, domains
     gen = torch.Generator().manual_seed(seed)
     steps, total = 0, epochs * math.ceil(len(images) / batch_size)
     model.train()
-    for _ in tqdm(range(epochs), desc="pre-train tiny CLIP"):
+    for _ in tqdm(range(epochs), desc=f"pre-train {architecture}"):
         for idx in torch.randperm(len(images), generator=gen).split(batch_size):
             # a long warm-up (and a moderate lr): early full-rate Adam steps lock the text tower onto the
             # style words, which the random image tower already tells apart, and map every class name to
@@ -109,14 +132,35 @@ def finetune_classifier(clf: ImageClassifier, images: torch.Tensor, labels: torc
                 desc="fine-tune")
 
 
-def finetune_encoder(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
-                     batch_size: int, lr: float, seed: int) -> ImageClassifier:
-    """Fine-tune the image tower only, the (zero-shot) head frozen, as task_vectors fine-tunes its experts.
+def finetune_expert(clf: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, *, steps: int, batch_size: int,
+                    lr: float, warmup: int, seed: int) -> ImageClassifier:
+    """A task expert as task_vectors fine-tunes one: the image tower only, its task's zero-shot head frozen.
 
-    The head's parameters get ``requires_grad = False`` (and stay so) and are not in the optimiser, so
-    neither gradients nor AdamW's weight decay touch them: every expert keeps the head it started from,
-    and task vectors are differences of towers alone. Otherwise as :func:`finetune_classifier`.
+    task_vectors' ``src/finetune.py`` (mlfoundations/task_vectors@826a64c): the parameters that require a gradient
+    (the head's do not), AdamW with weight decay 0.1 (``src/args.py``), a cosine schedule after a linear warm-up of
+    ``warmup_length`` steps, the gradient norm clipped to 1.0, cross-entropy, a fixed budget (about 2,000 steps at
+    lr 1e-5 and batch 128 there; the demo's ``steps``, ``lr`` and ``batch_size`` are sized for its tiny tower).
+    Batches are drawn from seeded permutations of the training images, one after another, until ``steps``.
+
+    The head gets ``requires_grad = False`` (and keeps it), so every expert keeps the head it started from and
+    task vectors are differences of towers alone.
     """
+    torch.manual_seed(seed)
     clf.head.requires_grad_(False)
-    return _fit(clf, clf.visual.parameters(), images, labels, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                desc="fine-tune encoder")
+    params = [p for p in clf.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    batches = iter(())
+    clf.train()
+    for step in tqdm(range(steps), desc="fine-tune expert"):
+        idx = next(batches, None)
+        if idx is None:
+            batches = iter(torch.randperm(len(images), generator=gen).split(batch_size))
+            idx = next(batches)
+        _cosine_lr(opt, lr, step, steps, warmup=warmup)
+        loss = F.cross_entropy(clf(images[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return clf.eval()
