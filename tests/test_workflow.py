@@ -97,7 +97,7 @@ def test_demo_builds_every_table_and_figure(workdir):
     checks = premises.read(res / "premises.csv")
     assert checks.check.tolist() == list(premises.CHECKS) and checks.passed.notna().all()
     assert page.index("## Premise checks") < page.index("## Table 1")
-    assert "Paired: DaWin − WiSE-FT, tiny;" in page and "Paired: DaWin − TIES-merging, tiny;" in page
+    assert "Paired: DaWin − WiSE-FT, tiny;" in page and "Paired: DaWin − TIES-merging, tiny-vit;" in page
 
 
 def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
@@ -313,8 +313,14 @@ def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):
     before = clip.stat().st_mtime_ns
     res = snakemake(workdir, extra_config={"backbones": {"tiny": {"architecture": "dawin-tiny-rnn"}}})
     assert res.returncode != 0
-    assert "backbones.tiny.architecture: unknown architecture 'dawin-tiny-rnn'; did you mean dawin-tiny-rn?" in res.stderr
+    assert "backbones.tiny.architecture: unknown architecture 'dawin-tiny-rnn'; did you mean dawin-tiny-rn" in res.stderr
     assert clip.stat().st_mtime_ns == before
+
+
+def test_unknown_multitask_architecture_names_its_key(workdir):
+    res = snakemake(workdir, "-n", extra_config={"multitask": {"architecture": "dawin-tiny-vitt"}})
+    assert res.returncode != 0
+    assert "multitask.architecture: unknown architecture 'dawin-tiny-vitt'; did you mean dawin-tiny-vit" in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("swapped, other, expected, unaffected", [

@@ -47,11 +47,11 @@ try:
 except ValueError as error:
     raise WorkflowError(str(error)) from None
 if "multitask" in config and config["multitask"]["backbone"] not in config["backbones"]:
-    _missing = [k for k in ("architecture", "pretrained") if k not in config["multitask"]]
+    _missing = [f"multitask.{k}" for k in ("architecture", "pretrained") if k not in config["multitask"]]
     if _missing:
         raise WorkflowError(f"config multitask.backbone: {config['multitask']['backbone']!r} is not among backbones "
                             f"{sorted(config['backbones'])}; name one of them, or give the multi-task suite its own "
-                            f"{' and '.join('multitask.' + k for k in _missing)}")
+                            f"{' and '.join(_missing)}")
 
 RESULTS = config["results"]
 SUITE = config["suite"]
