@@ -293,10 +293,10 @@ def composite(rng: np.random.Generator, name_rate: float) -> tuple[np.ndarray, s
     """One pre-training image (canvas-sized float RGB, before noise) and its caption.
 
     The image combines a background (a scene's palette, a texture, or a plain colour), an object colour (one of
-    the colour task's hues, or any) and a content (:data:`CONTENTS`: one shape of the shape families, one to four
-    things, a thing at a side, an arrow pointing somewhere): every factor the eight tasks ask about, in combinations no task
-    shows. The caption names the content, and the colour and the background each with probability
-    ``name_rate`` (a web caption names some of what is in a picture).
+    the colour task's hues, or any) and a content (:data:`CONTENTS`: one shape of the shape families, one to
+    four things, a thing at a side, an arrow pointing somewhere): every factor the eight tasks ask about, in
+    combinations no task shows. The caption names the content, and the colour and the background each with
+    probability ``name_rate`` (a web caption names some of what is in a picture).
     """
     named = lambda: rng.random() < name_rate  # noqa: E731
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
