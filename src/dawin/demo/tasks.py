@@ -96,15 +96,20 @@ def _one_object(rng: np.random.Generator, scale: tuple[float, float], shift: flo
 # --- painters: one per task family ----------------------------------------------------------------------
 
 
+def _centred_mask(shape: str, angle: float, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """A large ``shape`` near the centre, turned ``angle`` degrees counter-clockwise, plus up to ``jitter``."""
+    r = rng.uniform(0.6, 0.85) * CANVAS / 2
+    cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
+    return shape_mask(shape, cx, cy, r, angle + rng.uniform(-jitter, jitter))
+
+
 def _shape_painter(classes: tuple[str, ...], rotation: float) -> Painter:
     """Label = the shape drawn (a key of synth.DRAWERS)."""
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
         bg, fg = _contrasting(rng)
-        r = rng.uniform(0.6, 0.85) * CANVAS / 2
-        cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
         # rotation stays small: a square turned by 45 degrees would be a diamond
-        return _paste(_flat(bg), shape_mask(classes[y], cx, cy, r, rng.uniform(-rotation, rotation)), fg)
+        return _paste(_flat(bg), _centred_mask(classes[y], 0.0, rotation, rng), fg)
 
     return paint
 
@@ -146,19 +151,12 @@ def _count_painter() -> Painter:
     return paint
 
 
-def _arrow_mask(angle: float, rng: np.random.Generator) -> np.ndarray:
-    """A large arrow pointing ``angle`` degrees (counter-clockwise from east, jittered by up to 10)."""
-    r = rng.uniform(0.6, 0.85) * CANVAS / 2
-    cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
-    return shape_mask("arrow", cx, cy, r, angle + rng.uniform(-10, 10))
-
-
 def _direction_painter(angles: tuple[float, ...]) -> Painter:
     """Label = where an arrow points; synth's arrow points east and PIL rotates counter-clockwise."""
 
     def paint(y: int, rng: np.random.Generator) -> np.ndarray:
         bg, fg = _contrasting(rng)
-        return _paste(_flat(bg), _arrow_mask(angles[y], rng), fg)
+        return _paste(_flat(bg), _centred_mask("arrow", angles[y], 10, rng), fg)
 
     return paint
 
@@ -281,10 +279,11 @@ CONTENTS = ("shape", "count", "position", "direction")
 BACKGROUNDS = ("scene", "texture", "plain")
 
 
-def _caption_colour(img: np.ndarray, named: int | None, rng: np.random.Generator) -> np.ndarray:
-    """The object colour: a vivid named hue, or any hue whose value stands out from the background's mean."""
-    if named is not None:
-        return hsv_rgb(_HUES[named] + rng.normal(0, 0.015), rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0))
+def _caption_colour(img: np.ndarray, hue: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The object colour: the colour task's hue ``hue``, vivid, or (None) any hue whose value stands out from the
+    background's mean."""
+    if hue is not None:
+        return hsv_rgb(_HUES[hue] + rng.normal(0, 0.015), rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0))
     bg_v = float(img.max(-1).mean())
     return hsv_rgb(rng.random(), rng.uniform(0.2, 1.0), bg_v - 0.5 if bg_v > 0.55 else bg_v + 0.5)
 
@@ -315,9 +314,7 @@ def composite(rng: np.random.Generator, name_rate: float) -> tuple[np.ndarray, s
     if content == "shape":
         shapes = _ANGULAR + _ROUND
         k = int(rng.integers(len(shapes)))
-        r = rng.uniform(0.6, 0.85) * CANVAS / 2
-        cx, cy = CANVAS / 2 + rng.uniform(-0.08, 0.08, 2) * CANVAS
-        mask = shape_mask(shapes[k], cx, cy, r, rng.uniform(-8, 8))
+        mask = _centred_mask(shapes[k], 0.0, 8, rng)
         what = f"a {colour}{shapes[k]}"
     elif content == "count":
         k = int(rng.integers(4))
@@ -329,7 +326,7 @@ def composite(rng: np.random.Generator, name_rate: float) -> tuple[np.ndarray, s
         what = f"a {colour}shape at the {_SIDES[k]}"
     else:
         k = int(rng.integers(len(_COMPASS)))
-        mask = _arrow_mask(_ANGLES[k], rng)
+        mask = _centred_mask("arrow", _ANGLES[k], 10, rng)
         what = f"a {colour}arrow pointing {_COMPASS[k]}"
     img = _paste(img, mask, _caption_colour(img, hue, rng))
     what = what.replace("a arrow", "an arrow")  # the one noun of these captions after "a" that takes "an"
