@@ -77,14 +77,47 @@ def test_every_documented_snakemake_command_parses_as_meant():
     from snakemake.cli import get_argument_parser
 
     parser, checked = get_argument_parser(), 0
-    for doc in ("README.md", "config/README.md", "workflow/scripts/README.md"):
-        for line in (REPO / doc).read_text().splitlines():
+    docs = [REPO / d for d in ("README.md", "config/README.md", "workflow/scripts/README.md")]
+    for doc in docs + sorted((REPO / "docs").glob("*.md")):
+        for line in doc.read_text().splitlines():
             for command in re.findall(r"(?:\.venv/bin/)?snakemake [^`#\n]*--configfile[^`#\n]*", line):
                 argv = [w for w in shlex.split(command.replace("...", ""))[1:] if "<" not in w]
                 args = parser.parse_args(argv)
-                assert all(str(f).endswith((".yaml", ".yml")) for f in args.configfile), (doc, command)
+                assert all(str(f).endswith((".yaml", ".yml")) for f in args.configfile), (doc.name, command)
                 checked += 1
-    assert checked >= 8
+    assert checked >= 14
+
+
+
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but - and _ dropped, spaces to -, repeats numbered."""
+    import re
+
+    found, seen = set(), {}
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.S | re.M)
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    """The README is a map into docs/: each relative link (and its #anchor) names a file and heading that exist."""
+    import re
+
+    checked, broken = 0, []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.S | re.M)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):
+                continue
+            path, _, anchor = link.partition("#")
+            target = (doc.parent / path).resolve() if path else doc
+            checked += 1
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target)):
+                broken.append(f"{doc.relative_to(REPO)}: {link}")
+    assert not broken and checked >= 20, broken
 
 
 TRAIN_BYTES = """
