@@ -1,10 +1,15 @@
 import os
 
-import pytest
-import torch
+from dawin.runtime import JOB_ENVIRONMENT
 
-from dawin.inputs import models
-from dawin.runtime import limit_threads
+for _name, _value in JOB_ENVIRONMENT.items():  # before torch loads libgomp, which reads them once
+    os.environ.setdefault(_name, _value)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from dawin.inputs import models  # noqa: E402
+from dawin.runtime import limit_threads  # noqa: E402
 
 
 LONGEST = ("test_workflow.py", "test_rehearsal.py")

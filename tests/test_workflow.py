@@ -100,8 +100,8 @@ def test_demo_builds_every_table_and_figure(workdir):
     assert "Paired: DaWin − WiSE-FT, tiny;" in page and "Paired: DaWin − TIES-merging, tiny-vit;" in page
 
 
-def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
-    from dawin.runtime import CPU_KERNELS
+def test_demo_checkpoints_record_the_pinned_cpu_kernels_and_spin_count(workdir):
+    from dawin.runtime import CPU_KERNELS, JOB_ENVIRONMENT
     from dawin.tensorio import read_metadata
 
     ckpts = workdir / "resources/demo/checkpoints"
@@ -110,6 +110,7 @@ def test_demo_checkpoints_record_the_pinned_cpu_kernels(workdir):
         meta = read_metadata(path)
         assert (meta["cpu_capability"], meta["mkl_cbwr"], meta["onednn_max_cpu_isa"]) == (
             CPU_KERNELS["ATEN_CPU_CAPABILITY"].upper(), CPU_KERNELS["MKL_CBWR"], CPU_KERNELS["ONEDNN_MAX_CPU_ISA"]), path
+        assert {k: meta[k.lower()] for k in JOB_ENVIRONMENT} == JOB_ENVIRONMENT, path
 
 
 def test_table2_has_every_method_with_costs(workdir):

@@ -20,11 +20,22 @@ also needs the same thread count (each rule's ``threads``, capped by ``--cores``
 
 
 def cpu_kernels() -> dict[str, str]:
-    """The kernel paths this process runs with, for a checkpoint's metadata."""
+    """The kernel paths and threads this process runs with, for a checkpoint's metadata."""
     import torch
 
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkl_cbwr": os.environ.get("MKL_CBWR", "auto"),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads())}
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads()),
+            **{name.lower(): os.environ.get(name, "unset") for name in JOB_ENVIRONMENT}}
+
+
+JOB_ENVIRONMENT = {"GOMP_SPINCOUNT": "10000"}
+"""Set for every job of every suite (``workflow/rules/common.smk``) and for the tests' processes
+(``tests/conftest.py``); a variable already set wins. An idle OpenMP worker of torch's libgomp spins for
+``GOMP_SPINCOUNT`` iterations before it sleeps (300,000 by default), so a job on 2 threads beside one busy process
+spins on the core the other thread needs and slows down about 3 times. 10,000 keeps most of the spinning's speed
+alone and most of the sleeping's speed beside a busy process (``benchmarks/busy_neighbour.py`` measures both, with
+``OMP_WAIT_POLICY=PASSIVE``, which costs about twice the time alone). libgomp reads the variable once, when it
+loads, so it must be in a process's environment before torch is imported."""
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
