@@ -104,14 +104,17 @@ wildcard_constraints:
 
 
 PACKAGE_ROOT = Path(dawin.__file__).parent  # the installed package: what the scripts import
+CODE_STAMPS = ".code-stamps"  # in the working directory: one digest of each module's code (dawin.codedeps)
 
 
 def code_of(script):
-    """The package files a rule's script (workflow/scripts/<script>) runs: its transitive imports of dawin, read
-    from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to any module the script
-    reaches reruns the rule and what follows, and a change elsewhere reruns nothing."""
+    """The code stamps of the package files a rule's script (workflow/scripts/<script>) runs: its transitive
+    imports of dawin, read from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to
+    what any module the script reaches does reruns the rule and what follows; a comment or docstring edit, or a
+    change elsewhere, reruns nothing. Only the process that plans the jobs rewrites stamps (a cluster job's own
+    Snakemake process parses the workflow too; is_main_process: snakemake/workflow.py, 9.27.1)."""
     path = Path(workflow.source_path(f"../scripts/{script}"))
-    return [str(f) for f in codedeps.package_files(path, PACKAGE_ROOT)]
+    return [str(f) for f in codedeps.code_stamps(path, PACKAGE_ROOT, CODE_STAMPS, write=workflow.is_main_process)]
 
 
 def dataset_dir(wildcards):
