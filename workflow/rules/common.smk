@@ -8,13 +8,20 @@ from snakemake.exceptions import WorkflowError
 
 try:  # plain data and an ast reader: no torch at DAG time
     import dawin
-    from dawin import catalog, codedeps, registry
+    from dawin import catalog, codedeps, registry, schema
 except ModuleNotFoundError as error:
     raise WorkflowError(
         f"{error}: the workflow's Python package is not installed where snakemake runs. In a checkout run "
         "./setup.sh (it installs it into .venv with `pip install -e .`); for a deployed workflow install the "
         "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
     ) from None
+
+# The config follows the schema, whose merging methods and targets are the registries' (dawin.schema)
+try:
+    schema.validate(config, workflow.source_path("../schemas/config.schema.yaml"),
+                    shown="workflow/schemas/config.schema.yaml")
+except schema.ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 # The checkout the rules' --use-conda environment installs the package from (envs/dawin.post-deploy.sh);
 # a workflow deployed from a remote repository has none: set DAWIN_SOURCE to a pip requirement instead.
