@@ -16,10 +16,12 @@ except ModuleNotFoundError as error:
         "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
     ) from None
 
-# The config follows the schema, whose merging methods and targets are the registries' (dawin.schema)
+# The config follows the schema, whose merging methods and targets are the registries' (dawin.schema); a workflow
+# using this one as a module may skip it (`skip_validation: True`, as snakemake.utils.validate honours it)
 try:
-    schema.validate(config, workflow.source_path("../schemas/config.schema.yaml"),
-                    shown="workflow/schemas/config.schema.yaml")
+    if not workflow.modifier.skip_validation:
+        schema.validate(config, workflow.source_path("../schemas/config.schema.yaml"),
+                        shown="workflow/schemas/config.schema.yaml")
 except schema.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
