@@ -1,7 +1,7 @@
 # DaWin: training-free dynamic weight interpolation, as a Snakemake workflow.
 # `snakemake` builds every table and figure of the configured suite; `snakemake table2`, `fig4`, ... one
 # of them; `tables`, `figures` and `reproduction` (the paper's numbers beside ours) the aggregates.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -12,10 +12,7 @@ if not config:
     configfile: "config/config.yaml"
 
 
-
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
+# common.smk validates it (workflow/schemas/config.schema.yaml, with the registries' names: dawin.schema)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/paper.smk"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dawin.report.analysis import correctness_splits, mean_by_split, optimal_coefficients, optimality_check, pearson
+from dawin.report.analysis import correctness_splits, optimal_coefficients, optimality_check, pearson
 
 
 def test_correctness_splits_letters_are_zero_shot_then_fine_tuned():
@@ -52,10 +52,3 @@ def test_optimality_check_rows_by_hand():
     u = np.random.default_rng(0).uniform(size=4)
     assert out["mse_uniform"] == pytest.approx(np.mean((opt - u) ** 2))
     assert optimality_check(opt, ratio, 0.8, seed=0) == out
-
-
-def test_mean_by_split_with_an_empty_split():
-    s = correctness_splits(np.array([True, True, False]), np.array([True, False, True]))
-    m = mean_by_split(np.array([1.0, 2.0, 6.0]), s)
-    assert m["all"] == pytest.approx(3.0) and m["TT"] == 1.0 and m["TF"] == 2.0 and m["FT"] == 6.0
-    assert math.isnan(m["FF"])

@@ -5,7 +5,7 @@ import torch
 
 from dawin.method.coefficients import (domain_coefficients, entropy_ratio_coefficients, multi_model_coefficients,
                                        offset_adjusted_coefficients, random_coefficients, score_ratio_coefficients)
-from dawin.method.expertise import confidence, confidence_difference, cross_entropy, entropy, max_logit, shifted_max_logit
+from dawin.method.expertise import confidence, confidence_difference, cross_entropy, entropy, shifted_max_logit
 
 
 def test_entropy_hand_values():
@@ -23,11 +23,10 @@ def test_entropy_temperature_divides_logits():
     assert entropy(z, 2.0).item() == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
 
 
-def test_cross_entropy_confidence_max_logit():
+def test_cross_entropy_and_confidence():
     z = torch.tensor([[math.log(3.0), 0.0]])
     assert cross_entropy(z, torch.tensor([1])).item() == pytest.approx(math.log(4))
     assert confidence(z).item() == pytest.approx(0.75)
-    assert max_logit(z).item() == pytest.approx(math.log(3.0))
 
 
 def test_nan_logits_are_an_error():

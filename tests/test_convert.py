@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from dawin.inputs import convert, models
 from dawin.inputs.models import CheckpointError
+from dawin.tensorio import read_metadata
 
 torch.set_num_threads(1)
 
@@ -308,7 +309,7 @@ def test_convert_writes_classifier_and_sidecar(tmp_path, hf_model):
     assert side["sources"]["checkpoint"]["url"] == "https://example.org/model_5.pt"
     assert side["converter_version"] == convert.CONVERTER_VERSION and side["architecture"] == QG
     assert side["sha256"] == models.sha256(out)
-    meta = models.classifier_metadata(out)
+    meta = read_metadata(out)
     assert meta["source_sha256"] == f"checkpoint={sha}" and meta["converter_version"] == convert.CONVERTER_VERSION
     loaded = models.ImageClassifier.load(out, QG)
     x = torch.randn(2, 3, 32, 32)

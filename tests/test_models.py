@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from dawin.inputs import models
+from dawin.tensorio import read_metadata
 
 
 def test_zeroshot_head_matches_direct_computation(tiny_clip):
@@ -37,7 +38,7 @@ def test_save_load_roundtrip(tmp_path, tiny_pair):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(back(x), m0(x))
-    assert models.classifier_metadata(tmp_path / "m.safetensors")["source"] == "test"
+    assert read_metadata(tmp_path / "m.safetensors")["source"] == "test"
 
 
 def test_missing_checkpoint_names_the_path(tmp_path):

@@ -86,7 +86,7 @@ def test_the_torch_free_decoding_is_open_clips_transform_array_for_array(cfg):
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    ours, theirs = decode.pil_pixels(cfg), pixels.split_transform(cfg)[0]
+    ours, theirs = decode.pil_pixels(cfg), decode.split_transform(cfg)[0]
     size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][0]
     for w, h in [(size, size), (size + 1, size), (size, size + 3), (333, 500), (500, 333), (97, 61), (17, 23), (640, 641)]:
         img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))

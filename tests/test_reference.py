@@ -20,7 +20,6 @@ from dawin.report.reference import (
     model_soups_reference,
     model_soups_results,
     reference_for,
-    reference_settings,
     reproduction_html,
     reproduction_summary,
     write_model_soups_reference,
@@ -113,7 +112,7 @@ def test_pinned_numbers(ref):
 
 
 def test_settings():
-    s = reference_settings(REF)
+    s = load_reference(REF).attrs
     assert s["temperatures"]["ViT-B-32"] == {"zs": 0.9576, "ft": 0.9733}
     assert s["temperatures"]["ViT-L-14"] == {"zs": 1.0767, "ft": 0.9545}
     assert s["mixture_components"] == {"ViT-B-32": 3, "ViT-B-16": 5, "ViT-L-14": 2}

@@ -138,8 +138,8 @@ def test_table2_has_every_method_with_costs(workdir):
 def test_multitask_tables_have_every_method_and_pool(workdir):
     res = workdir / "results/demo"
     df = pd.read_csv(res / "tables/table6.csv")
-    methods = {"pretrained", "individual", "weight_average", "fisher", "regmean", "task_arithmetic", "ties",
-               "adamerging_task", "adamerging_layer", "adamerging_pp_layer", "opcm", "task_arithmetic_grid", "dawin"}
+    from dawin.report.paper_tables import PAIRED, TABLES
+    methods = set(TABLES["table6"].methods)  # the registry's Table 6 methods, all of them configured in the demo
     assert set(df.method) == methods and set(df.pool) == {"all"}
     tasks = {"angular", "colour", "count", "direction", "position", "round", "scene", "texture"}
     assert set(df.dataset) == tasks | {"avg"}
@@ -150,7 +150,6 @@ def test_multitask_tables_have_every_method_and_pool(workdir):
     bounds = df.pivot_table(index=["method", "dataset"], columns="metric", values="value")
     assert len(bounds) == len(methods) * 9 and bounds.accuracy_low.notna().all()
     assert ((bounds.accuracy_low <= bounds.accuracy) & (bounds.accuracy <= bounds.accuracy_high)).all()
-    from dawin.report.paper_tables import PAIRED
     assert {f"minus_{m}_p_not_better" for m in PAIRED["table6"][1]} <= set(df[df.method == "dawin"].metric)
     from dawin.tensorio import load_arrays
     correct, meta = load_arrays(res / "multitask/all/correct.safetensors")
@@ -283,30 +282,50 @@ def planned_reasons(out: str) -> dict[str, set[str]]:
     return reasons
 
 
+def plan_with_edit(workdir, path, edit):
+    """A dry run with ``path`` edited by ``edit`` (text -> text) and dated newer than every output; the file and its
+    time are restored after."""
+    text, st = path.read_text(), path.stat()
+    try:
+        path.write_text(edit(text))
+        os.utime(path, ns=(st.st_atime_ns, time.time_ns() + 10**9))
+        plan = snakemake(workdir, "-n")
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    return plan
+
+
 @pytest.mark.parametrize("module, direct, downstream, untouched", [
     # reached by one script only, deep in the graph
     ("method/calibration.py", {"temperatures"}, {"coefficients", "merged_dawin", "table2_files"},
      {"cache_logits", "wise_ft_sweep", "soup", "zeroshot_head", "multitask_all", "demo_pretrain"}),
-    # the merging registry's OPCM module (imported by the registry, once a lazy importlib entry); the pool jobs'
-    # script reaches it too, but their reason names only the first cause, the logits multitask_logits rewrites
+    # a module of the merging registry (dawin.merging imports each entry's module by name: every module of the
+    # package counts); the pool jobs' script reaches it too, but their reason names only the first cause, the
+    # logits multitask_logits rewrites
     ("merging/opcm.py", {"multitask_logits"}, {"multitask_all", "multitask_pool", "multitask_metrics", "table6_files"},
      {"cache_logits", "temperatures", "coefficients", "merged_dawin", "demo_task_experts"}),
 ])
 def test_changed_module_reruns_the_rules_whose_scripts_reach_it(workdir, package_copy, module, direct, downstream,
                                                                untouched):
-    path = package_copy / module
-    text, st = path.read_bytes(), path.stat()
-    try:  # an edit (Snakemake compares small inputs by checksum: a touch alone reruns nothing)
-        path.write_bytes(text + b"\n# an edit\n")
-        os.utime(path, ns=(st.st_atime_ns, time.time_ns() + 10**9))
-        plan = snakemake(workdir, "-n")
-    finally:
-        path.write_bytes(text)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert plan.returncode == 0, plan.stderr[-3000:]
+    plan = plan_with_edit(workdir, package_copy / module, lambda text: text + "\nAN_EDIT = 1  # a new constant\n")
     reasons = planned_reasons(plan.stdout)
+    # the rule's code stamp of the module (.code-stamps/dawin/<module>.sha256) is the updated input
     assert {r for r, why in reasons.items() if any(module in w for w in why)} == direct
     assert downstream <= set(reasons) and not untouched & set(reasons)
+
+
+def test_a_comment_or_docstring_edit_reruns_nothing(workdir, package_copy):
+    """Every script imports tensorio: as a text change (code inputs compared by time) it reran 93 of the demo's 102
+    jobs. Its code stamp keeps its digest and its time, so nothing reruns."""
+    def reworded(text):
+        assert text.startswith('"""safetensors files')
+        return text.replace('"""safetensors files', '"""Reworded: safetensors files', 1).replace(
+            "\nMETA_KEY =", "\n# a comment\n\nMETA_KEY =", 1) + "\n# a last comment\n"
+
+    plan = plan_with_edit(workdir, package_copy / "tensorio.py", reworded)
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-3000:]
 
 
 def test_unknown_architecture_stops_before_any_job_and_deletes_nothing(workdir):

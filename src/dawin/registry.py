@@ -2,18 +2,21 @@
 
 The Snakefile reads it when it builds the DAG, and tables and figures read it without loading a model;
 everything else is derived from it (the coefficient and merged-evaluation jobs and what each target needs,
-the schema's enums, checked by a test, method keys and labels, which merging methods read which data).
+the config schema's method names (:mod:`dawin.schema`), method keys and labels, which merging methods read which
+data, Table 6's rows).
 The functions live elsewhere, keyed by the same names, and check themselves against this module when
-imported: coefficient kinds in :mod:`dawin.method.variants`, merging methods in :mod:`dawin.merging`.
+imported (coefficient kinds in :mod:`dawin.method.variants`), or are found from it (merging methods:
+:mod:`dawin.merging` imports each entry's module by name).
 
-Adding a coefficient kind or a merging method: the checklists in the README ("Extending").
+Adding a coefficient kind or a merging method: the checklists in the README ("Extending"), and
+:data:`MERGING_METHODS`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,12 @@ COEFFICIENT_GROUPS: dict[str, list[str]] = {
 
 @dataclass(frozen=True)
 class MergingMethod:
-    """A multi-task merging method (its function: ``dawin.merging.METHODS[name]``)."""
+    """A multi-task merging method: what it is called, where its function lives and where it shows.
+
+    Its function is ``merge(pool, data=None, **options) -> encoder state dict`` of the module
+    ``dawin.merging.<module>`` (the method's name unless given), called with ``fixed`` and the config's
+    ``multitask.methods.<name>`` options (``dawin.merging.METHODS[name]``).
+    """
 
     label: str
     data: str | None = None  # the images it learns from: "train" (each task's train split), "test" (unlabelled)
@@ -153,24 +161,34 @@ class MergingMethod:
     # very images whose noise the bootstrap measures, and both cost nothing more) and AdaMerging layer-wise,
     # plain and ++ (the strongest trained baselines of the paper's Table 6)
     paired: bool = False
+    module: str | None = None  # the module of dawin.merging with its merge function (default: the name)
+    fixed: Mapping[str, object] = field(default_factory=dict)  # options this entry always passes
 
 
 GRID_SEARCH = "task_arithmetic_grid"
 """Figure 8's search baseline: task arithmetic at every lambda of a grid, the best on the test sets (a row of
 Table 6's pool, not a merging method)."""
 
+_ADAMERGING = "adamerging"  # one module, four entries: task- or layer-wise coefficients, plain or ++
 MERGING_METHODS: dict[str, MergingMethod] = {
     "weight_average": MergingMethod("Weight average"),
     "fisher": MergingMethod("Fisher merging", "train"),
     "regmean": MergingMethod("RegMean", "train"),
     "task_arithmetic": MergingMethod("Task arithmetic (0.3)", paired=True),
     "ties": MergingMethod("TIES-merging", paired=True),
-    "adamerging_task": MergingMethod("AdaMerging (task-wise)", "test"),
-    "adamerging_layer": MergingMethod("AdaMerging (layer-wise)", "test", paired=True),
-    "adamerging_pp_task": MergingMethod("AdaMerging++ (task-wise)", "test", table6=False),
-    "adamerging_pp_layer": MergingMethod("AdaMerging++ (layer-wise)", "test", paired=True),
+    "adamerging_task": MergingMethod("AdaMerging (task-wise)", "test", module=_ADAMERGING,
+                                     fixed={"granularity": "task"}),
+    "adamerging_layer": MergingMethod("AdaMerging (layer-wise)", "test", paired=True, module=_ADAMERGING,
+                                      fixed={"granularity": "layer"}),
+    "adamerging_pp_task": MergingMethod("AdaMerging++ (task-wise)", "test", table6=False, module=_ADAMERGING,
+                                        fixed={"granularity": "task", "plus_plus": True}),
+    "adamerging_pp_layer": MergingMethod("AdaMerging++ (layer-wise)", "test", paired=True, module=_ADAMERGING,
+                                         fixed={"granularity": "layer", "plus_plus": True}),
     "opcm": MergingMethod("OPCM (beyond the paper)"),
 }
+"""Every multi-task merging method by its config name. Adding one: its module ``dawin/merging/<name>.py`` with
+``merge(pool, data=None, **options)``, its entry here, and its options in a config's ``multitask.methods``; the
+schema's method names, the jobs, Table 6's rows and the labels follow."""
 
 
 def merging_methods_reading(data: str) -> tuple[str, ...]:

@@ -8,13 +8,22 @@ from snakemake.exceptions import WorkflowError
 
 try:  # plain data and an ast reader: no torch at DAG time
     import dawin
-    from dawin import catalog, codedeps, registry
+    from dawin import catalog, codedeps, registry, schema
 except ModuleNotFoundError as error:
     raise WorkflowError(
         f"{error}: the workflow's Python package is not installed where snakemake runs. In a checkout run "
         "./setup.sh (it installs it into .venv with `pip install -e .`); for a deployed workflow install the "
         "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
     ) from None
+
+# The config follows the schema, whose merging methods and targets are the registries' (dawin.schema); a workflow
+# using this one as a module may skip it (`skip_validation: True`, as snakemake.utils.validate honours it)
+try:
+    if not workflow.modifier.skip_validation:
+        schema.validate(config, workflow.source_path("../schemas/config.schema.yaml"),
+                        shown="workflow/schemas/config.schema.yaml")
+except schema.ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 # The checkout the rules' --use-conda environment installs the package from (envs/dawin.post-deploy.sh);
 # a workflow deployed from a remote repository has none: set DAWIN_SOURCE to a pip requirement instead.
@@ -110,14 +119,17 @@ wildcard_constraints:
 
 
 PACKAGE_ROOT = Path(dawin.__file__).parent  # the installed package: what the scripts import
+CODE_STAMPS = ".code-stamps"  # in the working directory: one digest of each module's code (dawin.codedeps)
 
 
 def code_of(script):
-    """The package files a rule's script (workflow/scripts/<script>) runs: its transitive imports of dawin, read
-    from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to any module the script
-    reaches reruns the rule and what follows, and a change elsewhere reruns nothing."""
+    """The code stamps of the package files a rule's script (workflow/scripts/<script>) runs: its transitive
+    imports of dawin, read from the source (dawin.codedeps). Declared as the rule's code inputs, so a change to
+    what any module the script reaches does reruns the rule and what follows; a comment or docstring edit, or a
+    change elsewhere, reruns nothing. Only the process that plans the jobs rewrites stamps (a cluster job's own
+    Snakemake process parses the workflow too; is_main_process: snakemake/workflow.py, 9.27.1)."""
     path = Path(workflow.source_path(f"../scripts/{script}"))
-    return [str(f) for f in codedeps.package_files(path, PACKAGE_ROOT)]
+    return [str(f) for f in codedeps.code_stamps(path, PACKAGE_ROOT, CODE_STAMPS, write=workflow.is_main_process)]
 
 
 def dataset_dir(wildcards):

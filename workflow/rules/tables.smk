@@ -1,5 +1,7 @@
-# The paper's robust fine-tuning tables, one rule each (`<table>_files`), from tidy results.
+# The paper's tables, one rule each (`<table>_files`), from tidy results.
 import yaml
+
+from dawin.report import paper_tables  # torch-free (pandas is Snakemake's already)
 
 
 def has_soups(backbone):
@@ -39,34 +41,33 @@ def second_reference(name):
 
 
 def multitask_correct(name):
-    """The per-sample correctness files of a multi-task table (its accuracies' intervals): Table 6 the pool of all
-    tasks and the individuals, Table G its own pools."""
-    if name == "table6":
+    """The per-sample correctness files of a multi-task table (its accuracies' intervals): the pool of all tasks and
+    the individuals (Table 6), or the other pools (Table G: rows per pool)."""
+    if not paper_tables.TABLES[name].pools:
         return [f"{RESULTS}/multitask/all/correct.safetensors", f"{RESULTS}/multitask/individual.correct.safetensors"]
     return [f"{RESULTS}/multitask/{p}/correct.safetensors" for p in POOLS if p != "all"]
 
 
 def table_inputs(name):
+    """A table's files, from what its dawin.report.paper_tables.TABLES entry reads."""
     if name in MULTITASK_TABLES:
         return {"code": code_of("table.py"), "reference": REFERENCE,
                 "metrics": [f"{RESULTS}/multitask/metrics.csv"], "merged": [], "correct": multitask_correct(name)}
+    spec = paper_tables.TABLES[name]
     bbs = target_backbones(name)
+    soups = [b for b in bbs if "soups" in spec.reads and has_soups(b)]
     inputs = {
         "code": code_of("table.py"),
         "reference": REFERENCE,
-        "metrics": [f"{RESULTS}/metrics/{b}.csv" for b in bbs],
+        "metrics": [f"{RESULTS}/metrics/{b}.csv" for b in bbs] + [f"{RESULTS}/metrics/{b}/soups.csv" for b in soups],
         "merged": merged_files(name),
     }
-    soups = name in ("table2", "table3", "table4")
-    if soups:
-        inputs["metrics"] += [f"{RESULTS}/metrics/{b}/soups.csv" for b in bbs if has_soups(b)]
-    if name != "table_c":  # per-sample correctness: the accuracies' bootstrap intervals
+    if spec.intervals:  # per-sample correctness: the accuracies' bootstrap intervals
         inputs["correct"] = [f"{RESULTS}/metrics/{b}.correct.safetensors" for b in bbs]
-        inputs["correct"] += [f"{RESULTS}/metrics/{b}/soups.correct.safetensors" for b in bbs if soups and has_soups(b)]
-    if name == "table_c":
-        inputs["metrics"] += [f"{RESULTS}/analysis/{b}/optimality.csv" for b in bbs]
-    if name == "table_f":
-        inputs["metrics"] += [f"{RESULTS}/profile/{b}.csv" for b in bbs]
+        inputs["correct"] += [f"{RESULTS}/metrics/{b}/soups.correct.safetensors" for b in soups]
+    for result, folder in (("optimality", "analysis/{b}/optimality.csv"), ("profile", "profile/{b}.csv")):
+        if result in spec.reads:
+            inputs["metrics"] += [f"{RESULTS}/{folder.format(b=b)}" for b in bbs]
     if second_reference(name):
         inputs["second_reference"] = second_reference(name)["path"]
     return inputs

@@ -7,8 +7,10 @@ does on PIL images (``transforms/functional.py``: ``_compute_resized_output_size
 unchanged when it has the size already, ``center_crop``'s rounding; ``transforms/_functional_pil.py``:
 ``Image.resize`` and ``Image.crop``), so a decoding job imports neither torch nor open_clip, whose import is most of
 a small job's time. ``tests/test_pixels.py`` holds it equal to open_clip's own transform, array for array, on
-images of many shapes. Other preprocessings ("longest", a non-square "shortest") take open_clip's transform
-(:func:`dawin.inputs.pixels.split_transform`). The file layout is :mod:`dawin.inputs.pixels`'.
+images of many shapes. Other preprocessings ("longest", a non-square "shortest") take open_clip's transform, cut
+before its tensor conversion (:func:`split_transform`, which imports open_clip when called). The file layout is
+:mod:`dawin.inputs.pixels`', which reads the files and imports this module (never the other way round: a decoding
+job runs none of the model code).
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def _squash(size: tuple[int, int], interpolation: int, img: Image.Image) -> np.n
     return np.asarray(_resized(img, size, interpolation).convert("RGB"))
 
 
+def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
+    """open_clip's evaluation transform for ``cfg`` (a ``preprocess_cfg``) in two: (PIL image -> uint8 HWC array,
+    uint8 HWC array -> normalised CHW float tensor). Composed, they equal the transform itself."""
+    from dawin.inputs.openclip import open_clip  # noqa: F401, I001 - first: open_clip without timm and transformers (see there)
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    steps = image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms
+    cut = next((i for i, t in enumerate(steps) if isinstance(t, ToTensor)), None)
+    if cut is None or [type(t) for t in steps[cut + 1:]] != [Normalize]:
+        raise TypeError(f"unexpected open_clip evaluation transform {steps}: expected ... ToTensor, Normalize")
+    return Compose([*steps[:cut], np.asarray]), Compose(steps[cut:])
+
+
 def pil_pixels(cfg: Mapping) -> Callable[[Image.Image], np.ndarray] | None:
     """PIL image -> (H, W, 3) uint8 array for the preprocessing ``cfg``, or None where only open_clip's transform
     does it. open_clip interpolates bilinearly for "bilinear" and bicubically for anything else."""
@@ -87,11 +103,7 @@ def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: 
     returns the image count. Written to a temporary name and moved into place when complete, so a failed run
     leaves no partial cache."""
     path = Path(path)
-    to_pixels = pil_pixels(cfg)
-    if to_pixels is None:
-        from .pixels import split_transform
-
-        to_pixels = split_transform(cfg)[0]
+    to_pixels = pil_pixels(cfg) or split_transform(cfg)[0]
     data = load_dataset(root, transform=to_pixels)
     size = cfg["size"]
     h, w = (size, size) if isinstance(size, int) else size

@@ -165,7 +165,3 @@ class ImageClassifier(torch.nn.Module):
         model = cls(visual, torch.nn.Linear(dim, n_cls), arch)
         _load_strict(model, state, path, arch)
         return model.eval()
-
-
-def classifier_metadata(path: str | Path) -> dict[str, str]:
-    return _metadata(Path(path))

@@ -17,29 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from dawin.inputs.openclip import open_clip  # noqa: F401, I001 - first: open_clip without timm and transformers (see there)
-from open_clip.transform import PreprocessCfg, image_transform_v2
-from torchvision.transforms import Compose, Normalize, ToTensor
 
 from .architectures import pixels_key
 from .datasets import DatasetError, ImageFolderDataset, load_dataset
-from .decode import index_digest, sidecar
+from .decode import index_digest, sidecar, split_transform
 from .models import preprocess
-
-
-def split_transform(cfg: Mapping) -> tuple[Callable, Callable]:
-    """open_clip's evaluation transform for ``cfg`` (a ``preprocess_cfg``) in two: (PIL image -> uint8 HWC array,
-    uint8 HWC array -> normalised CHW float tensor). Composed, they equal the transform itself."""
-    steps = image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms
-    cut = next((i for i, t in enumerate(steps) if isinstance(t, ToTensor)), None)
-    if cut is None or [type(t) for t in steps[cut + 1:]] != [Normalize]:
-        raise TypeError(f"unexpected open_clip evaluation transform {steps}: expected ... ToTensor, Normalize")
-    return Compose([*steps[:cut], np.asarray]), Compose(steps[cut:])
 
 
 def with_pixels(data: ImageFolderDataset, path: str | Path, cfg: Mapping) -> ImageFolderDataset:

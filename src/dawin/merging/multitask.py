@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..inputs.datasets import DatasetError, ImageFolderDataset, load_dataset
+from ..inputs.datasets import DatasetError, ImageFolderDataset
 from ..inputs.pixels import open_dataset
 from ..inference.logits import compute_logits
 from ..method.expertise import percent_correct, top1_correct
@@ -45,16 +45,6 @@ def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
         if clf.head.bias.abs().max() > 0:
             raise ValueError(f"{path}: expert heads must be bias-free zero-shot heads (task_vectors' frozen heads)")
     return ModelPool(base.architecture, base.visual.state_dict(), encoders, heads)
-
-
-def load_images(root: str, n: int | None, seed: int, transform) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``n`` images (a seeded subset, in index order) of a dataset as one tensor, with labels."""
-    data = load_dataset(root, transform=transform)
-    idx = np.arange(len(data))
-    if n is not None and n < len(data):
-        idx = np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False))
-    images = torch.stack([data[int(i)][0] for i in idx])
-    return images, torch.as_tensor([data.labels[int(i)] for i in idx])
 
 
 def correct_predictions(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str],

@@ -51,12 +51,6 @@ def confidence(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.softmax(logits.double() / temperature, dim=-1).max(dim=-1).values
 
 
-def max_logit(logits: torch.Tensor) -> torch.Tensor:
-    """Largest raw logit."""
-    check_finite(logits)
-    return logits.double().max(dim=-1).values
-
-
 def top1_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample top-1 correctness (bool): what the tables' bootstrap intervals resample."""
     return logits.argmax(dim=-1) == labels.long()

@@ -7,8 +7,6 @@ Inputs may be numpy arrays or CPU torch tensors; results are numpy arrays or Pyt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -84,15 +82,3 @@ def optimality_check(optimal: ArrayLike, ce_ratio_coef: ArrayLike, wise_alpha: f
         "mse_wise_ft": float(np.mean((opt - wise_alpha) ** 2)),
         "mse_ce_ratio": float(np.mean((opt - ratio) ** 2)),
     }
-
-
-def mean_by_split(values: ArrayLike, splits: Mapping[str, ArrayLike]) -> dict[str, float]:
-    """Mean of ``values`` (e.g. output entropy, Fig. 6 / F) within each split mask; an empty split gives NaN."""
-    v = _finite_1d(values, "values")
-    out: dict[str, float] = {}
-    for name, mask in splits.items():
-        m = np.asarray(mask)
-        if m.dtype != np.bool_ or m.shape != v.shape:
-            raise ValueError(f"split {name!r} must be a boolean mask of shape {v.shape}, got {m.dtype}{m.shape}")
-        out[name] = float(v[m].mean()) if m.any() else float("nan")
-    return out

@@ -40,24 +40,34 @@ class TableSpec:
     extra_metrics: tuple[str, ...] = ()  # further columns that are metrics, not datasets (costs)
     multi_backbone: bool = False  # rows per (backbone, method)
     pools: bool = False  # rows per (method, model pool): Table G
+    # results it reads besides each backbone's metrics and its merged evaluations (workflow/rules/tables.smk):
+    # "soups" (the soups' metrics and correctness, for backbones with soups), "optimality" (the per-sample optimal
+    # coefficient's statistics), "profile" (the measured inference costs)
+    reads: tuple[str, ...] = ()
+
+    @property
+    def intervals(self) -> bool:
+        """Whether it shows accuracies with bootstrap intervals (read from the per-sample correctness files)."""
+        return self.metric == "accuracy"
 
 
 TABLES: dict[str, TableSpec] = {
     "table1": TableSpec(("zeroshot", "finetuned", "wise_ft", "oracle_domain", "oracle_sample"), ROBUST),
     "table2": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "uniform_soup", "greedy_soup",
-                                    "model_stock", "dawin_per_sample", "dawin"), ROBUST, extra_metrics=("cost_t", "cost_i")),
-    "table3": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin")),
-    "table4": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin")),
+                                    "model_stock", "dawin_per_sample", "dawin"), ROBUST, extra_metrics=("cost_t", "cost_i"),
+                        reads=("soups",)),
+    "table3": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin"), reads=("soups",)),
+    "table4": TableSpec(("zeroshot", "finetuned", "output_ensemble", "wise_ft", "model_stock", "dawin"), reads=("soups",)),
     "table5": TableSpec(("finetuned", "dcs", "doe", "dawin"), multi_backbone=True),
     "table_a": TableSpec(("dawin_no_offset", "dawin"), multi_backbone=True),
     "table_b": TableSpec(()),
     "table_c": TableSpec(("optimal_std", "mse_uniform", "mse_wise_ft", "mse_ce_ratio"),
-                         ROBUST[:-1], metric="value"),
+                         ROBUST[:-1], metric="value", reads=("optimality",)),
     "table_d": TableSpec(("finetuned", "wise_ft", *(method_name(k, "mixture") for k in kinds_in("table_d")), "dawin")),
     "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration")),
     "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop",
                           "single_pass_jpeg", "single_pass_decoded"), ("ood_avg",),
-                         extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample")),
+                         extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample"), reads=("profile",)),
     "table6": TableSpec(("pretrained", "individual", *(m for m, v in MERGING_METHODS.items() if v.table6),
                          "task_arithmetic_grid", "dawin"), MULTITASK),
     "table_g": TableSpec(("task_arithmetic", "adamerging_pp_layer", "dawin"), ("svhn", "eurosat"), pools=True),
@@ -81,7 +91,7 @@ def table_metrics(name: str) -> set[str]:
     """The tidy metrics table ``name`` keeps: its own, the accuracy intervals and its paired comparisons."""
     spec = TABLES[name]
     metrics = {spec.metric, *spec.extra_metrics}
-    if spec.metric == "accuracy":
+    if spec.intervals:
         metrics |= set(INTERVAL_METRICS)
     for other in PAIRED.get(name, ("", ()))[1]:
         metrics |= set(paired_metrics(other))

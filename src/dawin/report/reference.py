@@ -178,13 +178,6 @@ def load_reference(path) -> pd.DataFrame:
     return df
 
 
-def reference_settings(path) -> dict:
-    """``{"temperatures": {backbone: {zs, ft}}, "mixture_components": {backbone: K}}`` from the YAML."""
-    doc = _read(path)
-    _check_settings(doc, path)
-    return {"temperatures": doc.get("temperatures", {}), "mixture_components": doc.get("mixture_components", {})}
-
-
 def reference_for(ref_df: pd.DataFrame, table: str) -> pd.DataFrame:
     """The long-format rows of one table, by key ("table2") or printed source ("Table 2")."""
     sub = ref_df[(ref_df.table == table) | (ref_df.source == table)]
