@@ -202,7 +202,22 @@ class _SelfAttention(nn.Module):
         return self.attn(x, x, x, need_weights=False)[0]
 
 
-def test_regmean_covers_self_attention_in_proj_but_not_out_proj():
+def _heads_concatenated(attention: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """out_proj's input by hand: per head softmax(Q K^T / sqrt(d)) V, heads side by side (x: batch, tokens, dim)."""
+    w, b = attention.in_proj_weight.detach(), attention.in_proj_bias.detach()
+    q, k, v = (x @ w[i * 8:(i + 1) * 8].T + b[i * 8:(i + 1) * 8] for i in range(3))
+    heads = []
+    for h in range(2):
+        cols = slice(4 * h, 4 * (h + 1))
+        scores = q[..., cols] @ k[..., cols].transpose(-1, -2) / 4 ** 0.5
+        heads.append(torch.softmax(scores, dim=-1) @ v[..., cols])
+    return torch.cat(heads, dim=-1)
+
+
+def test_regmean_covers_self_attention_in_proj_and_out_proj():
+    """Issue 24 item 13: FusionBench's regmean.py merges every nn.Linear, the attention's out_proj included
+    (tanganke/fusion_bench@54c9e8c9 fusion_bench/method/regmean/regmean.py); PyTorch applies out_proj inside
+    F.multi_head_attention_forward, so its input is computed, not hooked. Grams and merge by direct arithmetic."""
     torch.manual_seed(8)
     states = [{k: v.clone() for k, v in _SelfAttention().state_dict().items()} for _ in range(2)]
     g = torch.Generator().manual_seed(9)
@@ -211,9 +226,37 @@ def test_regmean_covers_self_attention_in_proj_but_not_out_proj():
     a = torch.cat([x.reshape(-1, 8) for x in xs]).double()
     b = torch.cat([x.reshape(-1, 8) @ s["attn.in_proj_weight"].T for x, s in zip(xs, states)]).double()
     assert torch.allclose(out["attn.in_proj_weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-5)
-    # out_proj is applied functionally inside MultiheadAttention: no hook fires, so it is averaged
+    # out_proj: its inputs are each expert's concatenated heads; the Gram is their row average
+    module, values = _SelfAttention(), []
+    for state, x in zip(states, xs):
+        module.load_state_dict(state)
+        with torch.no_grad():
+            values.append(_heads_concatenated(module.attn, x).reshape(-1, 8))
+        grams = regmean.input_grams(module, x)
+        assert torch.allclose(grams["attn.out_proj.weight"], values[-1].T @ values[-1] / 24, atol=1e-5)
+        assert set(grams) == {"attn.in_proj_weight", "attn.out_proj.weight"}
+    a = torch.cat(values).double()
+    b = torch.cat([v @ s["attn.out_proj.weight"].T for v, s in zip(values, states)]).double()
+    assert torch.allclose(out["attn.out_proj.weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-4)
     mean = (states[0]["attn.out_proj.weight"] + states[1]["attn.out_proj.weight"]) / 2
-    assert torch.allclose(out["attn.out_proj.weight"], mean, atol=1e-6)
+    assert not torch.allclose(out["attn.out_proj.weight"], mean, atol=1e-3)  # no longer the plain average
+    # the module's own output is unchanged by the hooks
+    module.load_state_dict(states[0])
+    with torch.no_grad():
+        plain = module(xs[0])
+        regmean.input_grams(module, xs[0])
+        assert torch.equal(module(xs[0]), plain)
+
+
+def test_regmean_covers_every_linear_map_of_an_open_clip_vit():
+    """Every nn.Linear of the tower (out_proj included) and in_proj, as FusionBench's HF CLIP q/k/v/out/fc1/fc2."""
+    visual = create_clip("dawin-mini-vit-quickgelu").visual.eval()
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    grams = regmean.input_grams(visual, torch.randn(2, 3, size, size))
+    linear = {f"{n}.weight" for n, m in visual.named_modules() if isinstance(m, nn.Linear)}
+    attention = {f"{n}.in_proj_weight" for n, m in visual.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    assert any(k.endswith("attn.out_proj.weight") for k in linear) and attention
+    assert set(grams) == linear | attention
 
 
 def test_regmean_on_a_resnet_pool_warns_and_averages(pool, images):
