@@ -53,6 +53,16 @@ def test_schema_enums_are_the_registry():
     mt = SCHEMA["properties"]["multitask"]["properties"]
     assert set(mt["methods"]["propertyNames"]["enum"]) == set(R.MERGING_METHODS)
     assert set(mt["pool_methods"]["items"]["enum"]) == set(R.MERGING_METHODS)
+    # each method's variants (issue 24 item 13: Fisher as FusionBench, or per example)
+    declared = {m: tuple(v["properties"]["variant"]["enum"]) for m, v in mt["methods"].get("properties", {}).items()}
+    assert declared == {m: v.variants for m, v in R.MERGING_METHODS.items() if v.variants}
+
+
+def test_a_non_default_variant_is_named_in_the_row_label():
+    assert R.MERGING_METHODS["fisher"].variants[0] == "fusionbench"  # upstream's is the default
+    assert R.merging_labels({"fisher": {"variant": "fusionbench"}, "ties": {"lam": 0.3}}) == {}
+    assert R.merging_labels({"fisher": {"variant": "per_example", "n_examples": 256}}) == {
+        "fisher": "Fisher merging (per_example)"}
 
 
 def test_variants_are_valid_pairs():
