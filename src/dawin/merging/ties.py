@@ -8,7 +8,8 @@ What "the whole task vector" counts (``total_entries``). AdaMerging's ``src/main
 ``dawin_mtl/src``) flatten the whole state dict of task_vectors' pickled ``ImageEncoder`` (``remove_keys = []``),
 and that encoder keeps the CLIP's text-side tensors (mlfoundations/task_vectors@826a64c6 ``src/modeling.py``
 deletes only ``transformer``): ``token_embedding``, ``positional_embedding``, ``ln_final``, ``text_projection``,
-``logit_scale``. Fine-tuning never changes them (``src/finetune.py`` trains through ``encode_image``; AdamW
+``logit_scale`` (no buffer: open_clip v2.0.2 ``src/open_clip/model.py`` registers ``attn_mask`` with
+``persistent=False``). Fine-tuning never changes them (``src/finetune.py`` trains through ``encode_image``; AdamW
 skips parameters without a gradient), so their task-vector entries are 0, yet they count in ``n``: for ViT-B/32
 the top 20 % of 113,448,705 entries is taken, 25.83 % of the image tower's 87,849,216. ``total_entries`` is that
 count (:attr:`dawin.merging.pool.ModelPool.trim_entries`, recorded by the converter from the pickles);
