@@ -107,6 +107,26 @@ class Logged(torch.utils.data.Dataset):
         return self.x[i], 0
 
 
+def test_fusionbench_fisher_reads_the_first_whole_batches_of_each_tasks_split(pool):
+    """Issue 24 item 13: FusionBench's clip_fisher_merging.py iterates an unshuffled DataLoader of batch_size 32
+    (config/method/fisher_merging/clip_fisher_merging.yaml) until num_fisher_examples are seen: the first whole
+    batches. With n_examples 5: one batch, the first 32 of 40 images."""
+    assert inspect.signature(fisher.merge).parameters["variant"].default == "fusionbench"
+    assert fisher.VARIANTS["fusionbench"]["batch_size"] == 32
+    two = ModelPool(pool.architecture, pool.pretrained, {t: pool.experts[t] for t in TASKS[:2]}, pool.heads)
+    g = torch.Generator().manual_seed(5)
+    x = {t: torch.randn(40, 3, 32, 32, generator=g) for t in TASKS[:2]}
+    data = {t: Logged(x[t]) for t in TASKS[:2]}
+    out = get_method("fisher")(two, data, n_examples=5, seed=7)
+    for t in TASKS[:2]:
+        assert data[t].read == list(range(32)), t
+    ref = get_method("fisher")(two, {t: x[t][:32] for t in TASKS[:2]}, n_examples=32, seed=0)
+    for k in _floats(pool.pretrained):
+        assert torch.equal(out[k], ref[k]), k
+    with pytest.raises(ValueError, match=r"unknown Fisher variant 'batch'.*\['fusionbench', 'per_example'\]"):
+        get_method("fisher")(two, data, variant="batch")
+
+
 def test_fisher_and_regmean_read_a_seeded_draw_of_n_examples_of_each_tasks_split(pool):
     # FusionBench: num_fisher_examples / num_regmean_examples 256, from each task's train split
     for module in (fisher, regmean):
@@ -120,13 +140,14 @@ def test_fisher_and_regmean_read_a_seeded_draw_of_n_examples_of_each_tasks_split
                    for t in TASKS)  # the seed matters
     for name in ("fisher", "regmean"):
         data = {t: Logged(x[t]) for t in TASKS}
-        labels = {"labels": y} if name == "fisher" else {}
+        labels = {"labels": y, "variant": "per_example"} if name == "fisher" else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # RegMean on the ResNet tower: "simple average"
             out = get_method(name)(pool, data, n_examples=4, seed=7, **labels)
             # exactly the drawn images (and their labels) are used: the same as passing just those
             ref = get_method(name)(pool, {t: x[t][drawn[t]] for t in TASKS}, n_examples=4, seed=0,
-                                   **({"labels": {t: y[t][drawn[t]] for t in TASKS}} if labels else {}))
+                                   **({"labels": {t: y[t][drawn[t]] for t in TASKS}, "variant": "per_example"}
+                                      if labels else {}))
         for t in TASKS:
             assert data[t].read == drawn[t].tolist(), (name, t)  # read once, only those
         for k in _floats(pool.pretrained):
@@ -147,6 +168,34 @@ def test_diagonal_fisher_of_a_linear_classifier_in_closed_form():
     coef = torch.nn.functional.one_hot(y, 3).float() - p  # empirical Fisher with the given labels
     expected = torch.stack([torch.outer(coef[n], x[n]) ** 2 for n in range(5)]).mean(0)
     assert torch.allclose(diagonal_fisher(model, x, y)["weight"], expected, atol=1e-6)
+
+
+def test_fisher_of_a_summed_batch_objective_in_closed_form():
+    """Issue 24 item 13: FusionBench (clip_fisher_merging.py, get_fisher_weights) squares the gradient of each
+    batch's summed objective sum_n sum_c sqrt(p_nc) log p_nc, sums over batches, divides by the images seen."""
+    torch.manual_seed(3)
+    model = nn.Linear(4, 3, bias=False)
+    x = torch.randn(5, 4)
+    p = torch.softmax(x @ model.weight.detach().T, dim=-1)
+    coef = p.sqrt() - p * p.sqrt().sum(-1, keepdim=True)  # d s(x_n) / dW = coef_n x_n^T
+    grads = [sum(torch.outer(coef[n], x[n]) for n in batch) for batch in ([0, 1], [2, 3], [4])]
+    expected = sum(g ** 2 for g in grads) / 5
+    assert torch.allclose(diagonal_fisher(model, x, batch_size=2)["weight"], expected, atol=1e-6)
+    # cross terms: not the per-example Fisher
+    assert not torch.allclose(diagonal_fisher(model, x, batch_size=2)["weight"], diagonal_fisher(model, x)["weight"],
+                              atol=1e-4)
+
+
+def test_fusionbench_fisher_weights_models_by_their_inverse_norms():
+    """merging_with_fisher_weights (fusion_bench/method/fisher_merging/fisher_merging.py): weights
+    c_j (F_j + eps), c_j = (1 / (||F_j|| + eps)) / sum_k (1 / (||F_k|| + eps)), eps added to the raw Fisher."""
+    states = [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([3.0, -1.0])}]
+    fishers = [{"w": torch.tensor([3.0, 4.0])}, {"w": torch.tensor([0.0, 1.0])}]  # norms 5 and 1
+    eps = 0.5
+    c = [1 / 5.5, 1 / 1.5]
+    out = fisher.fisher_weighted_average(states, fishers, eps=eps, scales=c)["w"]
+    w0, w1 = c[0] * torch.tensor([3.5, 4.5]), c[1] * torch.tensor([0.5, 1.5])
+    assert torch.allclose(out, (w0 * states[0]["w"] + w1 * states[1]["w"]) / (w0 + w1))
 
 
 def _linear_states(n, d_in=5, d_out=3, seed=4):
@@ -198,7 +247,22 @@ class _SelfAttention(nn.Module):
         return self.attn(x, x, x, need_weights=False)[0]
 
 
-def test_regmean_covers_self_attention_in_proj_but_not_out_proj():
+def _heads_concatenated(attention: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """out_proj's input by hand: per head softmax(Q K^T / sqrt(d)) V, heads side by side (x: batch, tokens, dim)."""
+    w, b = attention.in_proj_weight.detach(), attention.in_proj_bias.detach()
+    q, k, v = (x @ w[i * 8:(i + 1) * 8].T + b[i * 8:(i + 1) * 8] for i in range(3))
+    heads = []
+    for h in range(2):
+        cols = slice(4 * h, 4 * (h + 1))
+        scores = q[..., cols] @ k[..., cols].transpose(-1, -2) / 4 ** 0.5
+        heads.append(torch.softmax(scores, dim=-1) @ v[..., cols])
+    return torch.cat(heads, dim=-1)
+
+
+def test_regmean_covers_self_attention_in_proj_and_out_proj():
+    """Issue 24 item 13: FusionBench's regmean.py merges every nn.Linear, the attention's out_proj included
+    (tanganke/fusion_bench@54c9e8c9 fusion_bench/method/regmean/regmean.py); PyTorch applies out_proj inside
+    F.multi_head_attention_forward, so its input is computed, not hooked. Grams and merge by direct arithmetic."""
     torch.manual_seed(8)
     states = [{k: v.clone() for k, v in _SelfAttention().state_dict().items()} for _ in range(2)]
     g = torch.Generator().manual_seed(9)
@@ -207,9 +271,37 @@ def test_regmean_covers_self_attention_in_proj_but_not_out_proj():
     a = torch.cat([x.reshape(-1, 8) for x in xs]).double()
     b = torch.cat([x.reshape(-1, 8) @ s["attn.in_proj_weight"].T for x, s in zip(xs, states)]).double()
     assert torch.allclose(out["attn.in_proj_weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-5)
-    # out_proj is applied functionally inside MultiheadAttention: no hook fires, so it is averaged
+    # out_proj: its inputs are each expert's concatenated heads; the Gram is their row average
+    module, values = _SelfAttention(), []
+    for state, x in zip(states, xs):
+        module.load_state_dict(state)
+        with torch.no_grad():
+            values.append(_heads_concatenated(module.attn, x).reshape(-1, 8))
+        grams = regmean.input_grams(module, x)
+        assert torch.allclose(grams["attn.out_proj.weight"], values[-1].T @ values[-1] / 24, atol=1e-5)
+        assert set(grams) == {"attn.in_proj_weight", "attn.out_proj.weight"}
+    a = torch.cat(values).double()
+    b = torch.cat([v @ s["attn.out_proj.weight"].T for v, s in zip(values, states)]).double()
+    assert torch.allclose(out["attn.out_proj.weight"], torch.linalg.lstsq(a, b).solution.T.float(), atol=1e-4)
     mean = (states[0]["attn.out_proj.weight"] + states[1]["attn.out_proj.weight"]) / 2
-    assert torch.allclose(out["attn.out_proj.weight"], mean, atol=1e-6)
+    assert not torch.allclose(out["attn.out_proj.weight"], mean, atol=1e-3)  # no longer the plain average
+    # the module's own output is unchanged by the hooks
+    module.load_state_dict(states[0])
+    with torch.no_grad():
+        plain = module(xs[0])
+        regmean.input_grams(module, xs[0])
+        assert torch.equal(module(xs[0]), plain)
+
+
+def test_regmean_covers_every_linear_map_of_an_open_clip_vit():
+    """Every nn.Linear of the tower (out_proj included) and in_proj, as FusionBench's HF CLIP q/k/v/out/fc1/fc2."""
+    visual = create_clip("dawin-mini-vit-quickgelu").visual.eval()
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    grams = regmean.input_grams(visual, torch.randn(2, 3, size, size))
+    linear = {f"{n}.weight" for n, m in visual.named_modules() if isinstance(m, nn.Linear)}
+    attention = {f"{n}.in_proj_weight" for n, m in visual.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    assert any(k.endswith("attn.out_proj.weight") for k in linear) and attention
+    assert set(grams) == linear | attention
 
 
 def test_regmean_on_a_resnet_pool_warns_and_averages(pool, images):

@@ -43,6 +43,28 @@ def test_pool_holds_the_towers_and_frozen_heads(files):
     assert torch.allclose(avg[key], (pool.experts["a"][key] + pool.experts["b"][key]) / 2, atol=1e-6)
 
 
+def test_the_count_ties_ranks_over_comes_from_the_pickled_sources(tmp_path):
+    """Issue 24 item 11: experts from task_vectors' pickles rank TIES over the whole pickled encoder's entries (the
+    converter's source_encoder_entries); vision-only experts over the tower; mixed or stale files are refused."""
+    def save(name, seed, **meta):
+        clf = models.ImageClassifier.from_clip(seeded_clip(ARCH, seed), ARCH, torch.randn(3, 64))
+        with torch.no_grad():
+            clf.head.bias.zero_()
+        clf.save(tmp_path / name, **meta)
+        return str(tmp_path / name)
+
+    tv = dict(source_format="pickled-modules", source_encoder_entries="1234567", source_outside_visual_sha256="ab")
+    pre, a, b = save("pre", 0, **tv), save("a", 1, **tv), save("b", 2, **tv)
+    assert load_pool(pre, {"a": a, "b": b}).trim_entries == 1234567
+    assert load_pool(save("p2", 0), {"a": save("a2", 1), "b": save("b2", 2)}).trim_entries is None
+    with pytest.raises(ValueError, match="mixes experts from pickled modules"):
+        load_pool(pre, {"a": a, "b": save("fb", 3, source_format="hf-clip-vision")})
+    with pytest.raises(ValueError, match="converted by an older converter"):
+        load_pool(pre, {"a": a, "b": save("old", 3, source_format="pickled-modules")})
+    with pytest.raises(ValueError, match="differ outside the image tower"):
+        load_pool(pre, {"a": a, "b": save("text", 3, **{**tv, "source_outside_visual_sha256": "cd"})})
+
+
 def test_expert_with_a_bias_is_refused(tmp_path, files):
     paths, _ = files
     _expert(tmp_path / "biased.safetensors", 3, bias=0.5)

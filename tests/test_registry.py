@@ -97,6 +97,23 @@ def test_a_config_off_the_schema_names_the_key(edit, message):
     assert str(error.value).endswith("the keys and the values each takes are in workflow/schemas/config.schema.yaml "
                                      "(described in config/README.md)")
 
+def test_a_method_with_variants_takes_one_of_them():
+    """The schema's `variant` values are the registry's (issue 24 item 13: Fisher as FusionBench, or per example)."""
+    methods = schema.load(SCHEMA_FILE)["properties"]["multitask"]["properties"]["methods"]["properties"]
+    assert {m: tuple(v["properties"]["variant"]["enum"]) for m, v in methods.items()} == {
+        m: v.variants for m, v in R.MERGING_METHODS.items() if v.variants}
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["multitask"]["methods"]["fisher"]["variant"] = "per_sample"
+    with pytest.raises(schema.ConfigError, match="config multitask.methods.fisher.variant: 'per_sample' is not one of"):
+        schema.validate(config, SCHEMA_FILE)
+
+
+def test_a_non_default_variant_is_named_in_the_row_label():
+    assert R.MERGING_METHODS["fisher"].variants[0] == "fusionbench"  # upstream's is the default
+    assert R.merging_labels({"fisher": {"variant": "fusionbench"}, "ties": {"lam": 0.3}}) == {}
+    assert R.merging_labels({"fisher": {"variant": "per_example", "n_examples": 256}}) == {
+        "fisher": "Fisher merging (per_example)"}
+
 
 def test_variants_are_valid_pairs():
     pairs = {p for ps in _all_variants().values() for p in ps}

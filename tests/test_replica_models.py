@@ -294,3 +294,68 @@ def test_unknown_sources_are_refused(tmp_path):
             R.write_checkpoint_replicas(paper(entry), tmp_path / "s", tmp_path / "m")
     with pytest.raises(R.ReplicaError, match="QuickGELU"):
         R.make_backbone("g", architecture="dawin-tiny-rn")
+
+
+def test_task_vectors_pool_ranks_ties_over_the_whole_pickled_encoder(tmp_path, bb):
+    """Issue 24 item 11. AdaMerging's TIES / AdaMerging++ flatten the whole state dict of task_vectors' pickled
+    ImageEncoder (EnnengYang/AdaMerging@cea1165a src/main_ties_merging.py: remove_keys = [],
+    state_dict_to_vector; topk_values_mask in src/ties_merging_utils.py), text-side tensors included
+    (mlfoundations/task_vectors@826a64c6 src/modeling.py deletes only `transformer`). The converter records that
+    count from the pickle, the pool ranks over it, and TIES equals AdaMerging's arithmetic on the flat vectors."""
+    from dawin.merging import adamerging, ties
+    from dawin.merging.multitask import load_pool
+
+    info = task_info("svhn")
+    head = R.task_vectors_head(bb, info.classnames, info.templates)
+    save_file({"weight": head.weight.detach().clone()}, str(tmp_path / "head.safetensors"))
+    encoders = {"zeroshot": R.task_vectors_encoder(bb, {}, finetuned=False)}
+    for task in ("svhn", "mnist"):
+        encoders[task] = R.task_vectors_encoder(bb, bb.finetuned_visual(f"task/{task}", "tv", direction_scale=0.1),
+                                                finetuned=True)
+    files = {}
+    for name, enc in encoders.items():
+        R.torch_save_module(enc, tmp_path / f"{name}.pt")
+        files[name] = str(tmp_path / f"tv-{name}.safetensors")
+        record = convert.convert("pickled-modules", {"encoder": tmp_path / f"{name}.pt",
+                                                     "head": tmp_path / "head.safetensors"}, ARCH, files[name])
+        upstream = enc.state_dict()  # what AdaMerging's torch.load(...).state_dict() holds
+        assert int(record["source_encoder_entries"]) == sum(t.numel() for t in upstream.values())
+        assert models.classifier_metadata(files[name])["source_encoder_entries"] == record["source_encoder_entries"]
+
+    # the count: the image tower plus the text side task_vectors keeps (the architecture's own numbers)
+    clip = open_clip.create_model(ARCH, pretrained=None)
+    text_side = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias",
+                 "text_projection", "logit_scale")
+    visual = sum(t.numel() for k, t in clip.state_dict().items() if k.startswith("visual."))
+    total = visual + sum(clip.state_dict()[k].numel() for k in text_side)
+    pool = load_pool(files["zeroshot"], {"svhn": files["svhn"], "mnist": files["mnist"]})
+    assert pool.trim_entries == total > visual
+
+    # AdaMerging's TIES by direct arithmetic on the flattened upstream state dicts (sorted keys)
+    keys = sorted(encoders["zeroshot"].state_dict())
+    flat = {n: torch.cat([e.state_dict()[k].reshape(-1) for k in keys]) for n, e in encoders.items()}
+    taus = torch.stack([flat[t] - flat["zeroshot"] for t in ("svhn", "mnist")])
+    d = taus.shape[1]
+    assert d == total
+    kth = taus.abs().kthvalue(d - int(d * 0.2), dim=1, keepdim=True).values
+    trimmed = taus * (taus.abs() >= kth)
+    signs = torch.sign(trimmed.sum(0))
+    selected = trimmed * torch.where(signs > 0, trimmed > 0, trimmed < 0)
+    merged = flat["zeroshot"] + 0.3 * selected.sum(0)
+    offsets, start = {}, 0
+    for k in keys:
+        offsets[k] = (start, start + encoders["zeroshot"].state_dict()[k].numel())
+        start = offsets[k][1]
+    ours = ties.merge(pool)
+    for k, v in ours.items():
+        a, b = offsets[f"model.visual.{k}"]
+        assert torch.allclose(v.reshape(-1), merged[a:b], atol=1e-7), k
+    # the text side's zeros are counted: more than 20 % of the image tower's entries are kept
+    kept = sum(int((t != 0).sum()) for t in ties.trim_top_k(pool.task_vectors()["svhn"], 0.2, pool.trim_entries).values())
+    assert kept == int((trimmed[0] != 0).sum()) > int(0.2 * visual) + 1
+    # AdaMerging++'s task vectors are the same selected entries
+    pp = adamerging.ties_task_vectors(pool.task_vectors(), total_entries=pool.trim_entries)
+    for i, t in enumerate(("svhn", "mnist")):
+        for k, v in pp[t].items():
+            a, b = offsets[f"model.visual.{k}"]
+            assert torch.allclose(v.reshape(-1), selected[i, a:b]), (t, k)

@@ -81,6 +81,21 @@ def test_trim_ranks_over_the_whole_flattened_vector():
             trim_top_k(TAU1, bad)
 
 
+def test_trim_counts_the_zero_entries_of_the_whole_source_state_dict():
+    """Issue 24 item 11: ranked as if tau had total_entries entries, the missing ones 0 (task_vectors' untrained
+    text side, which AdaMerging flattens with the image tower). TAU1 plus 6 zeros: 12 entries, fraction 1/3 keeps
+    int(12/3) + 1 = 5 -> threshold = the 12 - 4 = 8th smallest of 0 x 6, 0.1, 0.2, 0.5, 1, 3, 4 = 0.2."""
+    t1 = trim_top_k(TAU1, 1 / 3, total_entries=12)
+    assert torch.equal(t1["a"], _t(4.0, -1.0, 0.5, -3.0)) and torch.equal(t1["b"], _t(0.2, 0.0))
+    # without the zeros (today's count, 6 entries): 4, 3, 1 only
+    assert torch.equal(trim_top_k(TAU1, 1 / 3, total_entries=6)["a"], _t(4.0, -1.0, 0.0, -3.0))
+    # 30 entries: keep int(10) + 1 = 11 > the 6 nonzero ones -> the threshold is a zero: everything is kept
+    kept = trim_top_k(TAU1, 1 / 3, total_entries=30)
+    assert torch.equal(kept["a"], TAU1["a"]) and torch.equal(kept["b"], TAU1["b"])
+    with pytest.raises(ValueError, match="total_entries 5 is smaller than the task vector's 6 entries"):
+        trim_top_k(TAU1, 1 / 3, total_entries=5)
+
+
 def _reference_topk_mask(flat: torch.Tensor, fraction: float) -> torch.Tensor:
     """AdaMerging's ``topk_values_mask`` (src/ties_merging_utils.py; FusionBench's ties_merging_utils.py is
     the same), restated: threshold = kthvalue(d - int(d * K)) of |M|, keep |M| >= threshold."""

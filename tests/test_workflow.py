@@ -514,3 +514,33 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "decode_images": 15,
     }
     assert "demo_" not in res.stdout  # the paper suite replaces the demo config, it does not merge into it
+
+
+def _planned_inputs(out: str, rule: str) -> list[str]:
+    """The input files of every planned job of ``rule`` in a dry run's listing."""
+    return [f for m in re.finditer(rf"^rule {rule}:\n    input: (.*)$", out, re.M) for f in m.group(1).split(", ")]
+
+
+def test_a_backbone_id_val_and_the_authors_temperatures_are_planned(tmp_path):
+    """Issue 24 items 12 and 14, as a dry run of a fresh directory (nothing built): backbones.<b>.id_val replaces
+    datasets.id_val for that backbone's temperatures, metrics and greedy soup; Table E's row with the authors'
+    temperatures is planned only for a backbone that has them, without the fitted temperatures."""
+    targets = ["results/demo/tables/table_e.csv", "results/demo/metrics/tiny.csv", "results/demo/models/tiny/greedy_soup.safetensors"]
+    res = snakemake(tmp_path / "plain", "-n", *targets)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "coefficients_authors_temperatures" not in res.stdout and "merged_authors_temperatures" not in res.stdout
+    assert "results/demo/logits/tiny/zeroshot/in_val.safetensors" in _planned_inputs(res.stdout, "temperatures")
+
+    res = snakemake(tmp_path / "own", "-n", *targets, extra_config={
+        "backbones": {"tiny": {"id_val": "in_train", "authors_temperatures": [0.9, 1.1]}}})
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = job_counts(res.stdout)
+    assert counts["coefficients_authors_temperatures"] == 1 and counts["merged_authors_temperatures"] == 1
+    assert not any(f.endswith("calibration/tiny.json") for f in _planned_inputs(res.stdout, "coefficients_authors_temperatures"))
+    assert "results/demo/calibration/tiny.json" in _planned_inputs(res.stdout, "coefficients")
+    assert "results/demo/merged/tiny/entropy_authors_temperatures/mixture/in.safetensors" in _planned_inputs(
+        res.stdout, "table_e_files")
+    for rule in ("temperatures", "metrics"):
+        held_out = [f for f in _planned_inputs(res.stdout, rule) if "/logits/" in f and f.endswith("in_train.safetensors")]
+        assert held_out and not any(f.endswith("/in_val.safetensors") for f in _planned_inputs(res.stdout, rule)), rule
+    assert "resources/demo/data/in_train" in _planned_inputs(res.stdout, "soup")

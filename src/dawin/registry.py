@@ -27,12 +27,17 @@ class Kind:
     label: str | None = None  # the table label of the kind with a mixture, where the paper shows it
     group: str = ""  # "table_d": Table D's alternatives; "pseudo_label": Figure 5's losses
     needs_average: bool = False  # reads the logits of the weight average theta(0.5)
+    # the temperatures its entropies use: "fitted" on the ID held-out split, or "authors": the ones naver-ai/dawin
+    # hard-codes per backbone (config backbones.<b>.authors_temperatures; only backbones that have them)
+    temperatures: str = "fitted"
 
 
 KINDS: dict[str, Kind] = {
     "entropy": Kind("Eq. 2 on calibrated entropies (Eq. 1 with the offset adjustment off): DaWin"),
     "entropy_no_offset": Kind("Eq. 1 on calibrated entropies (Table A)"),
     "entropy_uncalibrated": Kind("as entropy with T = 1 (Table E)"),
+    "entropy_authors_temperatures": Kind("as entropy with the authors' temperatures (Table E)",
+                                         temperatures="authors"),
     "cross_entropy": Kind("Eq. 1 on the true label's cross-entropies: the sample-wise oracle (Table 1)"),
     "uniform": Kind("U(0, 1) draws", "U(0,1)", "table_d"),
     "normal_0.5_0.2": Kind("N(0.5, 0.2^2) draws, clipped", "N(0.5, 0.2^2)", "table_d"),
@@ -55,6 +60,7 @@ def kinds_in(group: str) -> list[str]:
 
 
 NEEDS_AVERAGE = frozenset(k for k, v in KINDS.items() if v.needs_average)
+AUTHORS_TEMPERATURES = frozenset(k for k, v in KINDS.items() if v.temperatures == "authors")
 
 _ASSIGNMENT = re.compile(r"^(per_sample|mixture|batch(?P<batch>[1-9]\d*)|scaled(?P<scale>\d+(\.\d+)?))$")
 
@@ -74,7 +80,8 @@ DAWIN = ("entropy", "mixture")
 PER_SAMPLE = ("entropy", "per_sample")
 _NAMED = {DAWIN: "dawin", PER_SAMPLE: "dawin_per_sample", ("cross_entropy", "per_sample"): "oracle_sample",
           ("entropy_no_offset", "mixture"): "dawin_no_offset",
-          ("entropy_uncalibrated", "mixture"): "dawin_no_calibration"}
+          ("entropy_uncalibrated", "mixture"): "dawin_no_calibration",
+          ("entropy_authors_temperatures", "mixture"): "dawin_authors_temperatures"}
 
 
 def method_name(kind: str, assignment: str) -> str:
@@ -102,6 +109,7 @@ def merged_groups(*, batch_sizes: Sequence[int], grid: Sequence[float]) -> dict[
         "oracle_sample": [("cross_entropy", "per_sample")],
         "no_offset": [("entropy_no_offset", "mixture")],
         "no_calibration": [("entropy_uncalibrated", "mixture")],
+        "authors_temperatures": [("entropy_authors_temperatures", "mixture")],  # Table E, where the authors have them
         "batches": [("entropy", f"batch{b}") for b in batch_sizes],  # Table B
         "scaled": [("entropy", f"scaled{a:g}") for a in grid],  # Figure A
         "alternatives": [(k, "mixture") for k in kinds_in("table_d")],  # Table D, Figure H
@@ -118,7 +126,7 @@ TARGET_GROUPS: dict[str, list[str]] = {
     "table_a": ["dawin", "no_offset"],
     "table_b": ["dawin", "batches"],
     "table_d": ["dawin", "alternatives"],
-    "table_e": ["dawin", "no_calibration"],
+    "table_e": ["dawin", "no_calibration", "authors_temperatures"],
     "table_f": ["dawin", "dawin_per_sample"],
     "fig4": ["dawin", "dawin_per_sample"],
     "fig_a": ["dawin", "scaled"],
@@ -138,10 +146,17 @@ def variants(target: str, *, batch_sizes: Sequence[int], grid: Sequence[float]) 
 
 
 COEFFICIENT_GROUPS: dict[str, list[str]] = {
-    "pair": [k for k, v in KINDS.items() if not v.needs_average],
+    "pair": [k for k, v in KINDS.items() if not v.needs_average and k not in AUTHORS_TEMPERATURES],
     "with_average": sorted(NEEDS_AVERAGE),
+    "authors_temperatures": sorted(AUTHORS_TEMPERATURES),
 }
-"""The coefficient kinds by job: those from the pair's logits, and those that also read the weight average's."""
+"""The coefficient kinds by job: those from the pair's logits, those that also read the weight average's, and
+those with the authors' temperatures (a job only for backbones that have them)."""
+
+
+def available(kind: str, has_authors_temperatures: bool) -> bool:
+    """Whether a backbone computes coefficient ``kind``: the authors'-temperature kinds need the authors' numbers."""
+    return kind not in AUTHORS_TEMPERATURES or has_authors_temperatures
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,8 @@ class MergingMethod:
     paired: bool = False
     module: str | None = None  # the module of dawin.merging with its merge function (default: the name)
     fixed: Mapping[str, object] = field(default_factory=dict)  # options this entry always passes
+    # the values of its ``variant`` option (multitask.methods.<name>.variant), the default first: upstream's
+    variants: tuple[str, ...] = ()
 
 
 GRID_SEARCH = "task_arithmetic_grid"
@@ -172,7 +189,8 @@ Table 6's pool, not a merging method)."""
 _ADAMERGING = "adamerging"  # one module, four entries: task- or layer-wise coefficients, plain or ++
 MERGING_METHODS: dict[str, MergingMethod] = {
     "weight_average": MergingMethod("Weight average"),
-    "fisher": MergingMethod("Fisher merging", "train"),
+    # FusionBench's squared gradients of batches' summed objectives, or per-example ones (dawin.merging.fisher)
+    "fisher": MergingMethod("Fisher merging", "train", variants=("fusionbench", "per_example")),
     "regmean": MergingMethod("RegMean", "train"),
     "task_arithmetic": MergingMethod("Task arithmetic (0.3)", paired=True),
     "ties": MergingMethod("TIES-merging", paired=True),
@@ -213,6 +231,7 @@ METHOD_LABELS: dict[str, str] = {
     "dawin": "DaWin",
     "dawin_no_offset": "DaWin w/o offset",
     "dawin_no_calibration": "DaWin w/o calibration",
+    "dawin_authors_temperatures": "DaWin with the authors' temperatures",
     "dawin_parallel": "DaWin (parallel)",
     "dawin_per_sample_loop": "DaWin w/o mixture, one merge per image (loop)",
     "single_pass_jpeg": "One model pass, images from the JPEGs",
@@ -228,6 +247,18 @@ METHOD_LABELS: dict[str, str] = {
     "mse_ce_ratio": "MSE(l*, X-entropy ratio)",
 }
 """The row label of every method key in the paper's tables and figures (keys not listed show as they are)."""
+
+
+def merging_labels(options: dict[str, dict]) -> dict[str, str]:
+    """The row labels of the merging methods configured (``options``: multitask.methods) with a ``variant`` other
+    than their default, upstream's: the label with the variant named, e.g. "Fisher merging (per_example)"."""
+    out = {}
+    for method, opts in options.items():
+        variant = (opts or {}).get("variant")
+        spec = MERGING_METHODS.get(method)
+        if variant is not None and spec is not None and spec.variants and variant != spec.variants[0]:
+            out[method] = f"{METHOD_LABELS[method]} ({variant})"
+    return out
 
 
 def check_names(kind: str, registered: Iterable[str], implemented: Iterable[str], where: str) -> None:

@@ -2,7 +2,8 @@
 
 The YAML describes every key; where a value must be a name that a registry of the package defines, it refers to
 one of its ``$defs``, whose ``enum`` is filled in here: the merging methods (:data:`dawin.registry.MERGING_METHODS`)
-and the targets whose backbones ``targets`` chooses (:func:`dawin.catalog.targets`, the robust fine-tuning ones).
+the targets whose backbones ``targets`` chooses (:func:`dawin.catalog.targets`, the robust fine-tuning ones), and
+the ``variant`` values of a method that has them (``MergingMethod.variants``).
 A method added to the registry is a valid config key at once. Importable without torch: the workflow validates
 its config with it before it builds the DAG.
 """
@@ -33,6 +34,9 @@ def load(path: str | Path) -> dict:
     schema = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: faster
     for name, values in registry_names().items():
         schema["$defs"][name]["enum"] = values
+    schema["properties"]["multitask"]["properties"]["methods"]["properties"] = {
+        name: {"type": "object", "properties": {"variant": {"enum": list(method.variants)}}}
+        for name, method in MERGING_METHODS.items() if method.variants}  # e.g. Fisher's: upstream's first
     return schema
 
 

@@ -57,7 +57,7 @@ rule metrics:
         code=code_of("metrics.py"),
     params:
         suite=SUITE,
-        id_val=DS["id_val"],
+        id_val=lambda wc: id_val(wc.backbone),
         test_sets=TEST_SETS,
         ood=DS["ood"],
         grid=config["grid"],

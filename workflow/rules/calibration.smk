@@ -6,7 +6,7 @@ rule temperatures:
         f"{RESULTS}/calibration/{{backbone}}.json",
     input:
         code=code_of("temperatures.py"),
-        logits=lambda wc: [logits_file(wc.backbone, m, DS["id_val"]) for m in MODELS],
+        logits=lambda wc: [logits_file(wc.backbone, m, id_val(wc.backbone)) for m in MODELS],
     params:
         models=MODELS,
     log:

@@ -73,7 +73,20 @@ SUITE = config["suite"]
 BACKBONES = sorted(config["backbones"])
 DS = config["datasets"]
 TEST_SETS = [DS["id_test"], *DS["ood"]]
-EVAL_SETS = [DS["id_val"], *TEST_SETS]
+
+
+def id_val(backbone):
+    """The backbone's ID held-out split: backbones.<b>.id_val, else datasets.id_val (it picks WiSE-FT's alpha, the
+    output ensemble's weight, the greedy soup and the temperatures)."""
+    return config["backbones"][backbone].get("id_val", DS["id_val"])
+
+
+def eval_sets(backbone):
+    return [id_val(backbone), *TEST_SETS]
+
+
+ID_VALS = sorted({id_val(b) for b in config["backbones"]})  # every backbone's pair is cached on all of them
+EVAL_SETS = [*ID_VALS, *TEST_SETS]
 MODELS = ["zeroshot", "finetuned"]  # the interpolated pair: temperatures, coefficients, merged models
 SOUPS = ["uniform_soup", "greedy_soup", "model_stock"]
 CACHED_MODELS = [*MODELS, "average", *SOUPS]  # "average": theta(0.5), the weight average (Figures 5, 6)
@@ -84,6 +97,12 @@ SWEEP = sorted({0.0, 1.0, *config["grid"], *ANALYSIS["fine_grid"]})  # the WiSE-
 # The merged-model evaluations, (kind, assignment), each paper target needs (dawin.registry).
 VARIANTS = {t: registry.variants(t, batch_sizes=ANALYSIS["batch_sizes"], grid=config["grid"])
             for t in catalog.CATALOG}
+# the robust fine-tuning Beta mixture: its settings, and its seed (mixture.seed, default the config's seed; the
+# paper suite uses naver-ai/dawin's --seed 1). The multi-task mixture keeps the config's seed (dawin_mtl: seed 0).
+MIXTURE = {k: v for k, v in config["mixture"].items() if k != "seed"}
+MIXTURE_SEED = config["mixture"].get("seed", config["seed"])
+# merging methods run as a variant other than upstream's are labelled so in the tables (dawin.registry)
+MERGING_LABELS = registry.merging_labels(config.get("multitask", {}).get("methods", {}))
 ROBUST_TABLES = catalog.targets("table", multitask=False)
 ROBUST_FIGURES = catalog.targets("fig", multitask=False)
 MULTITASK_TABLES = catalog.targets("table", multitask=True) if "multitask" in config else []
@@ -96,7 +115,8 @@ def _check_datasets():
         raise ValueError(f"config: datasets.roots has no entry for {missing}; add their directories")
     twice = sorted({d for d in EVAL_SETS if EVAL_SETS.count(d) > 1})
     if twice:  # a set with two roles would be both the held-out split and a test set, or ID and OOD at once
-        raise ValueError(f"config: {twice} listed more than once among datasets.id_val, id_test and ood; "
+        raise ValueError(f"config: {twice} listed more than once among datasets.id_val (or a backbone's id_val), "
+                         "id_test and ood; "
                          "give each evaluation set one role")
     by_root = {}
     for name in EVAL_SETS:
@@ -175,8 +195,9 @@ def soup_inputs(wildcards):
     if wildcards.soup == "model_stock":
         return {"runs": spec["model_stock"], "pretrained": model_file(wildcards.backbone, "zeroshot")}
     if wildcards.soup == "greedy_soup":
-        return {"runs": soup_ingredients(wildcards.backbone), "data": DS["roots"][DS["id_val"]],
-                "pixels": pixels_files(wildcards.backbone, [DS["roots"][DS["id_val"]]])}
+        held_out = DS["roots"][id_val(wildcards.backbone)]
+        return {"runs": soup_ingredients(wildcards.backbone), "data": held_out,
+                "pixels": pixels_files(wildcards.backbone, [held_out])}
     return {"runs": soup_ingredients(wildcards.backbone)}
 
 
@@ -194,10 +215,23 @@ def merged_file(backbone, kind, assignment, dataset):
     return f"{RESULTS}/merged/{backbone}/{kind}/{assignment}/{dataset}.safetensors"
 
 
+def has_authors_temperatures(backbone):
+    return "authors_temperatures" in config["backbones"][backbone]
+
+
+def authors_temperatures(backbone):
+    """The (zero-shot, fine-tuned) temperatures naver-ai/dawin hard-codes for the backbone (config)."""
+    if not has_authors_temperatures(backbone):
+        raise WorkflowError(f"backbone {backbone} has no authors_temperatures in the config: Table E's row 'DaWin "
+                            "with the authors' temperatures' needs the two numbers naver-ai/dawin uses for it")
+    return config["backbones"][backbone]["authors_temperatures"]
+
+
 def merged_files(target, backbones=None):
-    """The merged-model evaluations a target needs, for every test set of its backbones."""
+    """The merged-model evaluations a target needs, for every test set of its backbones (the authors'-temperature
+    rows only for backbones that have them)."""
     return [merged_file(b, k, a, d) for b in (backbones or target_backbones(target))
-            for k, a in VARIANTS[target] for d in TEST_SETS]
+            for k, a in VARIANTS[target] if registry.available(k, has_authors_temperatures(b)) for d in TEST_SETS]
 
 
 def zeroshot_weights(wildcards):
@@ -404,9 +438,9 @@ def finetune_run(wildcards):
 def metrics_inputs(wildcards):
     bb = wildcards.backbone
     return {
-        "logits": [logits_file(bb, m, d) for m in [*MODELS, "average"] for d in EVAL_SETS],
+        "logits": [logits_file(bb, m, d) for m in [*MODELS, "average"] for d in eval_sets(bb)],
         "temperatures": f"{RESULTS}/calibration/{bb}.json",
-        "sweeps": sweep_files(bb, EVAL_SETS, "csv"),
+        "sweeps": sweep_files(bb, eval_sets(bb), "csv"),
         "sweep_samples": sweep_files(bb, TEST_SETS),
         "coefficients": coefficients_file(bb, "entropy"),
     }

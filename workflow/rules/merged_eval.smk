@@ -14,7 +14,7 @@ def mixture_params(pairs):
     """The Beta mixture's settings, for a group with a mixture assignment (a per-sample group does not depend on them)."""
     if all(a == "per_sample" for _, a in pairs):
         return {}
-    return lambda wc: {"n_components": backbone_cfg(wc)["n_components"], **config["mixture"]}
+    return lambda wc: {"n_components": backbone_cfg(wc)["n_components"], **MIXTURE}
 
 
 def merged_group_outputs(pairs):
@@ -40,7 +40,7 @@ for _group, _pairs in MERGED_GROUPS.items():
             pairs=_pairs,
             datasets=TEST_SETS,
             mixture=mixture_params(_pairs),
-            seed=config["seed"],
+            seed=MIXTURE_SEED,
             per_sample=config["evaluation"]["per_sample"],
             **EVAL_PARAMS,
         resources:

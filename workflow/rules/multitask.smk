@@ -88,7 +88,7 @@ if "multitask" in config:
                 options={m: MT["methods"].get(m, {}) for m in _methods},
                 grid=MT["task_arithmetic_grid"] if registry.GRID_SEARCH in _methods else [],
                 dawin=MT["dawin"],
-                mixture=config["mixture"],
+                mixture=MIXTURE,
                 seed=config["seed"],
                 **EVAL_PARAMS,
             # the longest single jobs of a run (every method on every task): started as soon as they can run, not

@@ -44,6 +44,7 @@ rule reproduction_files:
                for t in [*ROBUST_TABLES, *MULTITASK_TABLES]},
         pools=config.get("multitask", {}).get("pools", {}),
         batch_sizes=ANALYSIS["batch_sizes"],
+        labels=MERGING_LABELS,
     log:
         f"{RESULTS}/logs/reproduction.log",
     conda:

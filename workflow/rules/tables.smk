@@ -111,6 +111,7 @@ for _name in [*ROBUST_TABLES, *MULTITASK_TABLES]:
             grid_size=len(config["grid"]),
             soups={b: soup_sizes(b) for b in table_backbones(_name) if b in config["backbones"]},
             notes=[second_reference(_name)["note"]] if second_reference(_name) else [],
+            labels=MERGING_LABELS if _name in MULTITASK_TABLES else {},
         log:
             f"{RESULTS}/logs/tables/{_name}.log",
         conda:

@@ -6,7 +6,10 @@ from dawin.tensorio import save_tensors
 
 log = start_job(snakemake)
 p = snakemake.params
-temps = read_temperatures(snakemake.input.temperatures)
+# the temperatures fitted on the ID held-out split, or the authors' (naver-ai/dawin's, from the config)
+temps = (read_temperatures(snakemake.input.temperatures) if p.authors_temperatures is None
+         else dict(zip(("zeroshot", "finetuned"), map(float, p.authors_temperatures))))
+log.info("temperatures: %s (%s)", temps, "fitted" if p.authors_temperatures is None else "the authors'")
 average = snakemake.input.get("average")
 domains = []
 for i, d in enumerate(p.datasets):

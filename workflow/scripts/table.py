@@ -16,7 +16,7 @@ rows = paper_tables.select(p.name, results, p.backbones, p.batch_sizes)
 second = snakemake.input.get("second_reference")  # model-soups' own numbers (paper suite, Table 2)
 shown = paper_tables.display(p.name, rows, load_reference(snakemake.input.reference), p.roles,
                              compare=p.suite == "paper", batch_sizes=p.batch_sizes, pools=p.pools,
-                             second=load_second_reference(second) if second else None)
+                             second=load_second_reference(second) if second else None, labels=p.labels)
 heading = f"{p.source} ({p.suite} suite, {', '.join(p.backbones)}):"
 paper_tables.write(p.name, rows, shown, snakemake.output[0].removesuffix(".csv"), heading)
 log.info("\n%s", shown.to_string())

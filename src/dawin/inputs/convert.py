@@ -63,7 +63,7 @@ from dawin.inputs import models
 from dawin.inputs.models import CheckpointError, ImageClassifier
 
 CONVERTER_NAME = "dawin.inputs.convert"
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: pickled encoders record what their whole state dict holds (encoder_entries)
 SOURCE_FORMATS = ("model-soups", "pickled-modules", "hf-clip-vision", "openai-clip")
 
 QUICK_GELU, GELU = "quick_gelu", "gelu"
@@ -515,6 +515,42 @@ def _head_of(obj: Any, path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return state["weight"], state.get("bias")
 
 
+def encoder_entries(state: Mapping[str, torch.Tensor], visual_prefix: str) -> dict[str, str]:
+    """What a source encoder's whole state dict holds beyond its image tower (keys under ``visual_prefix``):
+    ``source_encoder_entries``, the number of entries of the whole state dict (what AdaMerging's TIES and
+    AdaMerging++ flatten and rank: :mod:`dawin.merging.ties`), and ``source_outside_visual_sha256``, a digest of the
+    tensors outside the tower (equal in theta0 and every expert when fine-tuning left them alone, so their task
+    vector is 0 there). Strings, for the classifier file's metadata."""
+    outside = hashlib.sha256()
+    for key in sorted(k for k in state if not k.startswith(visual_prefix)):
+        t = state[key].detach().contiguous().cpu()
+        outside.update(f"{key} {t.dtype} {tuple(t.shape)}\n".encode())
+        outside.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"source_encoder_entries": str(sum(int(t.numel()) for t in state.values())),
+            "source_outside_visual_sha256": outside.hexdigest()}
+
+
+def _pickled_classifier(encoder_path: Path, head_path: Path | None, architecture: str, *,
+                        expected_encoder_sha256: str | None, expected_head_sha256: str | None,
+                        head: tuple[torch.Tensor, torch.Tensor | None] | None) -> tuple[ImageClassifier, dict[str, str]]:
+    enc = load_pickled(encoder_path, expected_encoder_sha256)
+    visual_obj = _find_visual(enc, encoder_path)
+    visual = module_state_dict(visual_obj)
+    if head is not None:
+        weight, bias = head
+    elif head_path is None:
+        if "classification_head" not in _children(enc, "_modules"):
+            raise CheckpointError(f"{encoder_path} holds no classification_head; pass the head file")
+        weight, bias = _head_of(enc, encoder_path)
+    else:
+        weight, bias = _head_of(load_pickled(head_path, expected_head_sha256), head_path)
+    model = build_classifier(visual, weight, bias, architecture, source=str(encoder_path),
+                             source_activation=_pickled_activation(visual_obj))
+    # the encoder module (a whole pickled classifier's image_encoder) and its state dict, as upstream's .state_dict()
+    encoder = _children(enc, "_modules").get("image_encoder", enc)
+    return model, encoder_entries(module_state_dict(encoder), "model.visual.")
+
+
 def convert_pickled_modules(encoder_path: str | Path, head_path: str | Path | None, architecture: str, *,
                             expected_encoder_sha256: str | None = None,
                             expected_head_sha256: str | None = None,
@@ -527,23 +563,12 @@ def convert_pickled_modules(encoder_path: str | Path, head_path: str | Path | No
     an ``nn.Linear`` with ``normalize=True``). Files are read with :func:`load_pickled` after their sha256 is
     checked against ``expected_encoder_sha256``/``expected_head_sha256`` when given. The tower's activation
     (QuickGELU or GELU module in the pickle) must match ``architecture``'s. ``head`` (weight, bias) replaces
-    the head file for an encoder without one (task_vectors' ``zeroshot.pt``).
+    the head file for an encoder without one (task_vectors' ``zeroshot.pt``). What the encoder holds beyond the
+    tower: :func:`encoder_entries` (:func:`convert` records it in the file's metadata).
     """
-    encoder_path = Path(encoder_path)
-    enc = load_pickled(encoder_path, expected_encoder_sha256)
-    visual_obj = _find_visual(enc, encoder_path)
-    visual = module_state_dict(visual_obj)
-    if head is not None:
-        weight, bias = head
-    elif head_path is None:
-        if "classification_head" not in _children(enc, "_modules"):
-            raise CheckpointError(f"{encoder_path} holds no classification_head; pass the head file")
-        weight, bias = _head_of(enc, encoder_path)
-    else:
-        head_path = Path(head_path)
-        weight, bias = _head_of(load_pickled(head_path, expected_head_sha256), head_path)
-    return build_classifier(visual, weight, bias, architecture, source=str(encoder_path),
-                            source_activation=_pickled_activation(visual_obj))
+    return _pickled_classifier(Path(encoder_path), None if head_path is None else Path(head_path), architecture,
+                               expected_encoder_sha256=expected_encoder_sha256,
+                               expected_head_sha256=expected_head_sha256, head=head)[0]
 
 
 def _hf_state_and_config(source: str | Path | Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -713,15 +738,17 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
         else:
             digests[role] = check_sha256(p, pins.get(role))
 
+    entries: dict[str, str] = {}  # pickled encoders: what their whole state dict holds (encoder_entries)
     if source_format == "openai-clip":
         model = convert_openai_clip(paths["checkpoint"], architecture)
     elif source_format == "model-soups":
         model = convert_model_soups(paths["checkpoint"], architecture)
-    elif source_format == "pickled-modules" and paths.get("head", Path()).suffix == ".safetensors":
-        # an encoder without a head of its own (task_vectors' zeroshot.pt) with a head this workflow built
-        model = convert_pickled_modules(paths["encoder"], None, architecture, head=_read_head_file(paths["head"]))
     elif source_format == "pickled-modules":
-        model = convert_pickled_modules(paths["encoder"], paths.get("head"), architecture)
+        # an encoder without a head of its own (task_vectors' zeroshot.pt) takes a head this workflow built
+        built = paths.get("head", Path()).suffix == ".safetensors"
+        model, entries = _pickled_classifier(paths["encoder"], None if built else paths.get("head"), architecture,
+                                             expected_encoder_sha256=None, expected_head_sha256=None,
+                                             head=_read_head_file(paths["head"]) if built else None)
     else:
         if "head" not in paths:
             raise ValueError("hf-clip-vision needs a 'head' source (safetensors with weight[, bias])")
@@ -751,7 +778,9 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
     }
     provenance = dict(source=";".join(f"{r}={urls.get(r) or p}" for r, p in paths.items()),
                       source_sha256=";".join(f"{r}={d}" for r, d in digests.items()),
-                      source_format=source_format, converter=CONVERTER_NAME, converter_version=CONVERTER_VERSION)
+                      source_format=source_format, converter=CONVERTER_NAME, converter_version=CONVERTER_VERSION,
+                      **entries)
+    record.update(entries)
     if source_format == "openai-clip":
         models.save_clip(model, architecture, out_path, **provenance)
     else:

@@ -36,7 +36,9 @@ Facts taken from the authors' code (paths above):
   ``merge_func="dis-sum"``): trim to the top 20% magnitudes of the flattened task vector, elect
   signs over the trimmed vectors, keep each task's entries that agree with the elected sign. We
   build them with :func:`dawin.merging.ties.trim_top_k`, :func:`~dawin.merging.ties.elect_signs` and
-  :func:`~dawin.merging.ties.disjoint_merge` (applied to one task at a time), over the parameters only.
+  :func:`~dawin.merging.ties.disjoint_merge` (applied to one task at a time), over the parameters only, the
+  top 20 % counted over ``pool.trim_entries`` (the whole pickled encoder, as the code flattens it:
+  :mod:`dawin.merging.ties`).
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ class AdaMergingInfo:
     plus_plus: bool = False
 
 
-def ties_task_vectors(taus: Mapping[str, Mapping[str, torch.Tensor]],
-                      fraction: float = TIES_FRACTION) -> dict[str, dict[str, torch.Tensor]]:
-    """AdaMerging++'s task vectors: each task's trimmed entries that agree with the elected sign."""
-    trimmed = {t: trim_top_k(tau, fraction) for t, tau in taus.items()}
+def ties_task_vectors(taus: Mapping[str, Mapping[str, torch.Tensor]], fraction: float = TIES_FRACTION,
+                      total_entries: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """AdaMerging++'s task vectors: each task's trimmed entries that agree with the elected sign (trimmed over
+    ``total_entries``, as :func:`dawin.merging.ties.trim_top_k`)."""
+    trimmed = {t: trim_top_k(tau, fraction, total_entries) for t, tau in taus.items()}
     signs = elect_signs(list(trimmed.values()))
     # disjoint_merge of a single task vector keeps exactly its sign-agreeing entries
     return {t: disjoint_merge([tau], signs, "sum") for t, tau in trimmed.items()}
@@ -175,7 +178,7 @@ def _adamerging(pool: ModelPool, data: Mapping[str, TaskData], *, layer_wise: bo
     taus = pool.task_vectors()
     taus = {t: {n: tau[n] for n in names} for t, tau in taus.items()}  # lambdas act on parameters only
     if plus_plus:
-        taus = ties_task_vectors(taus)
+        taus = ties_task_vectors(taus, total_entries=pool.trim_entries)
     merger = _Merger(pool.pretrained, [taus[t] for t in tasks], names, layer_wise, init, device)
     heads = {t: pool.heads[t].to(device) for t in tasks}
     optimizer = torch.optim.Adam([merger.lambdas_raw], lr=lr, betas=(0.9, 0.999), weight_decay=0.0)

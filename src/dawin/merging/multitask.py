@@ -26,7 +26,7 @@ from ..method.expertise import percent_correct, top1_correct
 from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
-from ..inputs.models import ImageClassifier
+from ..inputs.models import ImageClassifier, classifier_metadata
 from ..registry import GRID_SEARCH, merging_methods_reading
 from ..tensorio import load_tensors
 
@@ -34,8 +34,40 @@ log = logging.getLogger("dawin.merging.multitask")
 
 
 
+def trim_entries(pretrained: str, experts: Sequence[str]) -> int | None:
+    """The entries TIES / AdaMerging++ rank a task vector over for a pool of these classifier files
+    (:mod:`dawin.merging.ties`): for experts converted from pickled encoders (task_vectors'), the whole state dict
+    the converter recorded (``source_encoder_entries``, text-side tensors included, as AdaMerging flattens it);
+    None (rank over the image tower) for experts from elsewhere (FusionBench's vision-only models, the demo).
+    The tensors outside the tower must then be the same in theta0 and every expert (their task vectors 0, as
+    upstream's)."""
+    meta = {f: classifier_metadata(f) for f in [pretrained, *experts]}
+    pickled = [f for f in experts if meta[f].get("source_format") == "pickled-modules"]
+    if not pickled:
+        return None
+    if len(pickled) < len(experts):
+        other = next(f for f in experts if f not in pickled)
+        raise ValueError(f"the pool mixes experts from pickled modules ({pickled[0]}) with others ({other}): TIES "
+                         "ranks task vectors over one count; use experts of one upstream (multitask.tasks)")
+    files = [pretrained, *experts]
+    old = next((f for f in files if "source_encoder_entries" not in meta[f]), None)
+    if old is not None:
+        raise ValueError(f"{old} does not record what its source encoder holds (source_encoder_entries): it is not a "
+                         "pickled encoder, or was converted by an older converter; a pool of task_vectors' experts "
+                         "needs theta0 from task_vectors' zeroshot.pt (tv-zeroshot), each converted again by "
+                         "`snakemake --configfile config/paper.yaml paper_inputs` after deleting the old file")
+    fields = ("source_encoder_entries", "source_outside_visual_sha256")
+    differs = next((f for f in experts if any(meta[f][k] != meta[pretrained][k] for k in fields)), None)
+    if differs is not None:
+        raise ValueError(f"{differs} and theta0 {pretrained} differ outside the image tower (the tensors their pickled "
+                         "encoders hold besides it): upstream's TIES would merge those entries too, which a pool of "
+                         "image towers cannot; use experts fine-tuned from this theta0 with the text side untouched")
+    return int(meta[pretrained]["source_encoder_entries"])
+
+
 def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
-    """theta0 from the zero-shot classifier file, each expert's tower and head from its classifier file."""
+    """theta0 from the zero-shot classifier file, each expert's tower and head from its classifier file; the count
+    TIES ranks over from the files' metadata (:func:`trim_entries`)."""
     base = ImageClassifier.load(pretrained)
     encoders, heads = {}, {}
     for task, path in experts.items():
@@ -44,7 +76,8 @@ def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
         heads[task] = clf.head.weight.detach().clone()
         if clf.head.bias.abs().max() > 0:
             raise ValueError(f"{path}: expert heads must be bias-free zero-shot heads (task_vectors' frozen heads)")
-    return ModelPool(base.architecture, base.visual.state_dict(), encoders, heads)
+    return ModelPool(base.architecture, base.visual.state_dict(), encoders, heads,
+                     trim_entries=trim_entries(pretrained, list(experts.values())))
 
 
 def correct_predictions(pool: ModelPool, state: Mapping[str, torch.Tensor], tasks: Sequence[str],

@@ -55,6 +55,9 @@ class ModelPool:
     pretrained: dict[str, torch.Tensor]  # encoder state dict (keys of ``visual``)
     experts: dict[str, dict[str, torch.Tensor]]  # task -> fine-tuned encoder state dict, in pool order
     heads: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> frozen head weight (C_t, D)
+    # the entries TIES / AdaMerging++ rank a task vector over: the whole state dict of the experts' source files
+    # where upstream flattens more than the image tower (task_vectors' pickles, dawin.merging.ties), else None
+    trim_entries: int | None = None
 
     @property
     def tasks(self) -> list[str]:

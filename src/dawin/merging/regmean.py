@@ -19,13 +19,18 @@ Choices (following FusionBench's CLIP RegMean):
 * the system is solved in float64 with the pseudo-inverse of the (symmetric) Gram sum, so input
   directions no task uses (a singular sum) do not break the merge.
 
-Coverage. RegMean applies to the ``weight`` of every ``nn.Linear`` whose forward actually runs, and to
-``in_proj_weight`` of every ``nn.MultiheadAttention`` used as self-attention (query, key and value the
-same tensor, as in open_clip's ViT blocks): its input is the query. Everything else is the simple
-average of the experts: biases, convolutions, LayerNorms, embeddings, the ViT ``proj`` matrix, and
-linear weights that PyTorch applies functionally without calling the module, namely
-``MultiheadAttention.out_proj`` and the q/k/v/c projections of open_clip's ModifiedResNet attention
-pool; a ResNet encoder therefore gets no RegMean layer at all (a warning says so).
+Coverage, as FusionBench's ``regmean.py`` (tanganke/fusion_bench@54c9e8c9
+``fusion_bench/method/regmean/regmean.py``: ``get_modules_to_merge(model, [nn.Linear])``, a forward hook on each,
+``merging_with_regmean_weights`` on their ``.weight``): every linear map of the tower. On FusionBench's
+transformers CLIP those are q/k/v/out_proj, fc1 and fc2 of every layer. open_clip's ViT blocks hold the same maps
+as ``nn.MultiheadAttention`` (``in_proj_weight`` = q, k and v stacked, all fed the block's input: its Gram is
+the query's) and ``mlp.c_fc`` / ``mlp.c_proj``. The attention's ``out_proj`` is an ``nn.Linear`` that PyTorch
+applies inside ``F.multi_head_attention_forward`` without calling it, so a hook on it never fires: its input
+(the heads' attention outputs, concatenated) is computed by :func:`attention_values` in a hook on the attention
+module. Everything else is the simple average of the experts: biases, convolutions, LayerNorms, embeddings and
+the ViT ``proj`` matrix (FusionBench's ``visual_projection`` is no part of its merged model), and the q/k/v/c
+projections of open_clip's ModifiedResNet attention pool (a functional cross-attention); a ResNet encoder
+therefore gets no RegMean layer at all (a warning says so).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..method.weights import StateDict, weighted_sum
@@ -78,6 +84,26 @@ def shrink_off_diagonal(gram: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * gram + (1.0 - alpha) * torch.diag_embed(torch.diagonal(gram))
 
 
+def attention_values(attention: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     key_padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
+                     is_causal: bool = False) -> torch.Tensor:
+    """The input of ``attention.out_proj`` for these arguments of ``attention.forward``: the heads' attention
+    outputs, concatenated, (..., embed_dim). The module's own arithmetic (``F.multi_head_attention_forward``, eval
+    mode), with the output projection replaced by the identity."""
+    if attention.batch_first and query.dim() == 3:
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    eye = torch.eye(attention.embed_dim, dtype=query.dtype, device=query.device)
+    separate = not attention._qkv_same_embed_dim
+    out, _ = F.multi_head_attention_forward(
+        query, key, value, attention.embed_dim, attention.num_heads, attention.in_proj_weight,
+        attention.in_proj_bias, attention.bias_k, attention.bias_v, attention.add_zero_attn, 0.0, eye, None,
+        training=False, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask,
+        use_separate_proj_weight=separate, q_proj_weight=attention.q_proj_weight if separate else None,
+        k_proj_weight=attention.k_proj_weight if separate else None,
+        v_proj_weight=attention.v_proj_weight if separate else None, is_causal=is_causal)
+    return out
+
+
 def input_grams(module: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
     """Row-averaged Gram matrices X^T X / rows of the inputs of every covered weight (see module docs).
 
@@ -97,21 +123,27 @@ def input_grams(module: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -
     def linear_hook(key: str):
         return lambda _module, args: record(key, args[0])
 
-    def attention_hook(key: str):
-        def hook(_module, args, kwargs):
-            query = args[0] if len(args) > 0 else kwargs["query"]
-            key_ = args[1] if len(args) > 1 else kwargs.get("key")
-            value = args[2] if len(args) > 2 else kwargs.get("value")
-            if key_ is query and value is query:  # self-attention: one input for all of in_proj
-                record(key, query)
+    def attention_hook(prefix: str):
+        def hook(attention, args, kwargs):
+            names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+                     "is_causal")
+            bound = {**dict(zip(names, args)), **kwargs}
+            query, key_, value = bound["query"], bound["key"], bound["value"]
+            if key_ is query and value is query and attention.in_proj_weight is not None:
+                record(prefix + "in_proj_weight", query)  # self-attention: one input for all of in_proj
+            record(prefix + "out_proj.weight", attention_values(
+                attention, query, key_, value, key_padding_mask=bound.get("key_padding_mask"),
+                attn_mask=bound.get("attn_mask"), is_causal=bound.get("is_causal", False)))
         return hook
 
     handles = []
+    out_projs = set()
     for name, sub in module.named_modules():
         prefix = f"{name}." if name else ""
-        if isinstance(sub, nn.MultiheadAttention) and sub.in_proj_weight is not None:
-            handles.append(sub.register_forward_pre_hook(attention_hook(prefix + "in_proj_weight"), with_kwargs=True))
-        elif isinstance(sub, nn.Linear):
+        if isinstance(sub, nn.MultiheadAttention):
+            handles.append(sub.register_forward_pre_hook(attention_hook(prefix), with_kwargs=True))
+            out_projs.add(prefix + "out_proj")
+        elif isinstance(sub, nn.Linear) and name not in out_projs:  # out_proj: recorded by its attention's hook
             handles.append(sub.register_forward_pre_hook(linear_hook(prefix + "weight")))
     device = next(module.parameters()).device
     try:
@@ -153,7 +185,7 @@ def regmean_merge(module: nn.Module, states: Sequence[StateDict], inputs: Sequen
     merged = weighted_sum(states, [1.0 / len(states)] * len(states))
     covered = [k for k, n in seen.items() if n == len(states)]  # a layer some expert skipped is averaged
     if not covered:
-        warnings.warn("RegMean observed no nn.Linear or self-attention inputs in this module; "
+        warnings.warn("RegMean observed no nn.Linear or attention inputs in this module; "
                       "the result is the simple average of the experts", stacklevel=2)
     for key in covered:
         solution = torch.linalg.pinv(gram_sum[key], hermitian=True) @ gw_sum[key]

@@ -2,6 +2,18 @@
 
 Defaults follow AdaMerging's TIES baseline: keep the top 20% of each (whole, flattened) task vector,
 elect signs, disjoint **sum**, scale by lam = 0.3. ``reduce="mean"`` gives TIES's disjoint mean.
+
+What "the whole task vector" counts (``total_entries``). AdaMerging's ``src/main_ties_merging.py`` and
+``src/main_layer_wise_adamergingpp.py`` (EnnengYang/AdaMerging@cea1165a; reused by naver-ai/dawin
+``dawin_mtl/src``) flatten the whole state dict of task_vectors' pickled ``ImageEncoder`` (``remove_keys = []``),
+and that encoder keeps the CLIP's text-side tensors (mlfoundations/task_vectors@826a64c6 ``src/modeling.py``
+deletes only ``transformer``): ``token_embedding``, ``positional_embedding``, ``ln_final``, ``text_projection``,
+``logit_scale`` (no buffer: open_clip v2.0.2 ``src/open_clip/model.py`` registers ``attn_mask`` with
+``persistent=False``). Fine-tuning never changes them (``src/finetune.py`` trains through ``encode_image``; AdamW
+skips parameters without a gradient), so their task-vector entries are 0, yet they count in ``n``: for ViT-B/32
+the top 20 % of 113,448,705 entries is taken, 25.83 % of the image tower's 87,849,216. ``total_entries`` is that
+count (:attr:`dawin.merging.pool.ModelPool.trim_entries`, recorded by the converter from the pickles);
+``None`` ranks over the image tower alone (FusionBench's vision-only pools, the demo).
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ def _check_task_vector(tau: StateDict) -> None:
             raise ValueError(f"task vector entry {k} is {v.dtype}, not floating point; build task vectors with task_vector()")
 
 
-def trim_top_k(tau: StateDict, fraction: float) -> dict[str, torch.Tensor]:
+def trim_top_k(tau: StateDict, fraction: float, total_entries: int | None = None) -> dict[str, torch.Tensor]:
     """TIES step 1 (trim): keep the ``fraction`` largest-magnitude entries of a task vector, zero the rest.
 
     The ranking runs over the **whole flattened task vector** (all tensors concatenated), as in the
@@ -44,7 +56,14 @@ def trim_top_k(tau: StateDict, fraction: float) -> dict[str, torch.Tensor]:
     if magnitudes.dtype in (torch.float16, torch.bfloat16):
         magnitudes = magnitudes.float()  # exact; kthvalue needs it on the CPU
     n = magnitudes.numel()
-    rank = max(n - int(n * fraction), 1)
+    total = n if total_entries is None else int(total_entries)
+    if total < n:
+        raise ValueError(f"total_entries {total} is smaller than the task vector's {n} entries; pass the number of "
+                         "entries of the whole state dict the task vector was taken from (or None)")
+    # the k-th smallest of tau's magnitudes and (total - n) zeros is 0 for k <= total - n, else tau's (k - total + n)-th
+    rank = max(total - int(total * fraction), 1) - (total - n)
+    if rank < 1:
+        return {k: v.clone() for k, v in tau.items()}  # threshold 0: everything is kept
     threshold = torch.kthvalue(magnitudes, rank).values
     return {k: torch.where(v.abs() >= threshold.to(v.device), v, torch.zeros_like(v)) for k, v in tau.items()}
 
@@ -86,15 +105,16 @@ def disjoint_merge(taus: Sequence[StateDict], signs: StateDict, reduce: str = "s
 
 
 def ties_merge(theta0: StateDict, taus: Sequence[StateDict], fraction: float = 0.2, lam: float = 0.3,
-               reduce: str = "sum") -> dict[str, torch.Tensor]:
+               reduce: str = "sum", total_entries: int | None = None) -> dict[str, torch.Tensor]:
     """TIES-merging: theta0 + lam * disjoint_merge(trim(tau_t), elect(trim(tau_t))).
 
     Defaults are AdaMerging's TIES setting (keep top 20%, disjoint sum, lambda = 0.3).
-    Entries absent from the task vectors (integer buffers) are copied from theta0.
+    Entries absent from the task vectors (integer buffers) are copied from theta0; ``total_entries``: see
+    :func:`trim_top_k`.
     """
     if not taus:
         raise ValueError("TIES needs at least one task vector")
-    trimmed = [trim_top_k(tau, fraction) for tau in taus]
+    trimmed = [trim_top_k(tau, fraction, total_entries) for tau in taus]
     merged = disjoint_merge(trimmed, elect_signs(trimmed), reduce)
     return add_task_vectors(theta0, [merged], [lam])
 
@@ -102,7 +122,9 @@ def ties_merge(theta0: StateDict, taus: Sequence[StateDict], fraction: float = 0
 
 def merge(pool: ModelPool, data: dict[str, torch.Tensor] | None = None, *, fraction: float = 0.2,
           lam: float = 0.3, reduce: str = "sum") -> dict[str, torch.Tensor]:
-    """TIES-merged encoder theta_0 + lam * disjoint_merge(trim(tau_j)) (``data`` is not used)."""
+    """TIES-merged encoder theta_0 + lam * disjoint_merge(trim(tau_j)), trimmed over ``pool.trim_entries``
+    entries (``data`` is not used)."""
     if not pool.experts:
         raise ValueError("the model pool has no experts to merge; add fine-tuned encoders to pool.experts")
-    return ties_merge(pool.pretrained, list(pool.task_vectors().values()), fraction=fraction, lam=lam, reduce=reduce)
+    return ties_merge(pool.pretrained, list(pool.task_vectors().values()), fraction=fraction, lam=lam, reduce=reduce,
+                      total_entries=pool.trim_entries)

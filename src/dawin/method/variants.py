@@ -11,6 +11,7 @@ merged models are built with. Every ablation of the paper is a pair of this regi
 | entropy                 | Eq. 2 on calibrated entropies (Eq. 1 if offset adjustment off) | DaWin            |
 | entropy_no_offset       | Eq. 1 on calibrated entropies                                   | Table A          |
 | entropy_uncalibrated    | as ``entropy`` with T = 1                                       | Table E          |
+| entropy_authors_temperatures | as ``entropy``; the caller's Domain holds the authors' T    | Table E          |
 | cross_entropy           | Eq. 1 on the true label's cross-entropies (needs labels)        | Table 1 oracle   |
 | uniform, normal_*       | random draws, data-independent                                  | Table D          |
 | max_logit, confidence, confidence_diff | ratio of each model's own score (exp-ratio for the confidences, as the authors ran them) | Table D |
@@ -107,6 +108,7 @@ KINDS: dict[str, Callable[[Domain], torch.Tensor]] = {
     "entropy": _entropy,
     "entropy_no_offset": _entropy_no_offset,
     "entropy_uncalibrated": _entropy_uncalibrated,
+    "entropy_authors_temperatures": _entropy,  # the Domain carries the authors' temperatures (dawin.registry.Kind)
     "cross_entropy": _cross_entropy,
     "uniform": _random("uniform"),
     "normal_0.5_0.2": _random("normal", mean=0.5, std=0.2),

@@ -21,7 +21,7 @@ import pandas as pd
 from ..catalog import MULTITASK as MULTITASK_TARGETS
 from ..catalog import caption as caption_of
 from ..catalog import source as source_of
-from .reference import CELLS, attach_reference, attach_second_reference, formatted, reference_for
+from .reference import CELLS, REPORTED_SUFFIX, attach_reference, attach_second_reference, formatted, reference_for
 from ..registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
 from .results import INTERVAL_METRICS, interval_rows, paired_metrics, paired_rows
 from .tables import COLUMNS
@@ -64,7 +64,7 @@ TABLES: dict[str, TableSpec] = {
     "table_c": TableSpec(("optimal_std", "mse_uniform", "mse_wise_ft", "mse_ce_ratio"),
                          ROBUST[:-1], metric="value", reads=("optimality",)),
     "table_d": TableSpec(("finetuned", "wise_ft", *(method_name(k, "mixture") for k in kinds_in("table_d")), "dawin")),
-    "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration")),
+    "table_e": TableSpec(("wise_ft", "dawin", "dawin_no_calibration", "dawin_authors_temperatures")),
     "table_f": TableSpec(("wise_ft", "dawin", "dawin_parallel", "dawin_per_sample", "dawin_per_sample_loop",
                           "single_pass_jpeg", "single_pass_decoded"), ("ood_avg",),
                          extra_metrics=("runtime_s", "gflops_per_sample", "memory_mb_per_sample"), reads=("profile",)),
@@ -120,7 +120,7 @@ def select(name: str, results: pd.DataFrame, backbones: Sequence[str], batch_siz
 
 
 def _wide(name: str, rows: pd.DataFrame, roles: Mapping[str, str], batch_sizes: Sequence[int],
-          pools: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+          pools: Mapping[str, Sequence[str]], labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     spec = TABLES[name]
     rows = rows[rows.metric.isin({spec.metric, *spec.extra_metrics})].copy()
     is_extra = rows.metric.isin(spec.extra_metrics)
@@ -142,21 +142,27 @@ def _wide(name: str, rows: pd.DataFrame, roles: Mapping[str, str], batch_sizes: 
     else:
         keys = [m for m in methods if m in wide.index]
     wide = wide.loc[keys] if keys else wide.iloc[:0]
-    labels = [METHOD_LABELS.get(k[-1] if isinstance(k, tuple) else k, k[-1] if isinstance(k, tuple) else k) for k in wide.index]
-    return wide.assign(label=labels)
+    known = {**METHOD_LABELS, **(labels or {})}
+    shown = [known.get(k[-1] if isinstance(k, tuple) else k, k[-1] if isinstance(k, tuple) else k) for k in wide.index]
+    return wide.assign(label=shown)
 
 
 def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles: Mapping[str, str],
             compare: bool, batch_sizes: Sequence[int] = (), pools: Mapping[str, Sequence[str]] | None = None,
-            second: pd.DataFrame | None = None) -> pd.DataFrame:
+            second: pd.DataFrame | None = None, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The wide table: ours, and the paper's number (+ our difference when ``compare``) where it has one.
+
+    ``labels`` overrides rows' labels (:func:`dawin.registry.merging_labels`: a merging method's non-default variant).
 
     ``second`` (``dawin.report.reference.load_second_reference``, the paper suite's model-soups numbers) adds its
     numbers as ``c (<name>)`` columns for the rows it has (Table 2's soups) and its note to ``attrs["notes"]``.
     """
-    wide = _wide(name, rows, roles, batch_sizes, pools or {})
+    wide = _wide(name, rows, roles, batch_sizes, pools or {}, labels)
     if reference is not None and len(reference_for(reference, name)):
         out = attach_reference(wide, reference, name, compare=compare)
+        if labels:  # the paper's label would hide that the row is another variant of its method
+            out["label"] = [labels.get(k[-1] if isinstance(k, tuple) else k, shown) if not shown.endswith(
+                REPORTED_SUFFIX) else shown for k, shown in zip(out.index, out["label"])]
     else:
         out = wide[["label", *[c for c in wide.columns if c != "label"]]]
         out.attrs = {"table": name, "source": source_of(name), "title": caption_of(name), "decimals": 2,
@@ -168,10 +174,10 @@ def display(name: str, rows: pd.DataFrame, reference: pd.DataFrame | None, roles
     for metric, suffix in zip(INTERVAL_METRICS, ("low", "high")):  # "<column> (low)": shown by formatted(intervals=)
         bound = rows[rows.metric == metric]
         if len(bound):
-            bound = _wide(name, bound.assign(metric=spec.metric), roles, batch_sizes, pools or {})
+            bound = _wide(name, bound.assign(metric=spec.metric), roles, batch_sizes, pools or {}, labels)
             for c in [c for c in bound.columns if c != "label" and c in out.columns]:
                 out[f"{c} ({suffix})"] = [bound[c].get(k, math.nan) for k in out.index]
-    out.attrs["paired"] = _paired(name, rows, roles)
+    out.attrs["paired"] = _paired(name, rows, roles, labels or {})
     return out
 
 
@@ -179,7 +185,7 @@ PAIRED_FIELDS = ("difference", "low", "high", "p_not_better")
 """The numbers of one paired comparison per column, in the order of :func:`dawin.report.results.paired_metrics`."""
 
 
-def _paired(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> list[dict]:
+def _paired(name: str, rows: pd.DataFrame, roles: Mapping[str, str], labels: Mapping[str, str]) -> list[dict]:
     """Each paired comparison of ``PAIRED[name]`` per backbone, for the page's tables (``dawin.report.reference``):
     ``{"backbone", "method", "other"}`` (labels) and ``"rows"``, one ``{"column", **PAIRED_FIELDS}`` per column of
     the table (the paper's column keys, in the table's order, averages last)."""
@@ -202,7 +208,7 @@ def _paired(name: str, rows: pd.DataFrame, roles: Mapping[str, str]) -> list[dic
             if cells:
                 cells.sort(key=lambda c: order.get(c["column"], len(order)))
                 out.append({"backbone": backbone, "method": METHOD_LABELS.get(method, method),
-                            "other": METHOD_LABELS.get(other, other), "rows": cells})
+                            "other": labels.get(other, METHOD_LABELS.get(other, other)), "rows": cells})
     return out
 
 
