@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from dawin.inputs import checkpoints, convert, models
 from dawin.inputs.multitask_datasets import task_info
 from dawin.replicas import models as R
+from dawin.tensorio import read_metadata
 
 torch.set_num_threads(1)
 ARCH = R.ARCHITECTURE
@@ -320,7 +321,7 @@ def test_task_vectors_pool_ranks_ties_over_the_whole_pickled_encoder(tmp_path, b
                                                      "head": tmp_path / "head.safetensors"}, ARCH, files[name])
         upstream = enc.state_dict()  # what AdaMerging's torch.load(...).state_dict() holds
         assert int(record["source_encoder_entries"]) == sum(t.numel() for t in upstream.values())
-        assert models.classifier_metadata(files[name])["source_encoder_entries"] == record["source_encoder_entries"]
+        assert read_metadata(files[name])["source_encoder_entries"] == record["source_encoder_entries"]
 
     # the count: the image tower plus the text side task_vectors keeps (the architecture's own numbers)
     clip = open_clip.create_model(ARCH, pretrained=None)

@@ -26,9 +26,9 @@ from ..method.expertise import percent_correct, top1_correct
 from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
-from ..inputs.models import ImageClassifier, classifier_metadata
+from ..inputs.models import ImageClassifier
 from ..registry import GRID_SEARCH, merging_methods_reading
-from ..tensorio import load_tensors
+from ..tensorio import load_tensors, read_metadata
 
 log = logging.getLogger("dawin.merging.multitask")
 
@@ -41,7 +41,7 @@ def trim_entries(pretrained: str, experts: Sequence[str]) -> int | None:
     None (rank over the image tower) for experts from elsewhere (FusionBench's vision-only models, the demo).
     The tensors outside the tower must then be the same in theta0 and every expert (their task vectors 0, as
     upstream's)."""
-    meta = {f: classifier_metadata(f) for f in [pretrained, *experts]}
+    meta = {f: read_metadata(f) for f in [pretrained, *experts]}
     pickled = [f for f in experts if meta[f].get("source_format") == "pickled-modules"]
     if not pickled:
         return None
