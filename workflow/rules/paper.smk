@@ -4,6 +4,8 @@
 # downloaded archives (multi-GB extraction) and converting checkpoints are ordinary jobs, and nothing after
 # `paper_inputs` touches the network.
 if "paper" in config:
+    from dawin.inputs import checkpoints
+
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
@@ -76,6 +78,7 @@ if "paper" in config:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
             heldout={k: v for k, v in PAPER["heldout"].items() if k != "indices"},
+            indices=PAPER["heldout"]["indices"],
             expected=lambda wc: expected_size(wc.dataset),
             **FETCH,
         wildcard_constraints:
@@ -94,7 +97,7 @@ if "paper" in config:
             code_of("fetch_checkpoint.py"),
         params:
             spec=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"][wc.role],
-            key=lambda wc: f"{wc.ckpt}/{wc.role}",
+            key=lambda wc: checkpoints.lock_key(wc.ckpt, wc.role, PAPER["checkpoints"][wc.ckpt]["sources"][wc.role]),
             config_key=lambda wc: f"paper.checkpoints.{wc.ckpt}.sources.{wc.role}",
             **FETCH,
         log:
@@ -133,6 +136,7 @@ if "paper" in config:
             format=lambda wc: PAPER["checkpoints"][wc.ckpt]["format"],
             architecture=lambda wc: PAPER["checkpoints"][wc.ckpt]["architecture"],
             specs=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"],
+            lock=PAPER["lock"],
         resources:
             mem_mb=16000,
         log:
