@@ -4,7 +4,7 @@
 # downloaded archives (multi-GB extraction) and converting checkpoints are ordinary jobs, and nothing after
 # `paper_inputs` touches the network.
 if "paper" in config:
-    from dawin.inputs import checkpoints
+    from dawin.inputs import checkpoints, paper_datasets
 
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
@@ -20,8 +20,15 @@ if "paper" in config:
         fetch_checkpoint,
         fetch_hf_model,
         fetch_dataset,
+        fetch_inception,
         multitask_dataset,
         paper_inputs,
+
+    # The rules that download (local rules, above and multitask.smk's multitask_train_split): the only ones that may
+    # touch the network. `paper_inputs` runs them where there is network; any other run that would need one of
+    # them stops before its first job (check_staged_inputs), rather than fail on a compute node after others ran.
+    DOWNLOAD_RULES = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "fetch_inception", "multitask_dataset",
+                      "multitask_train_split"]
 
     # the robust fine-tuning sets (downloads: the archive; ImageNet2p: model-soups' index file; the manual
     # sets: nothing) and the multi-task sets, whose download and conversion are one step (small sets)
@@ -146,8 +153,50 @@ if "paper" in config:
         script:
             "../scripts/convert_checkpoint.py"
 
+    # torchvision's Inception-V3 weights, for Figure G's FID panel: a download like the others (mirror, URL
+    # rewrites, lock), accepted once its sha256 starts with the prefix torchvision puts in the file name
+    INCEPTION = f"{PRES}/downloads/inception/{Path(PAPER['inception']['url'][0]).name}"
+
+    rule fetch_inception:
+        output:
+            INCEPTION,
+        input:
+            code_of("fetch_inception.py"),
+        params:
+            spec=PAPER["inception"],
+            **FETCH,
+        log:
+            f"{PRES}/logs/fetch_inception.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/fetch_inception.py"
+
+    def check_staged_inputs(dag):
+        """Stop a run that would download, unless it is `paper_inputs` (or asks for downloads by name)."""
+        targets = {job.rule.name for job in dag.targetjobs}
+        if "paper_inputs" in targets or targets <= set(DOWNLOAD_RULES):
+            return
+        pending = {}
+        for job in dag.needrun_jobs():
+            if job.rule.name in DOWNLOAD_RULES:
+                pending.setdefault(job.rule.name, []).extend(sorted(job.output))
+        if pending:
+            listed = "; ".join(f"{rule} ({len(files)}): {', '.join(sorted(files)[:2])}{' ...' if len(files) > 2 else ''}"
+                               for rule, files in sorted(pending.items()))
+            raise WorkflowError(
+                f"{sum(map(len, pending.values()))} staged input(s) of the paper suite are missing or outdated, by the "
+                f"rule that downloads them: {listed}. This run would download them, but "
+                "nothing after paper_inputs may touch the network (compute nodes have none). Run "
+                f"`snakemake paper_inputs` with the same --configfile options (e.g. `{paper_datasets.PAPER_INPUTS}`) "
+                "where there is network (the login node), then this command again")
+
+    onstart:
+        check_staged_inputs(workflow.dag)
+
     rule paper_inputs:
         input:
+            INCEPTION,
             expand(f"{PRES}/data/{{dataset}}", dataset=sorted(PAPER["datasets"])),
             expand(f"{PRES}/checkpoints/{{ckpt}}.safetensors", ckpt=sorted(PAPER["checkpoints"])),
             expand(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors", backbone=BACKBONES),
