@@ -4,7 +4,7 @@
 # downloaded archives (multi-GB extraction) and converting checkpoints are ordinary jobs, and nothing after
 # `paper_inputs` touches the network.
 if "paper" in config:
-    from dawin.inputs import checkpoints, paper_datasets
+    from dawin.inputs import checkpoints
 
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
@@ -172,27 +172,8 @@ if "paper" in config:
         script:
             "../scripts/fetch_inception.py"
 
-    def check_staged_inputs(dag):
-        """Stop a run that would download, unless it is `paper_inputs` (or asks for downloads by name)."""
-        targets = {job.rule.name for job in dag.targetjobs}
-        if "paper_inputs" in targets or targets <= set(DOWNLOAD_RULES):
-            return
-        pending = {}
-        for job in dag.needrun_jobs():
-            if job.rule.name in DOWNLOAD_RULES:
-                pending.setdefault(job.rule.name, []).extend(sorted(job.output))
-        if pending:
-            listed = "; ".join(f"{rule} ({len(files)}): {', '.join(sorted(files)[:2])}{' ...' if len(files) > 2 else ''}"
-                               for rule, files in sorted(pending.items()))
-            raise WorkflowError(
-                f"{sum(map(len, pending.values()))} staged input(s) of the paper suite are missing or outdated, by the "
-                f"rule that downloads them: {listed}. This run would download them, but "
-                "nothing after paper_inputs may touch the network (compute nodes have none). Run "
-                f"`snakemake paper_inputs` with the same --configfile options (e.g. `{paper_datasets.PAPER_INPUTS}`) "
-                "where there is network (the login node), then this command again")
-
     onstart:
-        check_staged_inputs(workflow.dag)
+        check_staged_inputs(workflow.dag, DOWNLOAD_RULES)
 
     rule paper_inputs:
         input:
