@@ -1,5 +1,7 @@
 import functools
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +261,42 @@ def test_inception_extractor_from_local_file(tmp_path):
     with torch.no_grad():
         out = model(x[None])
     assert out.shape == (1, dist.INCEPTION_DIM)
+
+
+def _fetch_inception_job(url, base, out, lock):
+    """workflow/scripts/fetch_inception.py as rule fetch_inception runs it, with a stand-in `snakemake` object."""
+    import runpy
+    from types import SimpleNamespace
+
+    params = SimpleNamespace(spec={"url": [url]}, lock=str(lock), mirror=None, rewrites={"https://": f"{base}/"}, md5={})
+    job = SimpleNamespace(params=params, output=[str(out)], threads=1, log=[])
+    runpy.run_path(str(Path(__file__).parents[1] / "workflow/scripts/fetch_inception.py"), init_globals={"snakemake": job})
+
+
+def test_paper_inputs_fetch_the_inception_weights_checked_and_locked(tmp_path):
+    # issue 24, item 15: fetched with the other inputs (through the URL rewrites, from a loopback server), accepted
+    # once the sha256 starts with the prefix in torchvision's file name, then recorded in the lock
+    from dawin.inputs.checkpoints import read_lock
+    from dawin.replicas.rehearsal import write_inception_replica
+    from dawin.replicas.server import serve
+
+    site = tmp_path / "site"
+    url = write_inception_replica(site, seed=0)
+    served = site / "download.pytorch.org/models" / url.rsplit("/", 1)[1]
+    httpd, base = serve(site)
+    try:
+        out, lock = tmp_path / "dl" / served.name, tmp_path / "lock.json"
+        _fetch_inception_job(url, base, out, lock)
+        assert read_lock(lock) == {"inception-v3": hashlib.sha256(served.read_bytes()).hexdigest()}
+        model, _ = dist.inception_feature_extractor(out)
+        assert model(torch.zeros(1, 3, 299, 299)).shape == (1, 2048)
+        # a file whose sha256 does not start with its name's prefix is refused, removed, and locks nothing
+        data = bytearray(served.read_bytes())
+        data[-1] ^= 1
+        served.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="does not start with"):
+            _fetch_inception_job(url, base, tmp_path / "dl2" / served.name, tmp_path / "lock2.json")
+        assert not (tmp_path / "dl2" / served.name).exists() and not (tmp_path / "lock2.json").exists()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

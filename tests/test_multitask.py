@@ -65,6 +65,19 @@ def test_the_count_ties_ranks_over_comes_from_the_pickled_sources(tmp_path):
         load_pool(pre, {"a": a, "b": save("text", 3, **{**tv, "source_outside_visual_sha256": "cd"})})
 
 
+def test_an_expert_with_the_weights_of_another_or_of_theta0_is_an_error_naming_both(tmp_path, files):
+    # issue 24, item 3: the mirror's Drive file for the SVHN expert held the MNIST expert; nothing noticed
+    paths, clfs = files
+    twin = tmp_path / "svhn.safetensors"
+    head = torch.randn(3, 64, generator=torch.Generator().manual_seed(7))  # its own head: only the tower is copied
+    models.ImageClassifier.from_clip(seeded_clip(ARCH, 1), ARCH, head).save(twin)
+    with pytest.raises(ValueError, match=rf"the multi-task pool: the a expert \({paths['a']}\) and the svhn expert "
+                                         rf"\({twin}\) hold identical image towers"):
+        load_pool(paths["pre"], {"a": paths["a"], "b": paths["b"], "svhn": str(twin)})
+    with pytest.raises(ValueError, match=rf"theta0 \({paths['pre']}\) and the b expert \({paths['pre']}\) hold identical"):
+        load_pool(paths["pre"], {"a": paths["a"], "b": paths["pre"]})
+
+
 def test_expert_with_a_bias_is_refused(tmp_path, files):
     paths, _ = files
     _expert(tmp_path / "biased.safetensors", 3, bias=0.5)

@@ -144,3 +144,36 @@ def test_table3_says_its_held_out_split_is_inside_the_b16_fine_tune(paper):
     assert paper["targets"]["table3"] == "ViT-B-16" and paper["backbones"]["ViT-B-16"]["finetuned"].endswith(
         "ViT-B-16.safetensors") and paper["paper"]["checkpoints"]["ViT-B-16"]["format"] == "pickled-modules"
     assert paper["datasets"]["id_val"] == "imagenet_heldout"  # the paper's choice stays the default
+
+
+def test_inception_weights_are_torchvisions(paper):
+    # issue 24, item 15: Figure G's FID panel reads torchvision's Inception_V3_Weights.IMAGENET1K_V1 (torchvision
+    # models/inception.py), which paper_inputs fetches with the other inputs
+    from torchvision.models import Inception_V3_Weights
+
+    assert paper["paper"]["inception"]["url"] == [Inception_V3_Weights.IMAGENET1K_V1.url]
+
+
+def _paper_run(tmp_path, *targets):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile",
+           str(ROOT / "config/paper.yaml"), "--cores", "1", *targets]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("target, missing", [
+    ("resources/paper/data/imagenet_r", "resources/paper/downloads/imagenet_r"),
+    ("results/paper/multitask/distances.csv", "resources/paper/downloads/inception/inception_v3_google-0cc3c7bd.pth"),
+])
+def test_a_run_that_would_download_stops_before_its_first_job_and_names_paper_inputs(tmp_path, target, missing):
+    # issue 24, items 5 and 15: with a staged input missing, a compute run used to start, run other jobs, and
+    # fail on a compute node with "Connection refused" (or skip Figure G's FID panel); it must say so first
+    res = _paper_run(tmp_path, target)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "staged input(s) of the paper suite are missing or outdated" in out and missing in out, out[-3000:]
+    assert "run `snakemake paper_inputs`" in out.lower() or "Run `snakemake paper_inputs`" in out
+    assert "rule " not in out.split("Job stats:")[1].split("WorkflowError")[0]  # no job started
+    assert not (tmp_path / "resources/paper/downloads").exists()

@@ -370,9 +370,53 @@ def test_unchecksummed_archives_are_locked_on_first_fetch_and_mirrors_come_first
     assert rec["n_images"] == 2
     key = "dataset:imagenetv2/imagenetv2-matched-frequency.tar.gz"
     assert read_lock(lock)[key] == hashlib.sha256((mirror / "imagenetv2-matched-frequency.tar.gz").read_bytes()).hexdigest()
-    # upstream (here: the mirror) silently replaced with other content: refused, nothing built
+    # the mirror's copy silently replaced with other content: refused, naming the mirror file, nothing built
     _v2_archive(mirror / "imagenetv2-matched-frequency.tar.gz", tmp_path / "s2", [0, 1, 2])
-    with pytest.raises(LockMismatch, match="imagenetv2.*the lock file"):
+    staged = mirror / "imagenetv2-matched-frequency.tar.gz"
+    with pytest.raises(DatasetError, match=rf"the mirror file {staged} fails its check \(sha256 .*, the lock file "
+                                           rf"{lock} expects .*\): the mirror holds a wrong or corrupt copy"):
         pd.prepare("imagenetv2", tmp_path / "b" / "v2", downloads=tmp_path / "b" / "dl", urls=dead, mirror=mirror,
                    lock=lock, progress=False, expected_images=3, expected_classes=3)
-    assert not (tmp_path / "b" / "v2").exists()
+    assert not (tmp_path / "b" / "v2").exists() and staged.exists()
+    # a download that differs from the lock (the upstream file changed) is refused with the command that clears it
+    (tmp_path / "c" / "dl").mkdir(parents=True)
+    (tmp_path / "c" / "dl" / staged.name).write_bytes(staged.read_bytes())
+    with pytest.raises(LockMismatch, match=f"forget '{key}' --lock {lock}"):
+        pd.fetch_archive("imagenetv2", tmp_path / "c" / "dl", urls=dead, lock=lock, progress=False)
+
+
+def _paper_dataset_job(dataset, downloads, out, lock):
+    """Run workflow/scripts/paper_dataset.py as rule paper_dataset would, with a stand-in `snakemake` object."""
+    import runpy
+    from types import SimpleNamespace
+
+    params = SimpleNamespace(builder=dataset, manual={}, heldout={}, indices={}, md5={}, lock=str(lock), mirror=None,
+                             rewrites={}, expected={"images": 2, "classes": 2})
+    job = SimpleNamespace(params=params, input=SimpleNamespace(downloads=str(downloads)), output=[str(out)],
+                          wildcards=SimpleNamespace(dataset=dataset), threads=1, log=[])
+    runpy.run_path(str(Path(__file__).parents[1] / "workflow/scripts/paper_dataset.py"), init_globals={"snakemake": job})
+
+
+@pytest.mark.parametrize("dataset, archive, content, problem", [
+    ("imagenet_r", None, None, "is missing"),
+    ("imagenet_r", "imagenet-r.tar", b"truncated", r"fails its check \(md5 mismatch"),
+    ("imagenet_sketch", "ImageNet-Sketch.zip", b"PK\x03\x04truncated", r"is truncated or corrupt \(BadZipFile"),
+    ("imagenet_sketch", "ImageNet-Sketch.zip", b"<!DOCTYPE html><title>Quota</title>", "is an HTML page"),
+])
+def test_the_compute_job_never_downloads_and_names_paper_inputs(tmp_path, monkeypatch, dataset, archive, content,
+                                                                problem):
+    # issue 24, items 4-5: paper_dataset is a cluster job; an archive that is absent or bad must not be fetched again
+    # from the original hosts (nor through the mirror), it must say what to run where there is network
+    def no_network(*args, **kwargs):
+        raise AssertionError("paper_dataset reached for the network")
+
+    monkeypatch.setattr(pd, "fetch", no_network)
+    downloads = tmp_path / "downloads" / dataset
+    downloads.mkdir(parents=True)
+    if archive:
+        (downloads / archive).write_bytes(content)
+    message = (rf"{dataset}: the staged archive {downloads}/.* {problem}.*Compute jobs never download: delete "
+               rf"{downloads} and run `snakemake paper_inputs --configfile config/paper.yaml` where there is network")
+    with pytest.raises(DatasetError, match=message):
+        _paper_dataset_job(dataset, downloads, tmp_path / "data" / dataset, tmp_path / "lock.json")
+    assert not (tmp_path / "data" / dataset / "verify.json").exists() and not (tmp_path / "lock.json").exists()

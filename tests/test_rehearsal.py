@@ -27,7 +27,8 @@ from dawin.replicas.server import serve
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config/paper.yaml"
-DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "multitask_dataset", "multitask_train_split"]
+DOWNLOADS = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "fetch_inception", "multitask_dataset",
+             "multitask_train_split"]
 CORES = os.environ["DAWIN_TEST_SNAKEMAKE_CORES"].split()  # this worker's --cores and --max-threads (tests/conftest.py)
 
 pytestmark = pytest.mark.workflow

@@ -179,3 +179,25 @@ def test_paper_suite_soups_use_all_72_model_soups_runs():
     second = load_second_reference(ROOT / "workflow" / "resources" / "model_soups_reference.yaml")
     assert second.attrs["runs"] == len(runs)
     assert "all 72 model-soups runs" in second.attrs["note"]
+
+
+def test_two_runs_with_identical_weights_are_an_error_naming_both(tmp_path, files):
+    # issue 24, item 3: a run file that holds another run's weights (a mirror or Drive file standing in for another)
+    pre, paths = files
+    twin = tmp_path / "run1-copy.safetensors"
+    clf = models.ImageClassifier.load(paths[1])
+    clf.save(twin, source="another upstream file")  # other metadata, same tensors
+    message = rf"run {paths[1]} and run {twin} hold identical image towers \(all \d+ tensors"
+    with pytest.raises(ValueError, match=message):
+        soups.uniform_soup([paths[0], paths[1], twin])
+    with pytest.raises(ValueError, match=message):
+        soups.greedy_soup([paths[0], paths[1], twin], lambda clf: 0.5)
+    with pytest.raises(ValueError, match=rf"Model Stock: the pre-trained model \({pre}\) and run {tmp_path}"):
+        soups.model_stock(pre, [paths[0], _copy(pre, tmp_path / "run-is-pre.safetensors")])
+    # distinct towers pass, whatever their heads
+    assert soups.uniform_soup(paths) is not None
+
+
+def _copy(path, dest):
+    models.ImageClassifier.load(path).save(dest)
+    return dest

@@ -500,6 +500,7 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "fetch_dataset": 7, "paper_dataset": 7, "multitask_dataset": 8,
         # + OpenAI's three CLIP releases and task_vectors' zeroshot.pt (the pool's theta0)
         "fetch_checkpoint": 95, "fetch_hf_model": 9, "convert_checkpoint": 95, "zeroshot_head": 11,
+        "fetch_inception": 1,  # torchvision's Inception-V3 weights (Figure G's FID panel)
         "zeroshot_model": 3, "cache_logits": 9, "cache_soup_logits": 3, "soup": 3, "soup_metrics": 1, "temperatures": 3, "wise_ft_sweep": 21,
         "metrics": 3, "optimality": 1, "profile": 1,
         # one coefficients job per backbone (+ the weight average's kinds on B/32); merged evaluations by group:

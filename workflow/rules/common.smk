@@ -404,6 +404,31 @@ def check_paper_expected(datasets):
             )
 
 
+def check_staged_inputs(dag, download_rules):
+    """The paper suite's check before its first job (onstart, workflow/rules/paper.smk): a run that would run one of
+    ``download_rules`` stops, naming what is missing, unless it is `paper_inputs` (or asks for downloads by name):
+    nothing after `paper_inputs` may touch the network, and a compute run would otherwise fail on a compute node
+    after other jobs ran."""
+    from dawin.inputs.paper_datasets import PAPER_INPUTS
+
+    targets = {job.rule.name for job in dag.targetjobs}
+    if "paper_inputs" in targets or targets <= set(download_rules):
+        return
+    pending = {}
+    for job in dag.needrun_jobs():
+        if job.rule.name in download_rules:
+            pending.setdefault(job.rule.name, []).extend(sorted(job.output))
+    if pending:
+        listed = "; ".join(f"{rule} ({len(files)}): {', '.join(sorted(files)[:2])}{' ...' if len(files) > 2 else ''}"
+                           for rule, files in sorted(pending.items()))
+        raise WorkflowError(
+            f"{sum(map(len, pending.values()))} staged input(s) of the paper suite are missing or outdated, per "
+            f"download step: {listed}. This run would download them, but "
+            "nothing after paper_inputs may touch the network (compute nodes have none). Run "
+            f"`snakemake paper_inputs` with the same --configfile options (e.g. `{PAPER_INPUTS}`) "
+            "where there is network (the login node), then this command again")
+
+
 def checkpoint_sources(wildcards):
     """The sources of one paper checkpoint, named by their role (checkpoint, encoder, head, ...)."""
     specs = config["paper"]["checkpoints"][wildcards.ckpt]["sources"]

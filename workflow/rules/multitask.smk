@@ -134,6 +134,9 @@ if "multitask" in config:
             code=code_of("multitask_distances.py"),
             pretrained=MT_PRETRAINED,
             test=[MT["tasks"][t]["test"] for t in MT_TASKS],
+            # the paper suite's FID panel needs the Inception-V3 weights paper_inputs fetches; the demo uses them
+            # from the torch hub cache where they are, and skips the panel (saying so) where not
+            inception=[INCEPTION] if "paper" in config else [],
         params:
             tasks=MT_TASKS,
             n_examples=MT["n_examples"],

@@ -4,6 +4,8 @@
 # downloaded archives (multi-GB extraction) and converting checkpoints are ordinary jobs, and nothing after
 # `paper_inputs` touches the network.
 if "paper" in config:
+    from dawin.inputs import checkpoints
+
     PAPER = config["paper"]
     expand_checkpoint_series(PAPER)
     PRES = PAPER["resources"]
@@ -18,8 +20,15 @@ if "paper" in config:
         fetch_checkpoint,
         fetch_hf_model,
         fetch_dataset,
+        fetch_inception,
         multitask_dataset,
         paper_inputs,
+
+    # The rules that download (local rules, above and multitask.smk's multitask_train_split): the only ones that may
+    # touch the network. `paper_inputs` runs them where there is network; any other run that would need one of
+    # them stops before its first job (check_staged_inputs), rather than fail on a compute node after others ran.
+    DOWNLOAD_RULES = ["fetch_checkpoint", "fetch_hf_model", "fetch_dataset", "fetch_inception", "multitask_dataset",
+                      "multitask_train_split"]
 
     # the robust fine-tuning sets (downloads: the archive; ImageNet2p: model-soups' index file; the manual
     # sets: nothing) and the multi-task sets, whose download and conversion are one step (small sets)
@@ -76,6 +85,7 @@ if "paper" in config:
             builder=lambda wc: PAPER["datasets"][wc.dataset],
             manual=PAPER["manual"],
             heldout={k: v for k, v in PAPER["heldout"].items() if k != "indices"},
+            indices=PAPER["heldout"]["indices"],
             expected=lambda wc: expected_size(wc.dataset),
             **FETCH,
         wildcard_constraints:
@@ -94,7 +104,7 @@ if "paper" in config:
             code_of("fetch_checkpoint.py"),
         params:
             spec=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"][wc.role],
-            key=lambda wc: f"{wc.ckpt}/{wc.role}",
+            key=lambda wc: checkpoints.lock_key(wc.ckpt, wc.role, PAPER["checkpoints"][wc.ckpt]["sources"][wc.role]),
             config_key=lambda wc: f"paper.checkpoints.{wc.ckpt}.sources.{wc.role}",
             **FETCH,
         log:
@@ -133,6 +143,7 @@ if "paper" in config:
             format=lambda wc: PAPER["checkpoints"][wc.ckpt]["format"],
             architecture=lambda wc: PAPER["checkpoints"][wc.ckpt]["architecture"],
             specs=lambda wc: PAPER["checkpoints"][wc.ckpt]["sources"],
+            lock=PAPER["lock"],
         resources:
             mem_mb=16000,
         log:
@@ -142,8 +153,31 @@ if "paper" in config:
         script:
             "../scripts/convert_checkpoint.py"
 
+    # torchvision's Inception-V3 weights, for Figure G's FID panel: a download like the others (mirror, URL
+    # rewrites, lock), accepted once its sha256 starts with the prefix torchvision puts in the file name
+    INCEPTION = f"{PRES}/downloads/inception/{Path(PAPER['inception']['url'][0]).name}"
+
+    rule fetch_inception:
+        output:
+            INCEPTION,
+        input:
+            code_of("fetch_inception.py"),
+        params:
+            spec=PAPER["inception"],
+            **FETCH,
+        log:
+            f"{PRES}/logs/fetch_inception.log",
+        conda:
+            "../../envs/dawin.yaml"
+        script:
+            "../scripts/fetch_inception.py"
+
+    onstart:
+        check_staged_inputs(workflow.dag, DOWNLOAD_RULES)
+
     rule paper_inputs:
         input:
+            INCEPTION,
             expand(f"{PRES}/data/{{dataset}}", dataset=sorted(PAPER["datasets"])),
             expand(f"{PRES}/checkpoints/{{ckpt}}.safetensors", ckpt=sorted(PAPER["checkpoints"])),
             expand(f"{RESULTS}/models/{{backbone}}/zeroshot.safetensors", backbone=BACKBONES),

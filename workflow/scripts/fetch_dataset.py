@@ -8,8 +8,8 @@ log = start_job(snakemake)
 p, name, out = snakemake.params, snakemake.params.builder, Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)
 if name == "imagenet_heldout":  # the images themselves are manual (ImageNet train)
-    fetch_checkpoint("imagenet_98_idxs.npy", p.indices, out / "imagenet_98_idxs.npy", p.lock, mirror=p.mirror,
-                     config_key="paper.heldout.indices", rewrites=p.rewrites)
+    fetch_checkpoint(paper_datasets.HELDOUT_INDICES, p.indices, out / paper_datasets.HELDOUT_INDICES, p.lock,
+                     mirror=p.mirror, config_key="paper.heldout.indices", rewrites=p.rewrites)
 elif name in paper_datasets.MANUAL:
     log.info("%s is placed by hand (paper.manual): nothing to download", name)
 else:

@@ -15,9 +15,12 @@ clip = {t: image_features(encoder, datasets.load_dataset(r, transform=models.pre
         for t, r in zip(p.tasks, snakemake.input.test)}
 sigma = median_bandwidth(*clip.values())  # one kernel for the whole matrix
 matrices = {"mmd": distance_matrix(clip, partial(mmd, bandwidth=sigma))[0]}
-ok, message = inception_available()
+staged = snakemake.input.get("inception") or [None]  # the paper suite's fetched weights; else the hub cache
+ok, message = inception_available(staged[0])
+if staged[0] is not None and not ok:
+    raise FileNotFoundError(message)
 if ok:
-    inception, transform = inception_feature_extractor()
+    inception, transform = inception_feature_extractor(staged[0])
     feats = {t: image_features(inception, datasets.load_dataset(r, transform=transform), p.n_examples, p.seed,
                                normalize=False, **kw) for t, r in zip(p.tasks, snakemake.input.test)}
     matrices["fid"] = distance_matrix(feats, fid)[0]

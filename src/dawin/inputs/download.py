@@ -16,6 +16,7 @@ import bz2
 import gzip
 import lzma
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -50,6 +51,25 @@ def _check_file(path: Path, sha256: str | None, md5: str | None, expected_size: 
             if actual.lower() != expected.lower():
                 return f"{algorithm} mismatch: expected {expected.lower()}, got {actual}"
     return None
+
+
+_HTML_START = (b"<!doctype html", b"<html", b"<head", b"<body", b"<meta", b"<title")
+
+
+def html_page(path: str | Path) -> str | None:
+    """None when ``path`` is not an HTML page; else the page's ``<title>`` ('' without one).
+
+    Hosts answer some failures with an HTML page and status 200 (Google Drive's quota, virus-scan and sign-in
+    pages, a proxy's login page); saved in place of a checkpoint or an archive it would otherwise surface later
+    as an unreadable file ("invalid load key '<'"). No checkpoint, archive or index file starts with a tag.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not start.startswith(_HTML_START):
+        return None
+    m = re.search(rb"<title[^>]*>(.*?)</title>", head, re.IGNORECASE | re.DOTALL)
+    return " ".join(m.group(1).decode("utf-8", "replace").split()) if m else ""
 
 
 # --- fetching --------------------------------------------------------------------------------------
@@ -156,7 +176,10 @@ def fetch(urls: str | Sequence[str], dest: str | Path, sha256: str | None = None
                     part.unlink(missing_ok=True)
                     failures.append(f"{url}: {type(e).__name__}: {e}")
                     break
-                problem = _check_file(part, sha256, md5, expected_size)
+                title = html_page(part)
+                problem = (f"the server answered with an HTML page{f' titled {title!r}' if title else ''} instead of "
+                           "the file (a login, error, quota or proxy page)" if title is not None
+                           else _check_file(part, sha256, md5, expected_size))
                 if problem is not None:
                     part.unlink(missing_ok=True)
                     failures.append(f"{url}: {dest.name}: {problem}")

@@ -554,52 +554,109 @@ BUILDERS: dict[str, Callable[..., dict]] = {
 MANUAL = ("imagenet_heldout", "imagenet_val", "objectnet")
 
 
+HELDOUT_INDICES = "imagenet_98_idxs.npy"
+"""model-soups' ImageNet2p index file: its name in the downloads folder and its key in the lock file."""
+
+PAPER_INPUTS = "snakemake paper_inputs --configfile config/paper.yaml"
+"""The command that stages every download (README, 'The paper suite'); compute jobs never download."""
+
+
+def archive_lock_key(name: str) -> str:
+    """The lock file's key of a downloadable set's archive."""
+    return f"dataset:{name}/{SOURCES[name]['archive']}"
+
+
 def fetch_archive(name: str, downloads: str | Path, *, urls: Sequence[str] | None = None, sha256: str | None = None,
                   md5: str | None = None, lock: str | Path | None = None, mirror: str | Path | None = None,
-                  rewrites: Mapping[str, str] | None = None, progress: bool = True) -> Path:
+                  rewrites: Mapping[str, str] | None = None, progress: bool = True, offline: bool = False) -> Path:
     """Download one downloadable set's archive into ``downloads`` (nothing else: no extraction).
 
     ``urls``/``sha256``/``md5`` override :data:`SOURCES` (tests point them at a local server). A pre-staged
     copy in the mirror folder (:func:`dawin.inputs.checkpoints.mirror_path`: the URL's file name) is used instead
-    of the network. Archives without a published checksum (ImageNet-V2, ImageNet-Sketch) get their sha256 recorded in ``lock`` on first fetch and enforced after
-    (:func:`dawin.inputs.checkpoints.enforce_lock`). ``md5`` replaces a published checksum; ``rewrites`` maps URL
-    prefixes (:func:`dawin.inputs.download.rewrite_urls`).
+    of the network; one that fails its checks is named as the culprit. Archives without a published checksum
+    (ImageNet-V2, ImageNet-Sketch) are checked against the sha256 that ``lock`` recorded when an archive was
+    last accepted (:func:`prepare` records it after a complete extraction). ``md5`` replaces a published
+    checksum; ``rewrites`` maps URL prefixes (:func:`dawin.inputs.download.rewrite_urls`).
+
+    ``offline`` (the compute jobs): nothing is downloaded; an archive that is absent or fails a check stops
+    with a message naming it and saying to run ``paper_inputs`` where there is network.
     """
-    from .checkpoints import enforce_lock, mirror_path, place_copy
+    from .checkpoints import enforce_lock, mirror_path, place_copy, read_lock
+    from .download import _check_file, html_page
 
     if name in MANUAL:
         raise DatasetError(f"{name} cannot be downloaded: {INSTRUCTIONS[name]}")
     spec = SOURCES[name]
     target = Path(downloads) / spec["archive"]
     md5 = md5 if (md5 or urls) else spec.get("md5")
+    unchecked = lock is None or sha256 or md5
+
+    def problem(path: Path) -> str | None:
+        title = html_page(path)
+        if title is not None:
+            return f"is an HTML page{f' titled {title!r}' if title else ''}, not the archive"
+        bad = _check_file(path, sha256, md5, None)
+        expected = None if unchecked else read_lock(lock).get(archive_lock_key(name))
+        if bad is None and expected and sha256_file(path) != expected:
+            bad = f"sha256 {sha256_file(path)}, the lock file {lock} expects {expected}"
+        return None if bad is None else f"fails its check ({bad})"
+
+    if offline:
+        found = problem(target) if target.is_file() else "is missing"
+        if found is None:
+            return target
+        raise DatasetError(f"{name}: the staged archive {target} {found}. Compute jobs never download: delete "
+                           f"{Path(downloads)} and run `{PAPER_INPUTS}` where there is network (the login node), "
+                           "then this command again")
     staged = mirror_path({"url": list(urls or spec["urls"])}, mirror) if mirror else None  # the one mirror layout
     if staged is not None and staged.is_file() and not target.exists():
+        bad = problem(staged)
+        if bad is not None:
+            raise DatasetError(f"{name}: the mirror file {staged} {bad}: the mirror holds a wrong or corrupt copy, "
+                               f"used before the network. Replace {staged} with the right file, or remove it to "
+                               "download from the network")
         target.parent.mkdir(parents=True, exist_ok=True)
         place_copy(staged, target)
     archive = fetch(list(urls or spec["urls"]), target, sha256, md5=md5, progress=progress, rewrites=rewrites)
-    if lock is not None and not sha256 and not md5:
-        enforce_lock(f"dataset:{name}/{spec['archive']}", archive, lock)
+    if not unchecked:
+        enforce_lock(archive_lock_key(name), archive, lock, record=False)
     return archive
 
 
 def prepare(name: str, root: str | Path, *, downloads: str | Path | None = None,
             urls: Sequence[str] | None = None, sha256: str | None = None, md5: str | None = None,
             lock: str | Path | None = None, mirror: str | Path | None = None,
-            rewrites: Mapping[str, str] | None = None, progress: bool = True, expected_images: int | None,
-            expected_classes: int | None, **build_kwargs) -> dict:
+            rewrites: Mapping[str, str] | None = None, progress: bool = True, offline: bool = False,
+            expected_images: int | None, expected_classes: int | None, **build_kwargs) -> dict:
     """:func:`fetch_archive` (a no-op when the archive is already in ``downloads``, default
     ``<root>/../_downloads``), then extract into ``root/raw`` and normalise. Manual sets raise with instructions.
 
     ``expected_images``/``expected_classes`` (required, as for the builders: config ``paper.expected.<dataset>``;
-    ``None`` skips a check) go to the builder with the other ``build_kwargs``.
+    ``None`` skips a check) go to the builder with the other ``build_kwargs``. Once the set is built, an archive
+    without a published checksum is accepted: its sha256 is recorded in ``lock``. ``offline`` (compute jobs):
+    see :func:`fetch_archive`; a corrupt archive then says to fetch it again with ``paper_inputs``.
     """
+    from .checkpoints import enforce_lock
+    from .download import DownloadError
+
     root = Path(root)
     downloads = Path(downloads) if downloads is not None else root.parent / "_downloads"
     archive = fetch_archive(name, downloads, urls=urls, sha256=sha256, md5=md5, lock=lock, mirror=mirror,
-                            rewrites=rewrites, progress=progress)
-    raw = extract(archive, root / "raw")
-    return BUILDERS[name](raw, root, expected_images=expected_images, expected_classes=expected_classes,
-                          **build_kwargs)
+                            rewrites=rewrites, progress=progress, offline=offline)
+    try:
+        raw = extract(archive, root / "raw")
+    except DownloadError as e:
+        if not offline:
+            raise
+        detail = f"is truncated or corrupt ({type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else f"fails ({e})"
+        raise DatasetError(f"{name}: the staged archive {archive} {detail}. Compute jobs never download: delete "
+                           f"{downloads} and run `{PAPER_INPUTS}` where there is network (the login node), then this "
+                           "command again") from None
+    record = BUILDERS[name](raw, root, expected_images=expected_images, expected_classes=expected_classes,
+                            **build_kwargs)
+    if lock is not None and not sha256 and not md5:
+        enforce_lock(archive_lock_key(name), archive, lock)
+    return record
 
 
 def expected_counts(dataset: str, entry: Mapping | None) -> dict[str, int]:

@@ -27,6 +27,7 @@ from . import get_method
 from .dawin_multitask import MultiTaskGroupedEvaluator, cluster_coefficients, expert_coefficients
 from .pool import ModelPool
 from ..inputs.models import ImageClassifier
+from ..method.weights import DistinctWeights
 from ..registry import GRID_SEARCH, merging_methods_reading
 from ..tensorio import load_tensors, read_metadata
 
@@ -70,9 +71,12 @@ def load_pool(pretrained: str, experts: Mapping[str, str]) -> ModelPool:
     TIES ranks over from the files' metadata (:func:`trim_entries`)."""
     base = ImageClassifier.load(pretrained)
     encoders, heads = {}, {}
+    distinct = DistinctWeights("the multi-task pool")
+    distinct.add(f"theta0 ({pretrained})", base.visual.state_dict())
     for task, path in experts.items():
         clf = ImageClassifier.load(path, base.architecture)
         encoders[task] = clf.visual.state_dict()
+        distinct.add(f"the {task} expert ({path})", encoders[task])
         heads[task] = clf.head.weight.detach().clone()
         if clf.head.bias.abs().max() > 0:
             raise ValueError(f"{path}: expert heads must be bias-free zero-shot heads (task_vectors' frozen heads)")

@@ -95,3 +95,38 @@ def lerp_into(target: torch.nn.Module, theta0: StateDict, delta: StateDict, weig
         for name, p in target.state_dict(keep_vars=True).items():
             if name in delta:
                 torch.add(theta0[name], delta[name], alpha=float(weight), out=p.data)
+
+
+def weights_digest(state: StateDict, prefix: str = "") -> str:
+    """sha256 over the entries of ``state`` whose names start with ``prefix`` (name, dtype, shape and bytes of each,
+    in name order): two models with this digest equal hold the same weights there."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(k for k in state if k.startswith(prefix)):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class DistinctWeights:
+    """Checks that the models of one set (a multi-task pool with its theta0, the runs of a soup) hold distinct image
+    towers: a file that stands in for another (a mirror or Drive file holding the wrong model: Drive files have
+    no published hash) would otherwise pass every check and silently count one model twice.
+
+    ``add(name, state)`` digests the entries under ``prefix`` (:func:`weights_digest`) and raises ``ValueError``
+    naming both models when an earlier one has the same; ``name`` should say the role and the file."""
+
+    def __init__(self, what: str, prefix: str = ""):
+        self.what, self.prefix, self.seen = what, prefix, {}
+
+    def add(self, name: str, state: StateDict) -> None:
+        digest = weights_digest(state, self.prefix)
+        if digest in self.seen:
+            n = sum(k.startswith(self.prefix) for k in state)
+            raise ValueError(f"{self.what}: {self.seen[digest]} and {name} hold identical image towers (all {n} "
+                             f"tensors; sha256 {digest[:16]}): one file stands in for the other. Check where each "
+                             "came from (a converted checkpoint's .json sidecar names its upstream file and sha256; "
+                             "a mirror or Drive file may hold the wrong model) and replace the wrong one")
+        self.seen[digest] = name

@@ -30,6 +30,27 @@ from .prototypes import suite_prototypes
 from .server import HF_PREFIX, serve
 
 
+def write_inception_replica(site: Path, seed: int) -> str:
+    """A randomly initialised torchvision Inception-V3 state dict (half precision: 54 MB) on the replica site, named
+    as torchvision names its weights (``-<sha256 prefix>.pth``); returns the URL the overlay gives
+    ``paper.inception``."""
+    import hashlib
+
+    import torch
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(seed)
+    model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    folder = site / "download.pytorch.org" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "inception_v3_replica.pth"
+    torch.save(state, tmp)
+    name = f"inception_v3_replica-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(folder / name)
+    return f"https://download.pytorch.org/models/{name}"
+
+
 def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, runs: int = 3, per_class: int = 1,
                     batch_size: int = 64, adamerging_batch: int = 4, adamerging_steps: int = 50, seed: int = 0,
                     informative: bool = True) -> dict:
@@ -69,6 +90,7 @@ def build_rehearsal(paper_config: Mapping, dest: str | Path, base_url: str, *, r
             backbones[name]["soups"] = {"ingredients": {"last": ingredients["first"] + runs - 1}}
     overlay = {
         "paper": {
+            "inception": {"url": [write_inception_replica(site, seed)]},
             "mirror": str(mirror),
             "url_rewrite": {"https://": f"{base_url}/", "http://": f"{base_url}/"},
             "hf_endpoint": f"{base_url}{HF_PREFIX}",

@@ -282,8 +282,9 @@ def inception_available(weights_path: str | os.PathLike | None = None) -> tuple[
     return path is not None, msg
 
 
-def _check_hash(path: Path) -> None:
-    """torchvision's convention: the file name ends with ``-<sha256 prefix>.<ext>``."""
+def check_weights_hash(path: Path) -> None:
+    """torchvision's convention: the file name ends with ``-<sha256 prefix>.<ext>``; raise ``ValueError`` if the
+    file's sha256 does not start with it."""
     m = re.search(r"-([a-f0-9]+)\.", path.name)
     if m is None:
         return
@@ -325,7 +326,7 @@ def inception_feature_extractor(weights_path: str | os.PathLike | None = None,
     if path is None:
         raise FileNotFoundError(msg)
     if check_hash:
-        _check_hash(path)
+        check_weights_hash(Path(path))
     model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

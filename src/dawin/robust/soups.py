@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..inputs.models import ImageClassifier
-from ..method.weights import StateDict, is_mergeable, same_keys
+from ..method.weights import DistinctWeights, StateDict, is_mergeable, same_keys
 
 
 def _state(path: str | Path, like: ImageClassifier) -> dict[str, torch.Tensor]:
@@ -28,9 +28,12 @@ def uniform_soup(paths: Sequence[str | Path]) -> ImageClassifier:
     if len(paths) < 2:
         raise ValueError("a soup needs at least two fine-tuning runs")
     base = ImageClassifier.load(paths[0])
+    distinct = DistinctWeights("the uniform soup's runs", "visual.")
+    distinct.add(f"run {paths[0]}", base.state_dict())
     acc = {k: v.double() if v.is_floating_point() else v for k, v in base.state_dict().items()}
     for path in paths[1:]:
         sd = _state(path, base)
+        distinct.add(f"run {path}", sd)
         acc = {k: v + sd[k].double() if v.is_floating_point() else v for k, v in acc.items()}
     base.load_state_dict({k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in acc.items()})
     return base
@@ -75,9 +78,11 @@ def greedy_soup(paths: Sequence[str | Path], accuracy_of: Callable[[ImageClassif
     """
     names = [str(p) for p in paths]
     work = ImageClassifier.load(names[0])
-    single = {}
+    single, distinct = {}, DistinctWeights("the greedy soup's runs", "visual.")
     for name in names:
-        work.load_state_dict(_state(name, work))
+        state = _state(name, work)
+        distinct.add(f"run {name}", state)
+        work.load_state_dict(state)
         single[name] = accuracy_of(work)
     sums: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}
 
@@ -110,6 +115,10 @@ def model_stock(pretrained: str | Path, runs: Sequence[str | Path]) -> tuple[Ima
     """Model Stock of fine-tuning ``runs`` anchored at the pre-trained (zero-shot) classifier."""
     base = ImageClassifier.load(pretrained)
     sds = [_state(r, base) for r in runs]
+    distinct = DistinctWeights("Model Stock", "visual.")
+    distinct.add(f"the pre-trained model ({pretrained})", base.state_dict())
+    for run, sd in zip(runs, sds):
+        distinct.add(f"run {run}", sd)
     merged, ratios = model_stock_state(base.state_dict(), sds)
     base.load_state_dict(merged)
     return base, {k: float(v) for k, v in ratios.items()}
