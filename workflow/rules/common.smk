@@ -250,6 +250,7 @@ def _check_provenance():
     from dawin import provenance
 
     keys = provenance.Keys(f"{RESULTS}/.provenance-cache.json", datasets=PROVENANCE["scan_datasets"])
+    _KEYS.append(keys)
     results = [p for pattern in ("logits/**/*.safetensors", "merged/**/*.safetensors", "wise_ft/**/*.safetensors",
                                  "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors",
                                  "multitask/*/provenance.json")
@@ -271,6 +272,9 @@ def _check_provenance():
             "command again")
 
 
+_KEYS = []  # the content keys of this run's checks (dawin.provenance.Keys): the sha256 of each file computed once
+
+
 # Not again in every cluster job's own Snakemake process, which parses the workflow too (a dataset scan each);
 # is_main_process: exec mode DEFAULT, not REMOTE (snakemake/workflow.py, 9.27.1).
 if workflow.is_main_process:
@@ -284,6 +288,19 @@ EVAL_PARAMS = dict(
 )
 
 
+def configured_checkpoints():
+    """(whose, path) of every checkpoint file the config names: each backbone's fine-tuned model,
+    zero-shot weights, soup ingredients and Model Stock runs, and the multi-task suite's theta0 and experts."""
+    out = []
+    for name, bb in sorted(config["backbones"].items()):
+        stock = bb.get("soups", {}).get("model_stock", [])
+        stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
+        out += [(f"backbone {name}", p) for p in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock)]
+    if MT:
+        out += [("multitask", p) for p in (MT.get("pretrained"), *task_files(MT_TASKS, "expert").values())]
+    return out
+
+
 def check_inputs_exist():
     """Configured checkpoint files and dataset directories must exist or be made by a rule of this workflow.
 
@@ -295,16 +312,21 @@ def check_inputs_exist():
     def missing(path):
         return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules)
 
-    for name, bb in sorted(config["backbones"].items()):
-        soups = bb.get("soups", {})
-        stock = soups.get("model_stock", [])
-        stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
-        for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock):
-            if missing(path):
-                raise WorkflowError(
-                    f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
-                    "fetch or convert it first, or fix the path in the config"
-                )
+    for name, path in configured_checkpoints():
+        if missing(path):
+            raise WorkflowError(
+                f"{name}: checkpoint {path} does not exist and no rule makes it; "
+                "fetch or convert it first, or fix the path in the config"
+            )
+    if workflow.is_main_process and _KEYS:  # once per run, before any job: a converted checkpoint is the one converted
+        from dawin import identity
+
+        try:
+            identity.check_converted(sorted({p for _, p in configured_checkpoints() if p}), _KEYS[0].file)
+        except identity.IdentityError as error:
+            raise WorkflowError(str(error)) from None
+        finally:
+            _KEYS[0].save()
     directories = {**{f"datasets.roots.{d}": DS["roots"][d] for d in EVAL_SETS},
                    **{f"multitask.tasks.{t}.{split}": spec[split]
                       for t, spec in sorted(config.get("multitask", {}).get("tasks", {}).items())

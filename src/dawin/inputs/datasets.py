@@ -9,6 +9,7 @@ only have to write those two files; everything downstream reads them through :fu
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
+
+from .. import identity
 
 if TYPE_CHECKING:
     import torch
@@ -145,11 +148,15 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
     keys = [k for k in ("name", "classnames", "templates", "n_images") if k not in meta]
     if keys:
         raise not_a_description(f"no {keys[0]!r}")
+    index = (root / INDEX).read_bytes()
     try:
-        with open(root / INDEX, newline="") as f:
-            rows = list(csv.DictReader(f))
+        identity.check_staged_dataset(root, index)
+    except identity.IdentityError as error:
+        raise DatasetError(str(error)) from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(index.decode(), newline="")))
         paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
-    except (ValueError, KeyError, TypeError, csv.Error) as error:
+    except (ValueError, KeyError, TypeError, csv.Error) as error:  # UnicodeDecodeError is a ValueError
         detail = f"no column {error}" if isinstance(error, KeyError) else str(error)
         raise DatasetError(f"{root / INDEX}: not a dataset index ({detail}); {fix}") from None
     if not paths:

@@ -42,6 +42,12 @@ def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: 
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    broken = [k for k in sorted(set(own) & set(state)) if state[k].is_floating_point() and not torch.isfinite(state[k]).all()]
+    if broken:
+        n = sum(int((~torch.isfinite(state[k])).sum()) for k in broken)
+        raise CheckpointError(f"{path} holds {n} NaN or infinite values (in {len(broken)} tensors, e.g. {broken[0]}): "
+                              "the checkpoint is broken; fetch, convert or train it again (delete it and rerun "
+                              "snakemake where a rule makes it)")
     if missing or unexpected or wrong:
         detail = "; ".join(
             f"{what}: {keys[:3]}{' ...' if len(keys) > 3 else ''}"
@@ -117,9 +123,12 @@ def load_head(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
 class ImageClassifier(torch.nn.Module):
     """Image tower -> L2-normalised features -> linear head (weight (C, D), bias (C,))."""
 
-    def __init__(self, visual: torch.nn.Module, head: torch.nn.Linear, architecture: str):
+    def __init__(self, visual: torch.nn.Module, head: torch.nn.Linear, architecture: str,
+                 classnames: Sequence[str] | None = None, source: str | None = None):
         super().__init__()
         self.visual, self.head, self.architecture = visual, head, architecture
+        # the head's class names, in column order, where the file records them (dawin.identity.check_classes)
+        self.classnames, self.source = (list(classnames) if classnames else None), source
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual(images), dim=-1)
@@ -128,15 +137,17 @@ class ImageClassifier(torch.nn.Module):
         return self.head(self.features(images))
 
     @classmethod
-    def from_clip(cls, clip: torch.nn.Module, architecture: str, head_weight: torch.Tensor) -> "ImageClassifier":
+    def from_clip(cls, clip: torch.nn.Module, architecture: str, head_weight: torch.Tensor,
+                  classnames: Sequence[str] | None = None) -> "ImageClassifier":
         head = torch.nn.Linear(head_weight.shape[1], head_weight.shape[0])
         with torch.no_grad():
             head.weight.copy_(head_weight)
             head.bias.zero_()
-        return cls(clip.visual, head, architecture)
+        return cls(clip.visual, head, architecture, classnames)
 
     def save(self, path: str | Path, **metadata: str) -> None:
-        meta = {"format": CLASSIFIER_FORMAT, "architecture": self.architecture, **metadata}
+        meta = {"format": CLASSIFIER_FORMAT, "architecture": self.architecture,
+                **({"classnames": "\n".join(self.classnames)} if self.classnames else {}), **metadata}
         save_tensors(path, self.state_dict(), meta)
 
     @classmethod
@@ -162,7 +173,13 @@ class ImageClassifier(torch.nn.Module):
         if like is not None and n_cls != like.head.out_features:
             raise CheckpointError(f"{path} has a head of {n_cls} classes, the model it is combined with has "
                                   f"{like.head.out_features}: a classifier of another task? Fix the path in the config")
-        model = cls(visual, torch.nn.Linear(dim, n_cls), arch)
+        classnames = meta["classnames"].split("\n") if meta.get("classnames") else None
+        if like is not None and classnames and like.classnames and classnames != like.classnames:
+            first = next(i for i, (a, b) in enumerate(zip(classnames, like.classnames)) if a != b)
+            raise CheckpointError(f"{path}'s head has other classes, or the same in another order, than the model it "
+                                  f"is combined with ({like.source}): class {first} is {classnames[first]!r} against "
+                                  f"{like.classnames[first]!r}; a classifier of another label space? Fix the path")
+        model = cls(visual, torch.nn.Linear(dim, n_cls), arch, classnames, str(path))
         _load_strict(model, state, path, arch)
         return model.eval()
 
