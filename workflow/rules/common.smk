@@ -16,6 +16,15 @@ except ModuleNotFoundError as error:
         "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
     ) from None
 
+# Every config file read strictly (dawin.configfiles): a key given twice is an error naming the file, the key and
+# both lines (profiles/default reads the --configfile files so before Snakemake does; this covers the rest).
+try:
+    from dawin import configfiles
+
+    configfiles.check(workflow.configfiles)
+except configfiles.ConfigFileError as error:
+    raise WorkflowError(str(error)) from None
+
 # The checkout the rules' --use-conda environment installs the package from (envs/dawin.post-deploy.sh);
 # a workflow deployed from a remote repository has none: set DAWIN_SOURCE to a pip requirement instead.
 _RULES = workflow.current_basedir  # workflow/rules of this workflow's source: a local path or a remote URL
