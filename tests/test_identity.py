@@ -215,3 +215,25 @@ def test_two_runs_saving_the_provenance_cache_at_once_never_crash(tmp_path):
     assert json.loads(cache.read_text())["files"][str(ckpt)]["sha256"] == provenance.file_sha256(ckpt)
     assert sorted(f.name for f in tmp_path.iterdir()) == [".provenance-cache.json", ".provenance-cache.json.lock",
                                                           "c.safetensors"]
+
+
+def test_a_template_without_the_class_placeholder_names_the_file_and_the_template(tmp_path, tiny_clip):
+    """Issue 25, 3: "a photo of a shape." was accepted (ZS ID 54.20 -> 57.00); "a photo of a {}." gave an IndexError
+    in zeroshot_head naming neither. The positional form is accepted (OpenAI's CLIP notebook formats
+    `template.format(classname)`), with the same head as {c}."""
+    root = tmp_path / "in"
+    make_dataset(root, 4, 40, n_classes=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    for template, found in [("a photo of a shape.", "no placeholder"), ("a {style} of a {c}.", "'{style}', '{c}'"),
+                            ("a photo of a {c", "unbalanced braces")]:
+        (root / "dataset.json").write_text(json.dumps({**meta, "templates": ["a {c}.", template]}))
+        with pytest.raises(DatasetError, match=rf"in/dataset\.json: the prompt template '{template}' has .*"
+                                               rf"{found}.*fix the template"):
+            load_dataset(root)
+    (root / "dataset.json").write_text(json.dumps({**meta, "templates": ["a photo of a {}."]}))
+    data = load_dataset(root)
+    positional = models.zeroshot_head(tiny_clip, "dawin-tiny-rn", data.classnames, data.templates)
+    named = models.zeroshot_head(tiny_clip, "dawin-tiny-rn", data.classnames, ["a photo of a {c}."])
+    assert torch.equal(positional, named)
+    with pytest.raises(DatasetError, match="zero-shot head: the prompt template 'a shape.' has no placeholder"):
+        models.zeroshot_head(tiny_clip, "dawin-tiny-rn", data.classnames, ["a shape."])

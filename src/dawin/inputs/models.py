@@ -19,6 +19,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from .download import sha256_file as sha256  # noqa: F401 - re-exported: one hashing helper for the package
 from ..tensorio import load_tensors, read_metadata, save_tensors
+from .datasets import check_templates
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers the demo's tiny architectures by name
@@ -87,14 +88,16 @@ def preprocess(model_or_visual: torch.nn.Module):
 def zeroshot_head(model: torch.nn.Module, architecture: str, classnames: Sequence[str], templates: Sequence[str],
                   device: str | torch.device = "cpu", batch_size: int = 1024) -> torch.Tensor:
     """Zero-shot head W (C, D): logit_scale.exp() * normalise(mean_t normalise(text(t(c)))) (task_vectors
-    ``src/heads.py``'s formula). Templates are ``str.format`` patterns with the field ``{c}`` for the class name.
+    ``src/heads.py``'s formula). Templates are ``str.format`` patterns with the field ``{c}`` (or ``{}``) for the
+    class name (:func:`dawin.inputs.datasets.check_templates`).
     The C x T prompts are encoded ``batch_size`` at a time (each prompt is encoded on its own: the batching
     changes only the speed, 80,000 ImageNet prompts in one pass over 80 batches rather than 1000)."""
     if not classnames or not templates:
         raise ValueError("a zero-shot head needs at least one class name and one template")
+    check_templates(templates, "zero-shot head")
     tokenizer = open_clip.get_tokenizer(architecture)
     model = model.to(device)
-    prompts = [t.format(c=c) for c in classnames for t in templates]
+    prompts = [t.format(c, c=c) for c in classnames for t in templates]  # {c} or {} (datasets.check_templates)
     emb = torch.cat([F.normalize(model.encode_text(tokenizer(prompts[i:i + batch_size]).to(device)).float(), dim=-1)
                      for i in range(0, len(prompts), batch_size)])
     emb = F.normalize(emb.view(len(classnames), len(templates), -1).mean(dim=1), dim=-1)
