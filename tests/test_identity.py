@@ -237,3 +237,15 @@ def test_a_template_without_the_class_placeholder_names_the_file_and_the_templat
     assert torch.equal(positional, named)
     with pytest.raises(DatasetError, match="zero-shot head: the prompt template 'a shape.' has no placeholder"):
         models.zeroshot_head(tiny_clip, "dawin-tiny-rn", data.classnames, ["a shape."])
+
+
+def test_theta1_equal_to_theta0_is_said(tmp_path, tiny_pair):
+    """Issue 25, weak messages: `finetuned:` pointing at the zero-shot weights ran, and every interpolated row read ZS."""
+    tiny_pair[0].save(tmp_path / "zs.safetensors")
+    tiny_pair[1].save(tmp_path / "ft.safetensors")
+    m0, m1 = models.ImageClassifier.load_pair(tmp_path / "zs.safetensors", tmp_path / "ft.safetensors")
+    assert m1.source == str(tmp_path / "ft.safetensors")
+    shutil.copy(tmp_path / "zs.safetensors", tmp_path / "ft.safetensors")
+    with pytest.raises(models.CheckpointError, match=r"ft\.safetensors holds the same weights as .*zs\.safetensors "
+                                                     r"\(theta1 equals theta0\): every interpolation"):
+        models.ImageClassifier.load_pair(tmp_path / "zs.safetensors", tmp_path / "ft.safetensors")

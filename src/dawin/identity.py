@@ -175,6 +175,29 @@ def check_staged_dataset(root: str | Path, index_bytes: bytes) -> None:
                             "run the staging step again (snakemake paper_inputs)")
 
 
+def listed_twice(paths: Sequence[str | Path]) -> tuple[str, str, str] | None:
+    """The first two of ``paths`` that are one checkpoint, and why: the same spelling, the same file under two
+    spellings (``./resources/x`` beside ``resources/x``, a symbolic link), or the same sha256 in their converters'
+    sidecars (the content hash, where one is recorded without reading the files)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        keys = [("the same path" if str(path) in seen.values() else "the same file", os.path.realpath(path))]
+        side = converted_sidecar(path)
+        if side.is_file():
+            try:
+                sha = json.loads(side.read_text()).get("sha256")
+            except (ValueError, AttributeError):
+                sha = None
+            if sha:
+                keys.append(("the same sha256 in their sidecars", f"sha256:{sha}"))
+        for why, key in keys:
+            if key in seen:
+                return seen[key], str(path), why
+        for _, key in keys:
+            seen[key] = str(path)
+    return None
+
+
 def converted_sidecar(path: str | Path) -> Path:
     """Where the converter's record of a converted checkpoint lies (``convert_checkpoint``'s ``sidecar`` output)."""
     return Path(path).with_suffix(".json")

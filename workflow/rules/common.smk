@@ -105,6 +105,30 @@ def _check_datasets():
 _check_datasets()
 
 
+def _warn_components():
+    """A mixture of more components than a test set has images is fitted with fewer (dawin.method.mixtures warns in
+    the job's log only): say so once, on the terminal, for the test sets already built."""
+    import json
+
+    for name, bb in sorted(config["backbones"].items()):
+        sizes = {}
+        for d in TEST_SETS:
+            try:
+                sizes[d] = int(json.loads((Path(DS["roots"][d]) / "dataset.json").read_text())["n_images"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not built yet, or damaged: the job that reads it says so
+        small = {d: n for d, n in sizes.items() if n < bb["n_components"]}
+        if small:
+            d = min(small, key=small.get)
+            print(f"Warning: backbones.{name}.n_components is {bb['n_components']}, more than the {small[d]} images of "
+                  f"test set {d} ({len(small)} test set(s) in all): the mixtures there are fitted with at most one "
+                  "component per distinct coefficient, fewer than asked. Lower n_components", file=sys.stderr)
+
+
+if workflow.is_main_process:
+    _warn_components()
+
+
 wildcard_constraints:
     backbone="|".join(map(re.escape, BACKBONES)),
     model="|".join(CACHED_MODELS),
@@ -157,6 +181,24 @@ def soup_ingredients(backbone):
     if isinstance(ing, dict):
         return [ing["pattern"].format(i=i) for i in range(ing["first"], ing["last"] + 1)]
     return list(ing)
+
+
+def _check_soups():
+    """A run listed twice among a backbone's soup ingredients or Model Stock runs (under any spelling) would be
+    averaged twice, with a cost that counts it twice too."""
+    from dawin.identity import listed_twice
+
+    for name, bb in sorted(config["backbones"].items()):
+        stock = bb.get("soups", {}).get("model_stock")
+        for key, runs in (("ingredients", soup_ingredients(name)), ("model_stock", stock if isinstance(stock, list) else [])):
+            twice = listed_twice(runs)
+            if twice:
+                raise WorkflowError(f"config backbones.{name}.soups.{key}: duplicate run: {twice[0]!r} and "
+                                    f"{twice[1]!r} are {twice[2]}, so the soup would count it twice; list each "
+                                    "fine-tuning run once")
+
+
+_check_soups()
 
 
 def soup_inputs(wildcards):
@@ -318,8 +360,16 @@ def check_inputs_exist():
     run, so their files count as given) and the tables would be rebuilt from them. It must stop the workflow
     whatever is already built, naming the key and the path.
     """
+    from dawin.runtime import blocked_folder
+
+    blocked = blocked_folder(str(f) for r in workflow.rules for f in (*r.output, *r.log, *([r.benchmark] if r.benchmark else [])))
+    if blocked:
+        raise WorkflowError(f"{blocked} is a file where the workflow keeps a folder (its outputs go below it); move "
+                            f"it away (mv {blocked} {blocked}.old) or delete it, then run the same command again")
+
     def missing(path):
-        return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules)
+        return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules
+                                                            if r.name != "unknown_target")
 
     for name, path in configured_checkpoints():
         if missing(path):
@@ -347,6 +397,18 @@ def check_inputs_exist():
                 "fix the path, or put the dataset there (the paper suite builds its datasets under "
                 "paper.resources/data)"
             )
+
+
+def unknown_target(wildcards):
+    """The error for a target word that no rule makes, raised by unknown_target in the Snakefile; it names the closest
+    target rules."""
+    import difflib
+
+    names = sorted(r.name for r in workflow.rules if r.name != "unknown_target")
+    close = difflib.get_close_matches(wildcards.word, names, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise WorkflowError(f"no target {wildcards.word!r}: {hint}`snakemake --list-target-rules` lists the named "
+                        "targets (tables, figures, all, ...)")
 
 
 def source_path(ckpt, role, spec):

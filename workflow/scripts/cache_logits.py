@@ -7,10 +7,11 @@ from dawin.runtime import start_job
 
 log = start_job(snakemake)
 p, paths = snakemake.params, list(snakemake.input.models)
-model = models.ImageClassifier.load(paths[0])
 if len(paths) == 2:  # the weight average theta(0.5) of the pair
-    other = models.ImageClassifier.load(paths[1], like=model)
+    model, other = models.ImageClassifier.load_pair(*paths)
     model.load_state_dict(lerp(model.state_dict(), other.state_dict(), 0.5))
+else:
+    model = models.ImageClassifier.load(paths[0])
 decoded = pixels.by_root(snakemake.input.data, snakemake.input.pixels)
 hashes = {f: models.sha256(f) for f in paths}
 checkpoint, sha256 = " + ".join(paths), " ".join(hashes.values())

@@ -10,8 +10,7 @@ from dawin.tensorio import load_tensors, save_tensors
 
 log = start_job(snakemake)
 p = snakemake.params
-model0 = models.ImageClassifier.load(snakemake.input.model0)
-model1 = models.ImageClassifier.load(snakemake.input.model1, like=model0)
+model0, model1 = models.ImageClassifier.load_pair(snakemake.input.model0, snakemake.input.model1)
 coefficients = {}
 for path in snakemake.input.coefficients:
     tensors, meta = load_tensors(path, p.datasets)

@@ -9,8 +9,7 @@ from dawin.tensorio import save_tensors
 
 log = start_job(snakemake)
 p = snakemake.params
-model0 = models.ImageClassifier.load(snakemake.input.model0)
-model1 = models.ImageClassifier.load(snakemake.input.model1, like=model0)
+model0, model1 = models.ImageClassifier.load_pair(snakemake.input.model0, snakemake.input.model1)
 data = pixels.open_dataset(snakemake.input.data, model0, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
 out = evaluate_grid(model0, model1, data, p.alphas, p.batch_size, p.num_workers, use_autocast=p.autocast,
                     reduce=summarize)

@@ -180,11 +180,24 @@ class ImageClassifier(torch.nn.Module):
         if like is not None and classnames and like.classnames and classnames != like.classnames:
             first = next(i for i, (a, b) in enumerate(zip(classnames, like.classnames)) if a != b)
             raise CheckpointError(f"{path}'s head has other classes, or the same in another order, than the model it "
-                                  f"is combined with ({like.source}): class {first} is {classnames[first]!r} against "
+                                  f"is combined with ({like.source or 'not a file'}): class {first} is {classnames[first]!r} against "
                                   f"{like.classnames[first]!r}; a classifier of another label space? Fix the path")
         model = cls(visual, torch.nn.Linear(dim, n_cls), arch, classnames, str(path))
         _load_strict(model, state, path, arch)
         return model.eval()
+
+    @classmethod
+    def load_pair(cls, path0: str | Path, path1: str | Path) -> tuple["ImageClassifier", "ImageClassifier"]:
+        """theta0 and theta1 of an interpolation, the second loaded ``like`` the first; the same weights in both are
+        an error (every interpolation between them would be that one model, and every row would read the same)."""
+        model0 = cls.load(path0)
+        model1 = cls.load(path1, like=model0)
+        state0 = model0.state_dict()
+        if all(torch.equal(v, state0[k]) for k, v in model1.state_dict().items()):
+            raise CheckpointError(f"{path1} holds the same weights as {path0} (theta1 equals theta0): every "
+                                  "interpolation between them is that one model, and every row would read the same. "
+                                  "Point the config at the fine-tuned checkpoint (backbones.<name>.finetuned)")
+        return model0, model1
 
 
 def classifier_metadata(path: str | Path) -> dict[str, str]:
