@@ -88,3 +88,23 @@ def test_more_mixture_components_than_test_images_is_said_on_the_terminal_once(t
                "all): the mixtures there are fitted with at most one component per distinct coefficient")
     assert (res.stdout + res.stderr).count(warning) == 1
     assert "n_components is" not in dry_run(tmp_path).stderr  # the shipped 3 components: nothing to say
+
+
+def test_a_cache_copied_over_another_datasets_name_stops_even_a_run_with_nothing_to_do(tmp_path):
+    """Issue 25, 1: after `cp -p .../v2.safetensors .../r.safetensors` a plain run said "Nothing to be done"; every
+    result's identity is now checked against its path once per run, before any job (reading headers only)."""
+    import torch
+
+    from dawin import identity
+    from dawin.inference.logits import save_logits
+
+    cache = tmp_path / "results/demo/logits/tiny/finetuned/r.safetensors"
+    cache.parent.mkdir(parents=True)
+    save_logits(cache, torch.randn(2, 2), torch.tensor([0, 1]),
+                **identity.stamp(backbone="tiny", model="finetuned", dataset="v2", classes="x", n_images=2))
+    res = dry_run(tmp_path)
+    assert res.returncode != 0
+    assert (f"{cache.relative_to(tmp_path)} is not what its reader expects: dataset is 'v2', expected 'r'"
+            in res.stdout + res.stderr)
+    save_logits(cache, torch.randn(2, 2), torch.tensor([0, 1]))  # written by older code: rebuilt, not refused
+    assert dry_run(tmp_path).returncode == 0

@@ -84,13 +84,18 @@ def _rebuild(path) -> str:
     return f"delete {path} and rerun snakemake, which rebuilds it from its own inputs"
 
 
-def check(path: str | Path, meta: Mapping[str, str], expect: Mapping[str, object] | None = None) -> None:
+def check(path: str | Path, meta: Mapping[str, str], expect: Mapping[str, object] | None = None,
+          required: bool = True) -> None:
     """Raise :class:`IdentityError` when the file at ``path`` (metadata ``meta``) is not what its path in the results
-    layout and the reader's ``expect`` say it holds; a file outside the layout with no expectation passes."""
+    layout and the reader's ``expect`` say it holds; a file outside the layout with no expectation passes. With
+    ``required`` false (the check of every result before a run), a file without a record passes too: Snakemake
+    rebuilds those written by older code, whose readers then check the new ones."""
     wanted = {**expected_from_path(path), **{k: str(v) for k, v in (expect or {}).items()}}
     if not wanted:
         return
     found = recorded(meta)
+    if found is None and not required:
+        return
     if found is None:
         raise IdentityError(f"{path} records no identity, so nothing says it holds {_describe(wanted)}: it was not "
                             f"written by this workflow's current code (copied in, or from an older version); "

@@ -229,19 +229,27 @@ def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Seque
     return {KEY: json.dumps(entry(files, datasets), sort_keys=True)}
 
 
-def recorded(path: str | Path) -> dict | None:
-    """The record of a result file (a safetensors file's metadata, or a JSON file's field); None without one.
+def safetensors_metadata(path: str | Path) -> dict[str, str] | None:
+    """The metadata :mod:`dawin.tensorio` wrote into a safetensors file (None for a damaged or foreign file), read
+    from the header directly (8-byte length, JSON), so no tensor library is imported."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > os.fstat(f.fileno()).st_size - 8:  # not a safetensors header: a damaged or foreign file
+                return None
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        value = json.loads(meta.get(META_KEY, "{}"))
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+    return value if isinstance(value, dict) else None
 
-    The safetensors header is read directly (8-byte length, JSON), so no tensor library is imported."""
+
+def recorded(path: str | Path) -> dict | None:
+    """The record of a result file (a safetensors file's metadata, or a JSON file's field); None without one."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                if n > os.fstat(f.fileno()).st_size - 8:  # not a safetensors header: a damaged or foreign file
-                    return None
-                meta = json.loads(f.read(n)).get("__metadata__") or {}
-            value = json.loads(meta.get(META_KEY, "{}")).get(KEY)  # dawin.tensorio's metadata entry
+            value = (safetensors_metadata(path) or {}).get(KEY)
             return json.loads(value) if value else None
         if path.suffix == ".json":
             value = json.loads(path.read_text())

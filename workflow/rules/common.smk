@@ -308,6 +308,14 @@ def _check_provenance():
                for p in Path(RESULTS).glob(pattern)]
     # a decoded-image file's record is its JSON sidecar, written with it (an .npy deleted by hand leaves it behind)
     results += [p for p in Path(PIXELS).glob("**/*.json") if p.with_suffix(".npy").exists()]
+    from dawin import identity
+
+    for result in results:  # a result copied over another one's name stops even a run with nothing to do
+        meta = provenance.safetensors_metadata(result) if result.suffix == ".safetensors" else None
+        try:
+            identity.check(result, meta or {}, required=False)
+        except identity.IdentityError as error:
+            raise WorkflowError(str(error)) from None
     changed = provenance.stale(results, keys)
     keys.save()
     if changed:
