@@ -248,3 +248,19 @@ def test_theta1_equal_to_theta0_is_said(tmp_path, tiny_pair):
     with pytest.raises(models.CheckpointError, match=r"ft\.safetensors holds the same weights as .*zs\.safetensors "
                                                      r"\(theta1 equals theta0\): every interpolation"):
         models.ImageClassifier.load_pair(tmp_path / "zs.safetensors", tmp_path / "ft.safetensors")
+
+
+def test_a_result_removed_while_the_check_runs_is_skipped(tmp_path, monkeypatch):
+    """Issue 25, 9: a run beside this one may delete a result (a job it reruns) between the listing and the check."""
+    result, ckpt = tmp_path / "r.json", tmp_path / "c.safetensors"
+    ckpt.write_bytes(b"weights")
+    result.write_text(json.dumps({provenance.KEY: provenance.entry([ckpt])}))
+    real_stat = provenance.os.stat
+
+    def vanishing(path, *args, **kwargs):
+        if str(path) == str(result):
+            raise FileNotFoundError(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(provenance.os, "stat", vanishing)
+    assert provenance.stale([result], provenance.Keys()) == []

@@ -274,19 +274,22 @@ def stale(results: Iterable[str | Path], keys: Keys) -> list[tuple[str, str, str
     out = []
     for result in results:
         rec = recorded(result)
-        if not rec:
+        if not isinstance(rec, dict):
             continue
-        made = os.stat(result).st_mtime_ns
+        try:
+            made = os.stat(result).st_mtime_ns
 
-        def unseen(source):
-            return os.path.exists(source) and input_mtime_ns(source) <= made
+            def unseen(source):
+                return os.path.exists(source) and input_mtime_ns(source) <= made
 
-        changed = [("file", source) for source, key in rec.get("files", {}).items()
-                   if unseen(source) and keys.file(source) != key]
-        if not changed:
-            ctimes = rec.get("dataset_ctimes", {})
-            changed = [("dataset", source) for source, key in rec.get("datasets", {}).items()
-                       if unseen(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+            changed = [("file", source) for source, key in rec.get("files", {}).items()
+                       if unseen(source) and keys.file(source) != key]
+            if not changed:
+                ctimes = rec.get("dataset_ctimes", {})
+                changed = [("dataset", source) for source, key in rec.get("datasets", {}).items()
+                           if unseen(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+        except FileNotFoundError:  # removed while this check ran (a job of a run beside this one): Snakemake's
+            continue               # directory lock keeps that run's jobs and this one's apart
         if changed:
             out.append((str(result), *changed[0]))
     return out
