@@ -11,8 +11,12 @@ therefore goes through the checks here:
   records its identity (:func:`stamp`: backbone, model or method, dataset, the class-name list's hash, the image
   count), and its path says what the reader expects; a reader may add expectations of its own (the checkpoint a
   cache must come from). A file at a layout path without a record was not written by this workflow's writers.
-- the head against the test set (:func:`check_classes`, where a model meets a dataset): the head's class names,
-  after the dataset's projection, must be the dataset's, in order.
+- the head against the test set (:func:`check_classes`, from :func:`dawin.inputs.pixels.open_dataset` given a
+  classifier: logit caching, the WiSE-FT sweep, merged evaluation, the greedy soup): the head's class names (a
+  classifier file records them), after the dataset's projection, must be the dataset's, in order; two classifiers
+  combined (``ImageClassifier.load(like=)``: the interpolated pair, soup ingredients) must share them.
+- results once per run before any job (``workflow/rules/common.smk``): each result's recorded identity against its
+  path, from the header alone, so a copied cache stops even a run with nothing to do.
 - decoded images (:func:`check_pixels`): the sidecar's preprocessing, dataset, index digest and byte size.
 - staged datasets (:func:`check_staged_dataset`, from :func:`dawin.inputs.datasets.load_dataset`): ``verify.json``'s
   ``index_sha256`` against ``index.csv``.
