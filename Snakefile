@@ -61,3 +61,14 @@ rule all:
 
 
 check_inputs_exist()
+
+
+# A bare word that names no rule (`snakemake tabel2`) would end in "No rule to produce tabel2": it lands here, and the
+# error names the closest target rules. Every file of this workflow has a folder or an extension, so none matches.
+rule unknown_target:
+    output:
+        "{word}",
+    wildcard_constraints:
+        word=r"[A-Za-z0-9_-]+",
+    input:
+        unknown_target,

@@ -378,3 +378,9 @@ def test_an_encoder_without_head_takes_a_workflow_head(tmp_path, fake_src_modeli
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), _expected(clip.encode_image, x, w, b), atol=1e-5)
+    assert model.classnames is None  # a head file that names no classes
+    models.save_head(w, tmp_path / "named.safetensors", classnames="\n".join(f"c{i}" for i in range(len(w))))
+    convert.convert("pickled-modules", {"encoder": tmp_path / "zeroshot.pt", "head": tmp_path / "named.safetensors"},
+                    QG, tmp_path / "named-zeroshot.safetensors")
+    # its classes travel with it: the test sets it scores are checked against them (dawin.identity.check_classes)
+    assert models.ImageClassifier.load(tmp_path / "named-zeroshot.safetensors").classnames == [f"c{i}" for i in range(len(w))]

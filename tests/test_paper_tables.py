@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dawin import identity
 from dawin.report import paper_tables as PT
 from dawin.report import results as R
 from dawin.catalog import caption
@@ -316,7 +317,9 @@ def _merged_file(root: Path, backbone: str, kind: str, assignment: str, dataset:
     path = root / "merged" / backbone / kind / assignment / f"{dataset}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_tensors(path, {"pred": pred, "labels": labels, "entropy": ent, "cross_entropy": ent + 1,
-                        "coefficients": coef}, {"kind": kind, "assignment": assignment, "dataset": dataset})
+                        "coefficients": coef}, {"kind": kind, "assignment": assignment, "dataset": dataset,
+                                                **identity.stamp(backbone=backbone, kind=kind, assignment=assignment,
+                                                                 dataset=dataset)})
     acc = float((pred == labels).double().mean() * 100)
     return path, acc, float(ent.double().mean()), len(torch.unique(coef))
 

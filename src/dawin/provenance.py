@@ -136,10 +136,13 @@ class Keys:
         if self.cache and self.cache.is_file():
             try:
                 loaded = json.loads(self.cache.read_text())
-                if set(loaded) == {"files", "datasets"}:
-                    self._cached = loaded
-            except ValueError:
-                pass
+            except (ValueError, OSError):
+                loaded = None
+            # anything but the shape it is written in is a damaged cache, as garbage bytes are: start afresh
+            if (isinstance(loaded, dict) and set(loaded) == {"files", "datasets"}
+                    and all(isinstance(v, dict) and all(isinstance(e, dict) for e in v.values())
+                            for v in loaded.values())):
+                self._cached = loaded
         self._scans: dict[str, tuple[str, list[int]]] = {}
         self._dirty = False
 
@@ -147,7 +150,7 @@ class Keys:
         name = os.path.normpath(path)
         sig = _signature(name)
         hit = self._cached["files"].get(name)
-        if hit is None or hit["signature"] != sig:
+        if not isinstance(hit, dict) or hit.get("signature") != sig or "sha256" not in hit:
             hit = self._cached["files"][name] = {"signature": sig, "sha256": file_sha256(name)}
             self._dirty = True
         return hit["sha256"]
@@ -161,7 +164,7 @@ class Keys:
         cached = self._cached["datasets"].setdefault(name, {})
         verdict = f"{digest}@{newest_ctime}"
         if (name not in self._scans and self._verdicts_for_ns is not None and verdict in cached.get("verdicts", {})
-                and time.time_ns() - cached["scanned_ns"] < self._verdicts_for_ns):
+                and time.time_ns() - cached.get("scanned_ns", 0) < self._verdicts_for_ns):
             return cached["verdicts"][verdict]
         if name not in self._scans:
             self._scans[name] = scan_dataset(name)
@@ -190,11 +193,24 @@ class Keys:
         return newer > 0
 
     def save(self) -> None:
+        """Write the cache whole: under a file lock, to a temporary name of this process's own, moved into place, so
+        two runs in one results folder never write or move one temporary file (the later writer's cache wins: a
+        lost entry is only computed again)."""
         if self.cache and self._dirty:
+            import tempfile
+
+            from filelock import FileLock
+
             self.cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache.with_name(self.cache.name + ".tmp")
-            tmp.write_text(json.dumps(self._cached))
-            os.replace(tmp, self.cache)
+            with FileLock(f"{self.cache}.lock"):
+                fd, tmp = tempfile.mkstemp(prefix=self.cache.name + ".", suffix=".tmp", dir=self.cache.parent)
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(json.dumps(self._cached))
+                    os.replace(tmp, self.cache)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
             self._dirty = False
 
 
@@ -213,19 +229,27 @@ def record(files: Sequence[str | Path] | Mapping[str, str] = (), datasets: Seque
     return {KEY: json.dumps(entry(files, datasets), sort_keys=True)}
 
 
-def recorded(path: str | Path) -> dict | None:
-    """The record of a result file (a safetensors file's metadata, or a JSON file's field); None without one.
+def safetensors_metadata(path: str | Path) -> dict[str, str] | None:
+    """The metadata :mod:`dawin.tensorio` wrote into a safetensors file (None for a damaged or foreign file), read
+    from the header directly (8-byte length, JSON), so no tensor library is imported."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > os.fstat(f.fileno()).st_size - 8:  # not a safetensors header: a damaged or foreign file
+                return None
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        value = json.loads(meta.get(META_KEY, "{}"))
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+    return value if isinstance(value, dict) else None
 
-    The safetensors header is read directly (8-byte length, JSON), so no tensor library is imported."""
+
+def recorded(path: str | Path) -> dict | None:
+    """The record of a result file (a safetensors file's metadata, or a JSON file's field); None without one."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                if n > os.fstat(f.fileno()).st_size - 8:  # not a safetensors header: a damaged or foreign file
-                    return None
-                meta = json.loads(f.read(n)).get("__metadata__") or {}
-            value = json.loads(meta.get(META_KEY, "{}")).get(KEY)  # dawin.tensorio's metadata entry
+            value = (safetensors_metadata(path) or {}).get(KEY)
             return json.loads(value) if value else None
         if path.suffix == ".json":
             value = json.loads(path.read_text())
@@ -250,19 +274,22 @@ def stale(results: Iterable[str | Path], keys: Keys) -> list[tuple[str, str, str
     out = []
     for result in results:
         rec = recorded(result)
-        if not rec:
+        if not isinstance(rec, dict):
             continue
-        made = os.stat(result).st_mtime_ns
+        try:
+            made = os.stat(result).st_mtime_ns
 
-        def unseen(source):
-            return os.path.exists(source) and input_mtime_ns(source) <= made
+            def unseen(source):
+                return os.path.exists(source) and input_mtime_ns(source) <= made
 
-        changed = [("file", source) for source, key in rec.get("files", {}).items()
-                   if unseen(source) and keys.file(source) != key]
-        if not changed:
-            ctimes = rec.get("dataset_ctimes", {})
-            changed = [("dataset", source) for source, key in rec.get("datasets", {}).items()
-                       if unseen(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+            changed = [("file", source) for source, key in rec.get("files", {}).items()
+                       if unseen(source) and keys.file(source) != key]
+            if not changed:
+                ctimes = rec.get("dataset_ctimes", {})
+                changed = [("dataset", source) for source, key in rec.get("datasets", {}).items()
+                           if unseen(source) and keys.dataset_changed(source, key, ctimes.get(source))]
+        except FileNotFoundError:  # removed while this check ran (a job of a run beside this one): Snakemake's
+            continue               # directory lock keeps that run's jobs and this one's apart
         if changed:
             out.append((str(result), *changed[0]))
     return out

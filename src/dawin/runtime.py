@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -87,6 +88,21 @@ def _report(kind, error, tb, log_path) -> None:
     problem, the file and the fix)."""
     traceback.print_exception(kind, error, tb)
     print(f"Error: {error} [{kind.__name__}; traceback in {log_path}]", file=sys.__stderr__, flush=True)
+
+
+def blocked_folder(paths: Iterable[str | Path]) -> str | None:
+    """The first folder above ``paths`` (output patterns: the part before a wildcard counts) that exists as
+    something other than a folder, where a job would have to create one (``results/demo/tables`` left as a file)."""
+    seen: set[Path] = set()
+    for path in paths:
+        static = str(path).split("{", 1)[0]
+        for parent in reversed(Path(static + "_").parents):  # "_": a static part ending in "/" is a folder too
+            if parent in seen or str(parent) in (".", "/"):
+                continue
+            seen.add(parent)
+            if parent.exists() and not parent.is_dir():
+                return str(parent)
+    return None
 
 
 def _plain(obj):

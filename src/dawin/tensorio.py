@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from . import identity
+
 if TYPE_CHECKING:
     import torch
 
@@ -59,15 +61,22 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return json.loads(meta[META_KEY]) if META_KEY in meta else dict(meta)
 
 
-def load_tensors(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (all, or ``names``) and the metadata of a file."""
+def load_tensors(path: str | Path, names: list[str] | None = None, expect: Mapping[str, object] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (all, or ``names``) and the metadata of a file, once its identity is what its path in the results
+    layout and ``expect`` say (:func:`dawin.identity.check`)."""
+    meta = read_metadata(path)
+    identity.check(path, meta, expect)
     with _open(path, "pt") as f:
         tensors = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
-    return tensors, read_metadata(path)
+    return tensors, meta
 
 
-def load_arrays(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def load_arrays(path: str | Path, names: list[str] | None = None, expect: Mapping[str, object] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """As :func:`load_tensors`, as numpy arrays and without importing torch."""
+    meta = read_metadata(path)
+    identity.check(path, meta, expect)
     with _open(path, "np") as f:
         arrays = {k: f.get_tensor(k) for k in (names or list(f.keys()))}
-    return arrays, read_metadata(path)
+    return arrays, meta

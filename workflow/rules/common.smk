@@ -16,6 +16,15 @@ except ModuleNotFoundError as error:
         "release it deploys: pip install 'dawin @ git+<repository URL>@<tag>' (README, 'Deploying')"
     ) from None
 
+# Every config file read strictly (dawin.configfiles): a key given twice is an error naming the file, the key and
+# both lines (profiles/default reads the --configfile files so before Snakemake does; this covers the rest).
+try:
+    from dawin import configfiles
+
+    configfiles.check(workflow.configfiles)
+except configfiles.ConfigFileError as error:
+    raise WorkflowError(str(error)) from None
+
 # The config follows the schema, whose merging methods and targets are the registries' (dawin.schema); a workflow
 # using this one as a module may skip it (`skip_validation: True`, as snakemake.utils.validate honours it)
 try:
@@ -131,6 +140,30 @@ def _check_datasets():
 _check_datasets()
 
 
+def _warn_components():
+    """A mixture of more components than a test set has images is fitted with fewer (dawin.method.mixtures warns in
+    the job's log only): say so once, on the terminal, for the test sets already built."""
+    import json
+
+    for name, bb in sorted(config["backbones"].items()):
+        sizes = {}
+        for d in TEST_SETS:
+            try:
+                sizes[d] = int(json.loads((Path(DS["roots"][d]) / "dataset.json").read_text())["n_images"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not built yet, or damaged: the job that reads it says so
+        small = {d: n for d, n in sizes.items() if n < bb["n_components"]}
+        if small:
+            d = min(small, key=small.get)
+            print(f"Warning: backbones.{name}.n_components is {bb['n_components']}, more than the {small[d]} images of "
+                  f"test set {d} ({len(small)} test set(s) in all): the mixtures there are fitted with at most one "
+                  "component per distinct coefficient, fewer than asked. Lower n_components", file=sys.stderr)
+
+
+if workflow.is_main_process:
+    _warn_components()
+
+
 wildcard_constraints:
     backbone="|".join(map(re.escape, BACKBONES)),
     model="|".join(CACHED_MODELS),
@@ -186,6 +219,24 @@ def soup_ingredients(backbone):
     if isinstance(ing, dict):
         return [ing["pattern"].format(i=i) for i in range(ing["first"], ing["last"] + 1)]
     return list(ing)
+
+
+def _check_soups():
+    """A run listed twice among a backbone's soup ingredients or Model Stock runs (under any spelling) would be
+    averaged twice, with a cost that counts it twice too."""
+    from dawin.identity import listed_twice
+
+    for name, bb in sorted(config["backbones"].items()):
+        stock = bb.get("soups", {}).get("model_stock")
+        for key, runs in (("ingredients", soup_ingredients(name)), ("model_stock", stock if isinstance(stock, list) else [])):
+            twice = listed_twice(runs)
+            if twice:
+                raise WorkflowError(f"config backbones.{name}.soups.{key}: duplicate run: {twice[0]!r} and "
+                                    f"{twice[1]!r} are {twice[2]}, so the soup would count it twice; list each "
+                                    "fine-tuning run once")
+
+
+_check_soups()
 
 
 def soup_inputs(wildcards):
@@ -302,12 +353,21 @@ def _check_provenance():
     from dawin import provenance
 
     keys = provenance.Keys(f"{RESULTS}/.provenance-cache.json", datasets=PROVENANCE["scan_datasets"])
+    _KEYS.append(keys)
     results = [p for pattern in ("logits/**/*.safetensors", "merged/**/*.safetensors", "wise_ft/**/*.safetensors",
                                  "heads/**/*.safetensors", "models/**/*.safetensors", "multitask/logits/*.safetensors",
                                  "multitask/*/provenance.json")
                for p in Path(RESULTS).glob(pattern)]
     # a decoded-image file's record is its JSON sidecar, written with it (an .npy deleted by hand leaves it behind)
     results += [p for p in Path(PIXELS).glob("**/*.json") if p.with_suffix(".npy").exists()]
+    from dawin import identity
+
+    for result in results:  # a result copied over another one's name stops even a run with nothing to do
+        meta = provenance.safetensors_metadata(result) if result.suffix == ".safetensors" else None
+        try:
+            identity.check(result, meta or {}, required=False)
+        except identity.IdentityError as error:
+            raise WorkflowError(str(error)) from None
     changed = provenance.stale(results, keys)
     keys.save()
     if changed:
@@ -323,6 +383,9 @@ def _check_provenance():
             "command again")
 
 
+_KEYS = []  # the content keys of this run's checks (dawin.provenance.Keys): the sha256 of each file computed once
+
+
 # Not again in every cluster job's own Snakemake process, which parses the workflow too (a dataset scan each);
 # is_main_process: exec mode DEFAULT, not REMOTE (snakemake/workflow.py, 9.27.1).
 if workflow.is_main_process:
@@ -336,6 +399,19 @@ EVAL_PARAMS = dict(
 )
 
 
+def configured_checkpoints():
+    """(whose, path) of every checkpoint file the config names: each backbone's fine-tuned model,
+    zero-shot weights, soup ingredients and Model Stock runs, and the multi-task suite's theta0 and experts."""
+    out = []
+    for name, bb in sorted(config["backbones"].items()):
+        stock = bb.get("soups", {}).get("model_stock", [])
+        stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
+        out += [(f"backbone {name}", p) for p in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock)]
+    if MT:
+        out += [("multitask", p) for p in (MT.get("pretrained"), *task_files(MT_TASKS, "expert").values())]
+    return out
+
+
 def check_inputs_exist():
     """Configured checkpoint files and dataset directories must exist or be made by a rule of this workflow.
 
@@ -344,19 +420,32 @@ def check_inputs_exist():
     run, so their files count as given) and the tables would be rebuilt from them. It must stop the workflow
     whatever is already built, naming the key and the path.
     """
-    def missing(path):
-        return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules)
+    from dawin.runtime import blocked_folder
 
-    for name, bb in sorted(config["backbones"].items()):
-        soups = bb.get("soups", {})
-        stock = soups.get("model_stock", [])
-        stock = [stock["checkpoint"]] if isinstance(stock, dict) else stock
-        for path in (bb["finetuned"], bb["zeroshot"].get("weights"), *soup_ingredients(name), *stock):
-            if missing(path):
-                raise WorkflowError(
-                    f"backbone {name}: checkpoint {path} does not exist and no rule makes it; "
-                    "fetch or convert it first, or fix the path in the config"
-                )
+    blocked = blocked_folder(str(f) for r in workflow.rules for f in (*r.output, *r.log, *([r.benchmark] if r.benchmark else [])))
+    if blocked:
+        raise WorkflowError(f"{blocked} is a file where the workflow keeps a folder (its outputs go below it); move "
+                            f"it away (mv {blocked} {blocked}.old) or delete it, then run the same command again")
+
+    def missing(path):
+        return path and not Path(path).exists() and not any(r.is_producer(path) for r in workflow.rules
+                                                            if r.name != "unknown_target")
+
+    for name, path in configured_checkpoints():
+        if missing(path):
+            raise WorkflowError(
+                f"{name}: checkpoint {path} does not exist and no rule makes it; "
+                "fetch or convert it first, or fix the path in the config"
+            )
+    if workflow.is_main_process and _KEYS:  # once per run, before any job: a converted checkpoint is the one converted
+        from dawin import identity
+
+        try:
+            identity.check_converted(sorted({p for _, p in configured_checkpoints() if p}), _KEYS[0].file)
+        except identity.IdentityError as error:
+            raise WorkflowError(str(error)) from None
+        finally:
+            _KEYS[0].save()
     directories = {**{f"datasets.roots.{d}": DS["roots"][d] for d in EVAL_SETS},
                    **{f"multitask.tasks.{t}.{split}": spec[split]
                       for t, spec in sorted(config.get("multitask", {}).get("tasks", {}).items())
@@ -368,6 +457,18 @@ def check_inputs_exist():
                 "fix the path, or put the dataset there (the paper suite builds its datasets under "
                 "paper.resources/data)"
             )
+
+
+def unknown_target(wildcards):
+    """The error for a target word that no rule makes, raised by unknown_target in the Snakefile; it names the closest
+    target rules."""
+    import difflib
+
+    names = sorted(r.name for r in workflow.rules if r.name != "unknown_target")
+    close = difflib.get_close_matches(wildcards.word, names, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise WorkflowError(f"no target {wildcards.word!r}: {hint}`snakemake --list-target-rules` lists the named "
+                        "targets (tables, figures, all, ...)")
 
 
 def source_path(ckpt, role, spec):

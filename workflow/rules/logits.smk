@@ -16,6 +16,7 @@ for _name, _models, _datasets in [("cache_logits", [*MODELS, "average"], EVAL_SE
             pixels=lambda wc, _datasets=_datasets: pixels_files(wc.backbone, [DS["roots"][d] for d in _datasets]),
         params:
             **EVAL_PARAMS,
+            datasets=_datasets,
         wildcard_constraints:
             model="|".join(_models),
         resources:

@@ -1,6 +1,7 @@
 from dawin.method import variants
 from dawin.method.calibration import read_temperatures
 from dawin.inference.logits import load_logits
+from dawin import identity
 from dawin.runtime import start_job
 from dawin.tensorio import save_tensors
 
@@ -22,4 +23,5 @@ for kind, path in zip(p.kinds, snakemake.output):
         out[domain.name] = variants.compute(kind, domain)
         log.info("%s on %s: %d coefficients, mean %.4f, std %.4f", kind, domain.name, len(out[domain.name]),
                  out[domain.name].mean(), out[domain.name].std())
-    save_tensors(path, out, {"kind": kind, "offset_adjustment": str(p.offset_adjustment)})
+    save_tensors(path, out, {"kind": kind, "offset_adjustment": str(p.offset_adjustment),
+                             **identity.stamp(backbone=snakemake.wildcards.backbone, kind=kind)})

@@ -1,5 +1,6 @@
 import torch
 
+from dawin import identity
 from dawin.inputs import datasets, models
 from dawin.demo import train
 from dawin.runtime import cpu_kernels, start_job
@@ -7,6 +8,7 @@ from dawin.runtime import cpu_kernels, start_job
 log = start_job(snakemake)
 clf = models.ImageClassifier.load(snakemake.input.zeroshot)
 data = datasets.load_dataset(snakemake.input.data, transform=models.preprocess(clf.visual))
+identity.check_classes(clf.classnames, data, snakemake.input.zeroshot)
 images = torch.stack([data[i][0] for i in range(len(data))])
 labels = torch.tensor(data.labels)
 clf = train.finetune_classifier(clf, images, labels, **snakemake.params.train)

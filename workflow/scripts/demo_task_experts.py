@@ -13,10 +13,10 @@ for i, (task, root, output) in enumerate(zip(p.tasks, snakemake.input.data, snak
     data = datasets.load_dataset(root, transform=models.preprocess(clip.visual))
     head = models.zeroshot_head(clip, p.architecture, data.classnames, data.templates)
     if i == 0:  # theta0: the pre-trained tower (the pool reads its tower only; any task's head completes the file)
-        models.ImageClassifier.from_clip(copy.deepcopy(clip), p.architecture, head).save(
+        models.ImageClassifier.from_clip(copy.deepcopy(clip), p.architecture, head, data.classnames).save(
             snakemake.output.pretrained, source="demo_task_experts", task=task, **cpu_kernels())
     # a fresh copy of the pre-trained tower for each task; the task's zero-shot head, kept frozen
-    clf = models.ImageClassifier.from_clip(copy.deepcopy(clip), p.architecture, head)
+    clf = models.ImageClassifier.from_clip(copy.deepcopy(clip), p.architecture, head, data.classnames)
     images = torch.stack([data[k][0] for k in range(len(data))])
     clf = train.finetune_expert(clf, images, torch.tensor(data.labels), seed=p.seed, **p.train)
     clf.save(output, source="demo_task_experts", task=task, **cpu_kernels())

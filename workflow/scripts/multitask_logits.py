@@ -6,7 +6,7 @@ from dawin.inputs import pixels
 from dawin.inference.logits import compute_logits
 from dawin.merging.dawin_multitask import expert_logits
 from dawin.merging.multitask import load_pool
-from dawin import provenance
+from dawin import identity, provenance
 from dawin.runtime import start_job
 from dawin.tensorio import save_tensors
 
@@ -24,6 +24,6 @@ for task, root, output in zip(p.tasks, snakemake.input.data, snakemake.output):
     pretrained, labels = compute_logits(pool.classifier(task), data, desc=f"pretrained on {task}", **kw)
     save_tensors(output, {**dict(zip(p.tasks, experts)), "pretrained": pretrained, "labels": labels},
                  {"task": task, "experts": ",".join(p.tasks), "expert_seconds": f"{seconds:.6f}",
-                  **provenance.record(sources, [root])})
+                  **provenance.record(sources, [root]), **identity.stamp(**identity.of_dataset(data, task))})
     for t, z in zip(p.tasks, experts):
         log.info("expert %s on %s: accuracy %.2f", t, task, float((z.argmax(-1) == labels).double().mean() * 100))

@@ -9,8 +9,7 @@ from dawin.report.tables import tidy
 log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone
 temps = read_temperatures(snakemake.input.temperatures)
-model0 = models.ImageClassifier.load(snakemake.input.model0)
-model1 = models.ImageClassifier.load(snakemake.input.model1, like=model0)
+model0, model1 = models.ImageClassifier.load_pair(snakemake.input.model0, snakemake.input.model1)
 # Table F's rows read the JPEGs, as the paper's numbers do; one model pass is also timed from the decoded images
 jpeg = pixels.open_dataset(snakemake.input.data, model0.visual)
 n = min(p.samples, len(jpeg))

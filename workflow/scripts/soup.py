@@ -4,7 +4,7 @@ from dawin.inputs import models, pixels
 from dawin.robust import soups
 from dawin.method.expertise import accuracy
 from dawin.inference.logits import compute_logits
-from dawin import provenance
+from dawin import identity, provenance
 from dawin.runtime import start_job
 
 log = start_job(snakemake)
@@ -18,7 +18,7 @@ elif soup == "model_stock":
     info["ratios"] = ratios
 else:
     first = models.ImageClassifier.load(runs[0])
-    data = pixels.open_dataset(snakemake.input.data, first.visual, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
+    data = pixels.open_dataset(snakemake.input.data, first, pixels.by_root(snakemake.input.data, snakemake.input.pixels))
 
     def held_out_accuracy(clf):
         logits, labels = compute_logits(clf, data, p.batch_size, p.num_workers, use_autocast=p.autocast)
@@ -26,5 +26,6 @@ else:
 
     model, info = soups.greedy_soup(runs, held_out_accuracy)
     log.info("greedy soup of %d/%d ingredients: %s", len(info["ingredients"]), len(runs), info["ingredients"])
-model.save(snakemake.output[0], soup=soup, ingredients=" ".join(runs), **provenance.record(runs))
+model.save(snakemake.output[0], soup=soup, ingredients=" ".join(runs), **provenance.record(runs),
+           **identity.stamp(backbone=snakemake.wildcards.backbone, model=soup))
 log.info("%s: %s", soup, info)

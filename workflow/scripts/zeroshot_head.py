@@ -1,6 +1,6 @@
 from dawin.inputs import datasets, models
 from dawin.inference.logits import default_device
-from dawin import provenance
+from dawin import identity, provenance
 from dawin.runtime import start_job
 
 log = start_job(snakemake)
@@ -13,5 +13,7 @@ weights_id = f"sha256:{models.sha256(weights)}" if weights else f"open_clip:{pre
 key = models.head_cache_key(arch, weights_id, data.classnames, data.templates)
 models.save_head(head, snakemake.output[0], architecture=arch, weights=weights_id, cache_key=key,
                  classnames="\n".join(data.classnames), templates="\n".join(data.templates),
-                 **provenance.record([weights] if weights else []))
+                 **provenance.record([weights] if weights else []),
+                 **identity.stamp(backbone=snakemake.wildcards.backbone,
+                                  **identity.of_dataset(data, snakemake.wildcards.dataset)))
 log.info("zero-shot head %s for %s from %d templates (key %s)", tuple(head.shape), data.name, len(data.templates), key[:12])

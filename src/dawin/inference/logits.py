@@ -99,9 +99,10 @@ def save_logits(path: str | Path, logits: torch.Tensor, labels: torch.Tensor, **
     save_tensors(path, {"logits": logits.float(), "labels": labels.long()}, metadata)
 
 
-def load_logits(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
-    """Read a cache file; NaN or infinite logits are an error naming the file."""
-    tensors, meta = load_tensors(path, ["logits", "labels"])
+def load_logits(path: str | Path, expect: dict[str, str] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
+    """Read a cache file that is what its path and ``expect`` say (:func:`dawin.identity.check`); NaN or infinite
+    logits are an error naming the file."""
+    tensors, meta = load_tensors(path, ["logits", "labels"], expect)
     logits, labels = tensors["logits"], tensors["labels"]
     check_finite(logits, f"cached logits in {path}")
     return logits, labels, meta

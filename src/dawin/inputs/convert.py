@@ -60,6 +60,7 @@ from open_clip.transformer import QuickGELU
 from safetensors.torch import load_file
 
 from dawin.inputs import models
+from dawin.tensorio import read_metadata
 from dawin.inputs.models import CheckpointError, ImageClassifier
 
 CONVERTER_NAME = "dawin.inputs.convert"
@@ -785,6 +786,10 @@ def convert(source_format: str, sources: Mapping[str, str | Path], architecture:
         models.save_clip(model, architecture, out_path, **provenance)
     else:
         record["num_classes"] = int(model.head.weight.shape[0])
+        head = paths.get("head")
+        if head is not None and head.suffix == ".safetensors":  # a head this workflow built names its classes
+            names = read_metadata(head).get("classnames")
+            model.classnames = names.split("\n") if names else None
         model.save(out_path, **provenance)
     record["sha256"] = models.sha256(out_path)
     side = Path(sidecar) if sidecar is not None else out_path.with_name(out_path.name + ".json")

@@ -9,6 +9,7 @@ only have to write those two files; everything downstream reads them through :fu
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
+
+from .. import identity
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +116,28 @@ class ImageFolderDataset:
         return PROJECTIONS[spec.pop("kind")](**spec)
 
 
+CLASS_FIELDS = ("c", "", "0")
+"""The placeholder a prompt template names its class with: ``{c}`` (task_vectors' and open_clip's templates are
+``f"... {c}."`` lambdas), or the positional ``{}`` of OpenAI's CLIP notebook (``template.format(classname)``)."""
+
+
+def check_templates(templates: Sequence[str], source: str | Path) -> None:
+    """Every template holds exactly one class placeholder (:data:`CLASS_FIELDS`): a template without one gives every
+    class the same prompt (a zero-shot head that moves the numbers and names nothing), one with another field fails
+    deep inside the head's construction."""
+    import string
+
+    for template in templates:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as error:
+            fields = [f"unbalanced braces: {error}"]
+        if len(fields) != 1 or fields[0] not in CLASS_FIELDS:
+            found = "no placeholder" if not fields else f"the field(s) {', '.join(repr('{' + f + '}') for f in fields)}"
+            raise DatasetError(f"{source}: the prompt template {template!r} has {found}; a template names its class "
+                               "exactly once, as {c} (or {}), e.g. 'a photo of a {c}.': fix the template")
+
+
 def write_dataset(root: str | Path, name: str, classnames: Sequence[str], templates: Sequence[str],
                   items: Sequence[tuple[str, int]], projection: dict | None = None) -> None:
     """Write ``index.csv`` and ``dataset.json`` for images already saved under ``root``."""
@@ -145,13 +170,18 @@ def load_dataset(root: str | Path, transform: Callable | None = None, check_file
     keys = [k for k in ("name", "classnames", "templates", "n_images") if k not in meta]
     if keys:
         raise not_a_description(f"no {keys[0]!r}")
+    index = (root / INDEX).read_bytes()
     try:
-        with open(root / INDEX, newline="") as f:
-            rows = list(csv.DictReader(f))
+        identity.check_staged_dataset(root, index)
+    except identity.IdentityError as error:
+        raise DatasetError(str(error)) from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(index.decode(), newline="")))
         paths, labels = [r["path"] for r in rows], [int(r["label"]) for r in rows]
-    except (ValueError, KeyError, TypeError, csv.Error) as error:
+    except (ValueError, KeyError, TypeError, csv.Error) as error:  # UnicodeDecodeError is a ValueError
         detail = f"no column {error}" if isinstance(error, KeyError) else str(error)
         raise DatasetError(f"{root / INDEX}: not a dataset index ({detail}); {fix}") from None
+    check_templates(meta["templates"], root / META)
     if not paths:
         raise DatasetError(f"{root}: the dataset has no images ({INDEX} lists none); re-create it (delete {root} "
                            "and rerun snakemake) or point the config at the right directory")

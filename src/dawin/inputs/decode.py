@@ -37,7 +37,8 @@ def index_digest(root: str | Path) -> str:
 
 
 def sidecar(path: str | Path) -> Path:
-    """The JSON beside a decoded array: its key, dataset, image count, index digest and provenance record."""
+    """The JSON beside a decoded array: its key, dataset, image count, index digest, byte size (a truncated array is
+    found before it is mapped) and provenance record."""
     return Path(path).with_suffix(".json")
 
 
@@ -122,7 +123,7 @@ def write_pixels(root: str | Path, cfg: Mapping, path: str | Path, num_workers: 
         out.flush()
         del out
         meta = {"key": pixels_key(cfg), "dataset": data.name, "n_images": len(data), "index_sha256": index_digest(root),
-                KEY: entry(datasets=[root])}
+                "bytes": os.path.getsize(tmp), KEY: entry(datasets=[root])}
         sidecar(path).write_text(json.dumps(meta, indent=1) + "\n")
         os.replace(tmp, path)
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import identity
 from .architectures import pixels_key
 from .datasets import DatasetError, ImageFolderDataset, load_dataset
 from .decode import index_digest, sidecar, split_transform
@@ -38,14 +39,14 @@ def with_pixels(data: ImageFolderDataset, path: str | Path, cfg: Mapping) -> Ima
     if not path.is_file() or not sidecar(path).is_file():
         raise DatasetError(f"decoded images not found: {path} (or its .json); run snakemake to decode them")
     meta = json.loads(sidecar(path).read_text())
-    key = pixels_key(cfg)
-    if meta["key"] != key:
-        raise DatasetError(f"{path} holds images decoded as {meta['key']}, the model's preprocessing is {key}: {fix}")
-    if meta["n_images"] != len(data) or meta["index_sha256"] != index_digest(data.root):
-        raise DatasetError(f"{path} was decoded from another version of dataset {data.name} at {data.root} "
-                           f"({meta['n_images']} images, index {meta['index_sha256'][:12]}; now {len(data)}, "
-                           f"{index_digest(data.root)[:12]}): {fix}")
-    shape = np.load(path, mmap_mode="r").shape
+    try:
+        identity.check_pixels(path, meta, key=pixels_key(cfg), dataset=data, index_sha256=index_digest(data.root))
+    except identity.IdentityError as error:
+        raise DatasetError(str(error)) from None
+    try:
+        shape = np.load(path, mmap_mode="r").shape
+    except ValueError as error:  # a sidecar from before the byte size was recorded: the header still gives the shape
+        raise DatasetError(f"{path} cannot be read ({error}): it is truncated or was overwritten; {fix}") from None
     if shape[0] != len(data):
         raise DatasetError(f"{path} holds {shape[0]} images, dataset {data.name} has {len(data)}: {fix}")
     return dataclasses.replace(data, pixels=path, transform=split_transform(cfg)[1])
@@ -53,9 +54,12 @@ def with_pixels(data: ImageFolderDataset, path: str | Path, cfg: Mapping) -> Ima
 
 def open_dataset(root: str | Path, visual: torch.nn.Module, decoded: Mapping[str, str] | None = None) -> ImageFolderDataset:
     """The dataset at ``root`` under the evaluation transform of the image tower ``visual``: from its decoded images
-    when ``decoded`` (see :func:`by_root`) has them (the same tensors, see :func:`with_pixels`), else its JPEGs."""
+    when ``decoded`` (see :func:`by_root`) has them (the same tensors, see :func:`with_pixels`), else its JPEGs.
+    Given a classifier rather than its tower, its head's classes must be the dataset's (after the dataset's
+    projection), in order (:func:`dawin.identity.check_classes`)."""
     cfg = getattr(visual, "visual", visual).preprocess_cfg
     data = load_dataset(root, transform=preprocess(visual))
+    identity.check_classes(getattr(visual, "classnames", None), data, getattr(visual, "source", None) or "the model")
     pixels = (decoded or {}).get(str(root))
     return data if pixels is None else with_pixels(data, pixels, cfg)
 
