@@ -82,7 +82,7 @@ def test_the_workflow_scripts_reach_the_modules_they_run():
     assert "merging/adamerging.py" not in deps["cache_logits.py"]
     assert "dawin.merging.*" in imported_names(PKG, PKG / "merging/__init__.py")
     # the torch-free decoding job runs no model code: decode imports neither pixels (which imports it) nor models
-    assert deps["decode_images.py"] == {"__init__.py", "inputs/__init__.py", "inputs/architectures.py",
+    assert deps["decode_images.py"] == {"__init__.py", "identity.py", "inputs/__init__.py", "inputs/architectures.py",
                                         "inputs/datasets.py", "inputs/decode.py", "inputs/openclip.py", "provenance.py",
                                         "runtime.py", "tensorio.py"}
 

@@ -508,6 +508,8 @@ def test_paper_suite_plans_every_target_with_no_data(tmp_path):
         "coefficients": 3, "coefficients_with_average": 1, "merged_dawin": 3, "merged_dawin_per_sample": 3,
         "merged_no_offset": 3, "merged_scaled": 3, "merged_oracle_sample": 1, "merged_no_calibration": 1,
         "merged_batches": 1, "merged_alternatives": 1, "merged_pseudo_labels": 1,
+        # Table E's row with naver-ai/dawin's hard-coded temperatures (the backbone Table E is built for)
+        "coefficients_authors_temperatures": 1, "merged_authors_temperatures": 1,
         "multitask_train_split": 8, "multitask_logits": 1, "multitask_all": 1, "multitask_pool": 4,
         "multitask_metrics": 1,
         "multitask_distances": 1, "paper_inputs": 1, "all": 1,
