@@ -33,8 +33,8 @@ JOB_ENVIRONMENT = {"GOMP_SPINCOUNT": "10000"}
 """Set for every job of every suite (``workflow/rules/common.smk``) and for the tests' processes
 (``tests/conftest.py``); a variable already set wins. An idle OpenMP worker of torch's libgomp spins for
 ``GOMP_SPINCOUNT`` iterations before it sleeps (300,000 by default), so a job on 2 threads beside one busy process
-spins on the core the other thread needs and slows down about 3 times. 10,000 keeps most of the spinning's speed
-alone and most of the sleeping's speed beside a busy process (``benchmarks/busy_neighbour.py`` measures both, with
+spins on the core the other thread needs and slows down about 6 times. 10,000 keeps the spinning's speed
+alone and halves the time beside a busy process (``benchmarks/busy_neighbour.py`` measures both, with
 ``OMP_WAIT_POLICY=PASSIVE``, which costs about twice the time alone). libgomp reads the variable once, when it
 loads, so it must be in a process's environment before torch is imported."""
 
