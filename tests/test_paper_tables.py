@@ -13,7 +13,7 @@ from dawin.report import paper_tables as PT
 from dawin.report import results as R
 from dawin.catalog import caption
 from dawin.report.reference import CELLS, load_reference, load_second_reference
-from dawin.report.tables import COLUMNS
+from dawin.report.tidy import COLUMNS
 from dawin.tensorio import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from dawin.robust.baselines import (dynamic_classifier_selection, dynamic_output
 from dawin.method.expertise import accuracy
 from dawin.inference.logits import load_logits, save_logits
 from dawin.robust.soups import greedy_recipe
-from dawin.report.tables import tidy, with_ood_average
+from dawin.report.tidy import tidy, with_ood_average
 
 
 def test_selection_prefers_best_then_smallest():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Kind:
-    """A per-sample coefficient kind (its function: ``dawin.method.variants.KINDS[name]``)."""
+    """A per-sample coefficient kind (its function: ``dawin.method.variants.KIND_FUNCTIONS[name]``)."""
 
     description: str
     label: str | None = None  # the table label of the kind with a mixture, where the paper shows it

@@ -5,7 +5,7 @@ from dawin.robust.baselines import robust_baselines
 from dawin.inference.logits import load_logits
 from dawin.method.calibration import read_temperatures
 from dawin.runtime import start_job, write_json
-from dawin.report.tables import tidy, with_ood_average
+from dawin.report.tidy import tidy, with_ood_average
 from dawin.tensorio import load_tensors, save_tensors
 
 log = start_job(snakemake)

@@ -2,7 +2,7 @@ import numpy as np
 
 from dawin.report.analysis import optimal_coefficients, optimality_check
 from dawin.runtime import read_json, start_job
-from dawin.report.tables import tidy
+from dawin.report.tidy import tidy
 from dawin.tensorio import load_tensors
 
 log = start_job(snakemake)

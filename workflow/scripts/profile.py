@@ -4,7 +4,7 @@ from dawin.inputs import models, pixels
 from dawin.inference.profiling import profile_inference, single_passes, subset
 from dawin.method.calibration import read_temperatures
 from dawin.runtime import start_job
-from dawin.report.tables import tidy
+from dawin.report.tidy import tidy
 
 log = start_job(snakemake)
 p, backbone = snakemake.params, snakemake.wildcards.backbone

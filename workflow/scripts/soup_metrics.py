@@ -2,7 +2,7 @@ import torch
 
 from dawin.inference.logits import load_logits
 from dawin.runtime import start_job
-from dawin.report.tables import tidy, with_ood_average
+from dawin.report.tidy import tidy, with_ood_average
 from dawin.tensorio import save_tensors
 
 log = start_job(snakemake)

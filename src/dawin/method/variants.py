@@ -104,7 +104,7 @@ def _pseudo_label(source: str, soft: bool) -> Callable[[Domain], torch.Tensor]:
     return kind
 
 
-KINDS: dict[str, Callable[[Domain], torch.Tensor]] = {
+KIND_FUNCTIONS: dict[str, Callable[[Domain], torch.Tensor]] = {
     "entropy": _entropy,
     "entropy_no_offset": _entropy_no_offset,
     "entropy_uncalibrated": _entropy_uncalibrated,
@@ -121,14 +121,14 @@ KINDS: dict[str, Callable[[Domain], torch.Tensor]] = {
     "pl_average_soft": _pseudo_label("average", True),
     "pl_average_hard": _pseudo_label("average", False),
 }
-check_names("coefficient kinds", REGISTERED, KINDS, __name__)
+check_names("coefficient kinds", REGISTERED, KIND_FUNCTIONS, __name__)
 
 
 def compute(kind: str, domain: Domain) -> torch.Tensor:
     """The per-sample coefficients of ``kind`` on one domain (float64, in [0, 1])."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown coefficient kind {kind!r}; known: {sorted(KINDS)}")
-    coef = KINDS[kind](domain).double()
+    if kind not in KIND_FUNCTIONS:
+        raise ValueError(f"unknown coefficient kind {kind!r}; known: {sorted(KIND_FUNCTIONS)}")
+    coef = KIND_FUNCTIONS[kind](domain).double()
     if not torch.isfinite(coef).all() or (coef < 0).any() or (coef > 1).any():
         raise ValueError(f"{kind} on {domain.name}: coefficients outside [0, 1] or non-finite")
     return coef

@@ -24,7 +24,7 @@ from ..catalog import source as source_of
 from .reference import CELLS, REPORTED_SUFFIX, attach_reference, attach_second_reference, formatted, reference_for
 from ..registry import MERGING_METHODS, METHOD_LABELS, kinds_in, method_name
 from .results import INTERVAL_METRICS, interval_rows, paired_metrics, paired_rows
-from .tables import COLUMNS
+from .tidy import COLUMNS
 
 ROBUST = ("id", "v2", "r", "a", "sketch", "objectnet", "ood_avg")
 MULTITASK = ("sun397", "stanford_cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd", "avg")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .tables import COLUMNS, tidy, with_ood_average
+from .tidy import COLUMNS, tidy, with_ood_average
 from ..tensorio import load_arrays
 from .uncertainty import accuracy_interval, paired_difference
 from ..registry import method_name
