@@ -20,15 +20,6 @@ it is the widest (this project's machine, an AMD EPYC) the pins leave the bytes 
 also needs the same thread count (each rule's ``threads``, capped by ``--cores``)."""
 
 
-def cpu_kernels() -> dict[str, str]:
-    """The kernel paths and threads this process runs with, for a checkpoint's metadata."""
-    import torch
-
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkl_cbwr": os.environ.get("MKL_CBWR", "auto"),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads()),
-            **{name.lower(): os.environ.get(name, "unset") for name in JOB_ENVIRONMENT}}
-
-
 JOB_ENVIRONMENT = {"GOMP_SPINCOUNT": "10000"}
 """Set for every job of every suite (``workflow/rules/common.smk``) and for the tests' processes
 (``tests/conftest.py``); a variable already set wins. An idle OpenMP worker of torch's libgomp spins for
@@ -37,6 +28,15 @@ spins on the core the other thread needs and slows down about 6 times. 10,000 ke
 alone and halves the time beside a busy process (``benchmarks/busy_neighbour.py`` measures both, with
 ``OMP_WAIT_POLICY=PASSIVE``, which costs about twice the time alone). libgomp reads the variable once, when it
 loads, so it must be in a process's environment before torch is imported."""
+
+
+def cpu_kernels() -> dict[str, str]:
+    """The kernel paths and threads this process runs with, for a checkpoint's metadata."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkl_cbwr": os.environ.get("MKL_CBWR", "auto"),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"), "threads": str(torch.get_num_threads()),
+            **{name.lower(): os.environ.get(name, "unset") for name in JOB_ENVIRONMENT}}
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

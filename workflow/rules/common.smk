@@ -41,19 +41,13 @@ _CHECKOUT = Path(_RULES.get_path_or_uri(secret_free=True)).parents[1] if _RULES.
 if _CHECKOUT is not None and (_CHECKOUT / "src" / "dawin").is_dir():
     os.environ.setdefault("DAWIN_SOURCE", str(_CHECKOUT))
 
-# Every job's idle OpenMP workers spin briefly, then sleep (dawin.runtime.JOB_ENVIRONMENT; a variable already set wins).
-from dawin.runtime import JOB_ENVIRONMENT
+# Job processes inherit this environment (a variable already set wins): every job's idle OpenMP workers spin
+# briefly, then sleep (dawin.runtime.JOB_ENVIRONMENT); the demo's CPU jobs run pinned kernel paths, so its numbers
+# are the same on every x86-64 machine with AVX2 (dawin.runtime.CPU_KERNELS).
+from dawin.runtime import CPU_KERNELS, JOB_ENVIRONMENT
 
-for _name, _value in JOB_ENVIRONMENT.items():
+for _name, _value in {**JOB_ENVIRONMENT, **(CPU_KERNELS if "demo" in config else {})}.items():
     os.environ.setdefault(_name, _value)
-
-# The demo's CPU jobs run pinned kernel paths, so its numbers are the same on every x86-64 machine with AVX2
-# (dawin.runtime.CPU_KERNELS; a variable already set wins). Job processes inherit the environment.
-if "demo" in config:
-    from dawin.runtime import CPU_KERNELS
-
-    for _name, _value in CPU_KERNELS.items():
-        os.environ.setdefault(_name, _value)
 
 # Architecture names are checked before any job runs (a typo must not delete what it would rebuild), without
 # importing open_clip (dawin.inputs.architectures).

@@ -8,6 +8,7 @@ share keys and shapes.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -100,8 +101,6 @@ def lerp_into(target: torch.nn.Module, theta0: StateDict, delta: StateDict, weig
 def weights_digest(state: StateDict, prefix: str = "") -> str:
     """sha256 over the entries of ``state`` whose names start with ``prefix`` (name, dtype, shape and bytes of each,
     in name order): two models with this digest equal hold the same weights there."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in sorted(k for k in state if k.startswith(prefix)):
         t = state[name].detach().cpu().contiguous()
